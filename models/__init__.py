@@ -1,0 +1,1 @@
+"""Scorers: the heuristic, the trained classifier, registry access and the fallback chain."""

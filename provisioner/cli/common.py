@@ -1,0 +1,75 @@
+"""Helpers shared by the command modules: console, settings access, time arguments."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from provisioner.settings import Settings
+
+console = Console(stderr=True)
+"""Human output (progress, tables, errors) goes to stderr; stdout carries JSON for scripts."""
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    root = ctx.find_root()
+    assert isinstance(root.obj, Settings)
+    return root.obj
+
+
+def parse_time(value: str | None) -> float | None:
+    """Unix seconds, or an ISO 8601 date/time (UTC when it names no zone)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise typer.BadParameter(f"{value!r} is neither unix seconds nor ISO 8601") from e
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def print_json(data: dict[str, Any]) -> None:
+    """One JSON line on stdout: the machine-readable summary of a command."""
+    typer.echo(json.dumps(data, sort_keys=True))
+
+
+def byte_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def count_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )

@@ -1,0 +1,1 @@
+"""The decision core (pool, scaler, engine) and the live shell (consumer, providers, API)."""

@@ -1,0 +1,1 @@
+"""Datasets from the event log; training, evaluation, registration, promotion, retraining."""
