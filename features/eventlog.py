@@ -19,6 +19,9 @@ Bad messages never raise out of a consumer: they go to the dead-letter stream
 
 from __future__ import annotations
 
+import math
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -26,17 +29,22 @@ from typing import Final
 import redis
 
 from features.events import (
+    CHANNELS_BY_BYTES,
     DEFAULT_LIMITS,
     BadEvent,
     Event,
     Limits,
     Rejection,
+    decode_payload,
     encode_payload,
-    parse_message,
+    event_from_payload,
+    parse_channel,
 )
 
 StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 """What XRANGE answers on a client that does not decode responses."""
+RawEntries = list[tuple[bytes, list[bytes]]]
+"""What XRANGE answers without redis-py's dict conversion (see ``EventLog._raw``)."""
 
 DEAD_LETTER_MAX_LEN: Final = 100_000
 DEAD_LETTER_RAW_CHARS: Final = 2048
@@ -64,15 +72,16 @@ local id = ''
 local n = 0
 for i = 3, #ARGV, 4 do
   local ms = tonumber(ARGV[i])
-  if ms > last_ms then
+  if ms > last_ms and ms > 0 then
     last_ms = ms
     last_seq = 0
+    id = ARGV[i] .. '-0'
   else
     if last_ms - ms > max_lag then max_lag = last_ms - ms end
+    if ms > last_ms then last_ms = ms; last_seq = 0 end
     last_seq = last_seq + 1
+    id = string.format('%.0f-%.0f', last_ms, last_seq)
   end
-  if last_ms == 0 and last_seq == 0 then last_seq = 1 end
-  id = string.format('%.0f-%.0f', last_ms, last_seq)
   redis.call('XADD', stream, id, 'ts', ARGV[i + 1], 'channel', ARGV[i + 2], 'payload', ARGV[i + 3])
   n = n + 1
 end
@@ -120,12 +129,6 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    entry_id: str
-    event: Event
-
-
-@dataclass(frozen=True, slots=True)
 class BadEntry:
     """A stream entry (written by someone else) that is not a valid event."""
 
@@ -135,7 +138,10 @@ class BadEntry:
 
 @dataclass(slots=True)
 class ReadBatch:
-    events: list[LoggedEvent] = field(default_factory=list)
+    """Events read in one round trip; ``ids[i]`` is the entry ID of ``events[i]``."""
+
+    events: list[Event] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
     rejected: list[BadEntry] = field(default_factory=list)
     last_id: str | None = None
 
@@ -167,6 +173,10 @@ class EventLog:
         self.retention = retention or Retention()
         self.limits = limits
         self._append_script = client.register_script(_APPEND_SCRIPT)
+        # Same connections, but entries stay flat lists: no per-entry dict on the hot path.
+        self._raw = redis.Redis(connection_pool=client.connection_pool)
+        for command in ("XRANGE", "XREVRANGE", "XREADGROUP", "XREAD", "XAUTOCLAIM"):
+            self._raw.set_response_callback(command, _as_is)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -178,31 +188,35 @@ class EventLog:
         """Append events atomically, in order; returns the last entry ID ('' if none)."""
         if not events:
             return ""
+        return self.send_batch(self.encode_batch(events))
+
+    def encode_batch(self, events: Sequence[Event]) -> list[str | int]:
+        """The arguments of one append (CPU only: may run apart from :meth:`send_batch`)."""
         argv: list[str | int] = [
             self.retention.max_len or 0,
             int((self.retention.max_age_s or 0) * 1000),
         ]
         for event in events:
-            argv.append(int(event.ts * 1000))
-            argv.append(repr(event.ts))
-            argv.append(event.channel.value)
-            argv.append(encode_payload(event))
+            argv += (
+                int(event.ts * 1000),
+                repr(event.ts),
+                event.channel.value,
+                encode_payload(event),
+            )
+        return argv
+
+    def send_batch(self, argv: list[str | int]) -> str:
+        """Run one append encoded by :meth:`encode_batch`; returns the last entry ID."""
         last = self._append_script(keys=[self.keys.stream, self.keys.stats], args=argv)
         return last.decode() if isinstance(last, bytes) else str(last)
 
     def append_many(self, events: Iterable[Event], *, batch_size: int = 2000) -> int:
-        """Append any number of events in batches; returns how many were appended."""
-        batch: list[Event] = []
+        """Append any number of events in order, in batches; returns how many."""
         count = 0
-        for event in events:
-            batch.append(event)
-            if len(batch) >= batch_size:
-                self.append_batch(batch)
+        with BackgroundAppender(self) as appender:
+            for batch in batched(events, batch_size):
+                appender.submit(batch)
                 count += len(batch)
-                batch.clear()
-        if batch:
-            self.append_batch(batch)
-            count += len(batch)
         return count
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
@@ -268,50 +282,131 @@ class EventLog:
         if start_id is None and since is not None:
             start = f"{max(0, int((since - self.limits.max_future_skew_s) * 1000))}-0"
         while True:
-            entries: StreamEntries = self.client.xrange(  # type: ignore[assignment]
+            entries: RawEntries = self._raw.xrange(  # type: ignore[assignment]
                 self.keys.stream, min=start, max="+", count=batch_size
             )
             if not entries:
                 return
             batch = ReadBatch()
-            for raw_id, fields in entries:
-                entry_id = _text(raw_id)
+            events, ids, decode = batch.events, batch.ids, self.decode_entry
+            low = -math.inf if since is None else since
+            high = math.inf if until is None else until
+            for raw_id, flat in entries:
+                entry_id = raw_id.decode()
                 try:
-                    event = self.decode_entry(entry_id, fields)
+                    event = decode(entry_id, flat)
                 except BadEvent as e:
                     batch.rejected.append(BadEntry(entry_id, e))
                     continue
-                if (since is None or event.ts >= since) and (until is None or event.ts < until):
-                    batch.events.append(LoggedEvent(entry_id, event))
-            batch.last_id = _text(entries[-1][0])
+                if low <= event.ts < high:
+                    events.append(event)
+                    ids.append(entry_id)
+            batch.last_id = entries[-1][0].decode()
             yield batch
             if len(entries) < batch_size:
                 return
             start = f"({batch.last_id}"
 
-    def decode_entry(self, entry_id: str, fields: dict[bytes, bytes]) -> Event:
-        """Validate one stream entry (see the module docstring for its format)."""
-        channel = fields.get(b"channel")
-        payload = fields.get(b"payload")
-        if channel is None or payload is None:
-            missing = "channel" if channel is None else "payload"
-            raise BadEvent(Rejection.MISSING_FIELD, f"stream entry has no {missing!r} field")
-        # Entry IDs are in ms and never earlier than the event: the ID time is "arrival".
-        arrival = (int(entry_id.partition("-")[0]) + 1) / 1000
-        raw_ts = fields.get(b"ts")
-        ts: float | None = None
-        if raw_ts is not None:
-            try:
-                ts = float(raw_ts)
-            except ValueError as e:
-                raise BadEvent(Rejection.BAD_TIMESTAMP, f"ts={raw_ts[:32]!r}") from e
-        return parse_message(
-            channel.decode("utf-8", errors="replace"),
-            payload,
-            now=arrival,
+    def decode_entry(self, entry_id: str, flat: Sequence[bytes]) -> Event:
+        """Validate one stream entry given as its flat field list (module docstring)."""
+        raw_ts: bytes | None
+        if len(flat) == 6 and flat[0] == b"ts" and flat[2] == b"channel" and flat[4] == b"payload":
+            raw_ts, raw_channel, payload = flat[1], flat[3], flat[5]  # as our writer lays it out
+        else:
+            fields = dict(zip(flat[0::2], flat[1::2], strict=False))
+            raw_ts = fields.get(b"ts")
+            for name in (b"channel", b"payload"):
+                if name not in fields:
+                    detail = f"stream entry has no {name.decode()!r} field"
+                    raise BadEvent(Rejection.MISSING_FIELD, detail)
+            raw_channel, payload = fields[b"channel"], fields[b"payload"]
+        channel = CHANNELS_BY_BYTES.get(raw_channel)
+        if channel is None:
+            channel = parse_channel(raw_channel.decode("utf-8", errors="replace"))
+        # The ID's time is the arrival: Redis' clock for `XADD *`, ours never before `ts`.
+        arrival = int(entry_id.partition("-")[0]) / 1000
+        if raw_ts is None:
+            return event_from_payload(
+                channel, decode_payload(payload, self.limits), now=arrival, limits=self.limits
+            )
+        try:
+            ts = float(raw_ts)
+        except ValueError as e:
+            raise BadEvent(Rejection.BAD_TIMESTAMP, f"ts={raw_ts[:32]!r}") from e
+        return event_from_payload(
+            channel,
+            decode_payload(payload, self.limits),
+            now=arrival + 0.001,  # ms IDs floor the time
             ts=ts,
             limits=self.limits,
         )
+
+
+class BackgroundAppender:
+    """Sends batches to the log from a worker thread, strictly in order.
+
+    The caller encodes the next batch while Redis stores the previous one, so an import
+    costs about max(encoding, storing) per event instead of their sum. A failure in the
+    worker is raised by the next :meth:`submit` or by :meth:`close`; after it nothing
+    more is sent, so the log holds a prefix of what was submitted.
+    """
+
+    def __init__(self, log: EventLog, *, depth: int = 2) -> None:
+        self.log = log
+        self._queue: queue.Queue[list[str | int] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._worker = threading.Thread(target=self._run, name="event-appender", daemon=True)
+        self._worker.start()
+
+    def submit(self, events: Sequence[Event]) -> None:
+        self._raise_if_failed()
+        if events:
+            self._queue.put(self.log.encode_batch(events))
+
+    def close(self) -> None:
+        """Wait until everything submitted is stored; raise the worker's error if any."""
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
+        self._raise_if_failed()
+
+    def __enter__(self) -> BackgroundAppender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while (argv := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain without sending, so submit() never blocks forever
+            try:
+                self.log.send_batch(argv)
+            except BaseException as e:
+                self._error = e
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise AppendError(f"appending to {self.log.keys.stream} failed") from self._error
+
+
+class AppendError(RuntimeError):
+    """A background append failed; what was submitted after it was not stored."""
+
+
+def batched(items: Iterable[Event], size: int) -> Iterator[list[Event]]:
+    batch: list[Event] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _as_is(response: object, **options: object) -> object:
+    return response
 
 
 def _text(value: bytes | str) -> str:

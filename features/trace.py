@@ -5,11 +5,12 @@ Also the Parquet form of the same events (flat, typed columns) for analysis tool
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from features.events import (
     DEFAULT_LIMITS,
@@ -23,6 +24,7 @@ from features.events import (
     UserActivity,
     UserConnect,
     UserDisconnect,
+    decode_json,
     parse_trace_record,
     trace_record,
 )
@@ -40,7 +42,7 @@ class RejectedLine:
 
 
 def encode_line(event: Event) -> str:
-    return json.dumps(trace_record(event), separators=(",", ":"))
+    return orjson.dumps(trace_record(event)).decode()
 
 
 def write_jsonl(path: Path, events: Iterable[Event]) -> int:
@@ -66,21 +68,14 @@ def parse_lines(
     source: IO[bytes], *, now: float, limits: Limits = DEFAULT_LIMITS
 ) -> Iterator[Event | RejectedLine]:
     for line_no, raw in enumerate(source, start=1):
-        if not raw.strip():
-            continue
-        text = raw.decode("utf-8", errors="replace").rstrip("\n")
-        if len(raw) > MAX_LINE_BYTES:
-            error = BadEvent(Rejection.TOO_LARGE, f"line of {len(raw)} bytes > {MAX_LINE_BYTES}")
-            yield RejectedLine(line_no, text[:1024], error)
-            continue
         try:
-            record = json.loads(raw)
-        except ValueError as e:
-            yield RejectedLine(line_no, text, BadEvent(Rejection.NOT_JSON, str(e)))
-            continue
-        try:
-            yield parse_trace_record(record, now=now, limits=limits)
+            if len(raw) > MAX_LINE_BYTES:
+                raise BadEvent(Rejection.TOO_LARGE, f"line of {len(raw)} bytes > {MAX_LINE_BYTES}")
+            yield parse_trace_record(decode_json(raw), now=now, limits=limits)
         except BadEvent as e:
+            if not raw.strip():
+                continue  # blank lines are allowed
+            text = raw[:MAX_LINE_BYTES].decode("utf-8", errors="replace").rstrip("\n")
             yield RejectedLine(line_no, text, e)
 
 

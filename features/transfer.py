@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from features.eventlog import DeadLetter, EventLog
+from features.eventlog import BackgroundAppender, DeadLetter, EventLog, batched
 from features.events import Event
 from features.trace import (
     RejectedLine,
@@ -69,13 +69,31 @@ def import_trace(
     import goes on; the report counts both.
     """
     report = ImportReport()
-    if trace_format(path) == "parquet":
-        return _import_events(log, read_parquet(path), report, batch_size, progress)
+    parquet = trace_format(path) == "parquet"
+    with BackgroundAppender(log) as appender:
+        if parquet:
+            _import_events(appender, read_parquet(path), report, batch_size, progress)
+        else:
+            _import_lines(
+                appender, path, now=now, report=report, batch_size=batch_size, progress=progress
+            )
+    return report
+
+
+def _import_lines(
+    appender: BackgroundAppender,
+    path: Path,
+    *,
+    now: float,
+    report: ImportReport,
+    batch_size: int,
+    progress: Progress | None,
+) -> None:
     batch: list[Event] = []
     letters: list[DeadLetter] = []
     with path.open("rb") as source:
         position = 0
-        for item in parse_lines(source, now=now, limits=log.limits):
+        for item in parse_lines(source, now=now, limits=appender.log.limits):
             if isinstance(item, RejectedLine):
                 report.rejected[item.error.reason.value] += 1
                 letters.append(
@@ -91,36 +109,28 @@ def import_trace(
                 _note(report, item)
                 batch.append(item)
             if len(batch) >= batch_size or len(letters) >= batch_size:
-                _flush(log, batch, letters, report)
+                batch, letters = _flush(appender, batch, letters, report)
                 if progress is not None:
                     progress(source.tell() - position)
                     position = source.tell()
-        _flush(log, batch, letters, report)
+        _flush(appender, batch, letters, report)
         if progress is not None:
             progress(source.tell() - position)
-    return report
 
 
 def _import_events(
-    log: EventLog,
+    appender: BackgroundAppender,
     events: Iterator[Event],
     report: ImportReport,
     batch_size: int,
     progress: Progress | None,
-) -> ImportReport:
-    batch: list[Event] = []
-    for event in events:
-        _note(report, event)
-        batch.append(event)
-        if len(batch) >= batch_size:
-            _flush(log, batch, [], report)
-            if progress is not None:
-                progress(batch_size)
-    count = len(batch)
-    _flush(log, batch, [], report)
-    if progress is not None:
-        progress(count)
-    return report
+) -> None:
+    for batch in batched(events, batch_size):
+        for event in batch:
+            _note(report, event)
+        _flush(appender, batch, [], report)
+        if progress is not None:
+            progress(len(batch))
 
 
 def _note(report: ImportReport, event: Event) -> None:
@@ -130,13 +140,16 @@ def _note(report: ImportReport, event: Event) -> None:
 
 
 def _flush(
-    log: EventLog, batch: list[Event], letters: list[DeadLetter], report: ImportReport
-) -> None:
-    log.append_batch(batch)
-    log.dead_letter(letters)
+    appender: BackgroundAppender,
+    batch: list[Event],
+    letters: list[DeadLetter],
+    report: ImportReport,
+) -> tuple[list[Event], list[DeadLetter]]:
+    """Hand the batch to the appender (which keeps it) and return fresh lists."""
+    appender.submit(batch)
+    appender.log.dead_letter(letters)
     report.imported += len(batch)
-    batch.clear()
-    letters.clear()
+    return [], []
 
 
 def logged_events(
@@ -148,8 +161,7 @@ def logged_events(
 ) -> Iterator[Event]:
     """The events of the log in ``[since, until)``, in log order."""
     for batch in log.read(since, until):
-        for logged in batch.events:
-            yield logged.event
+        yield from batch.events
         if progress is not None:
             progress(len(batch.events) + len(batch.rejected))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,17 +22,17 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default=Path(".provisioner"),
-        validation_alias=AliasChoices("PROVISIONER_HOME", "home"),
+        validation_alias="PROVISIONER_HOME",
         description="Local state: embedded Redis data, MLflow store, artifacts.",
     )
     redis_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        validation_alias="REDIS_URL",
         description="Redis server to use; unset starts an embedded server under home.",
     )
     mlflow_tracking_uri: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        validation_alias="MLFLOW_TRACKING_URI",
         description="MLflow tracking store; unset uses SQLite under home.",
     )
     node_api_url: str | None = Field(
