@@ -35,17 +35,20 @@ def embedded_redis(settings: Settings) -> EmbeddedRedis:
 
 
 @contextmanager
-def redis_client(settings: Settings) -> Iterator[redis.Redis]:
-    """A client for ``REDIS_URL``, or for the embedded server (started if needed)."""
+def redis_url(settings: Settings) -> Iterator[str]:
+    """``REDIS_URL``, or the URL of the embedded server (started if needed, then stopped)."""
     if settings.redis_url:
-        client = redis.Redis.from_url(settings.redis_url)
-        try:
-            yield client
-        finally:
-            client.close()
+        yield settings.redis_url
         return
     with embedded_redis(settings) as server:
-        client = redis.Redis.from_url(server.url)
+        yield server.url
+
+
+@contextmanager
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    """A client for ``REDIS_URL``, or for the embedded server (started if needed)."""
+    with redis_url(settings) as url:
+        client = redis.Redis.from_url(url)
         try:
             yield client
         finally:

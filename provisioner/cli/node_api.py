@@ -2,8 +2,116 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from provisioner import runtime
+from provisioner.cli.common import console, print_json, settings_of
+from provisioner.settings import Settings
+from simulation.nodes.boot import DEFAULT_BOOT_SPEC
+
+if TYPE_CHECKING:
+    from simulation.nodes.fleet import NodeFleet
 
 
 def register(app: typer.Typer) -> None:
-    """Adds the command (filled in by the node API work)."""
+    app.command("node-api")(node_api)
+
+
+def node_api(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 7777,
+    boot: Annotated[
+        str,
+        typer.Option(help="Boot time: uniform:A:B, fixed:S or normal:MEAN:SD:MIN:MAX (seconds)."),
+    ] = DEFAULT_BOOT_SPEC,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for node ids and boot times (random if unset).")
+    ] = None,
+) -> None:
+    """Serve the node API: nodes boot, become ready and announce it on node:status.
+
+    Speaks the original node API's HTTP and pub/sub contract (docs/node-api.md), on the
+    shared clock (PROVISIONER_SPEED) and the channel prefix (PROVISIONER_CHANNEL_PREFIX).
+    Stop it with Ctrl-C or SIGTERM; it prints its efficiency report as JSON on exit.
+    """
+    import asyncio
+    import logging
+    import random
+
+    from simulation.nodes.boot import parse_boot_time
+    from simulation.nodes.fleet import NodeFleet
+
+    try:
+        boot_time = parse_boot_time(boot)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--boot") from e
+    settings = settings_of(ctx)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    fleet = NodeFleet(boot_time, random.Random(seed))
+    with runtime.redis_url(settings) as url:
+        report = asyncio.run(_serve(settings, url, fleet, host, port))
+    print_json(report)
+
+
+async def _serve(
+    settings: Settings, url: str, fleet: NodeFleet, host: str, port: int
+) -> dict[str, object]:
+    import redis.asyncio
+    import uvicorn
+    from redis.exceptions import RedisError
+
+    from simulation.nodes.api import create_node_api, node_api_state
+
+    client = redis.asyncio.from_url(url, socket_connect_timeout=5.0)
+    try:
+        try:
+            await client.ping()
+        except (RedisError, OSError) as e:
+            console.print(f"[red]error:[/] cannot reach Redis at {url}: {e}")
+            raise typer.Exit(1) from e
+        app = create_node_api(
+            fleet,
+            client,
+            clock=runtime.clock(settings),
+            channel_prefix=settings.channel_prefix,
+            limits=runtime.limits(settings),
+        )
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+        console.print(f"node API on http://{host}:{port} (boot {fleet.boot}; Ctrl-C to stop)")
+        with _graceful_signals():
+            await server.serve()
+        if not server.started:
+            console.print(f"[red]error:[/] the node API could not listen on {host}:{port}")
+            raise typer.Exit(1)
+        return node_api_state(app).report().as_dict() | {"nodes_live": len(fleet.live())}
+    finally:
+        await client.aclose()
+
+
+@contextmanager
+def _graceful_signals() -> Iterator[None]:
+    """Keep SIGINT/SIGTERM from killing us after uvicorn's graceful shutdown.
+
+    uvicorn captures the signals while serving and re-raises them afterwards under the
+    handlers that were in place before; ours ignore that so the embedded Redis is
+    stopped and the report printed.
+    """
+
+    def ignore(signum: int, frame: FrameType | None) -> None:
+        pass
+
+    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

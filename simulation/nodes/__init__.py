@@ -1,0 +1,35 @@
+"""The seed-compatible node API: a pure fleet model and its HTTP shell.
+
+The pure part (``boot``, ``fleet``, ``usertime``, ``efficiency``) takes ``now`` from its
+caller and is shared by the HTTP shell (``live``, ``userfeed``, ``api``), the virtual-time
+bench and the in-process simulated node provider.
+"""
+
+from simulation.nodes.boot import (
+    DEFAULT_BOOT_SPEC,
+    BootTime,
+    FixedBoot,
+    NormalBoot,
+    UniformBoot,
+    parse_boot_time,
+)
+from simulation.nodes.efficiency import EfficiencyReport, efficiency, efficiency_report
+from simulation.nodes.fleet import Node, NodeFleet, Termination, Transition
+from simulation.nodes.usertime import UserTime
+
+__all__ = [
+    "DEFAULT_BOOT_SPEC",
+    "BootTime",
+    "EfficiencyReport",
+    "FixedBoot",
+    "Node",
+    "NodeFleet",
+    "NormalBoot",
+    "Termination",
+    "Transition",
+    "UniformBoot",
+    "UserTime",
+    "efficiency",
+    "efficiency_report",
+    "parse_boot_time",
+]
