@@ -1,0 +1,245 @@
+"""The ``habits`` workload: a population whose personal habits reward per-user learning.
+
+Every value below is a field of :class:`~simulation.workloads.habits_params.HabitsParams`
+(defaults in brackets); personal values are drawn once per user
+(:func:`~simulation.workloads.personas.habits_population`) and kept for the whole run.
+
+**Population** [1000 users]: ``routine`` [55 %], ``sporadic`` [15 %] and ``browse`` (the
+rest), shuffled; ids are UUID4 strings drawn from the seed.
+
+**Routine users** work Monday to Friday (UTC days); each skips a weekday with a personal
+chance [2-10 %] and works each weekend day with a personal chance [0-15 %]. A personal
+usual start [07:00-11:00 UTC; evening users, 15 % of them, 18:00-23:00] moves from day to
+day by a normal jitter [sd 1000 s, clipped at 3 sd]. A working day has the personal
+usual number of sessions [1, 2 or 3 with weights .3/.45/.25], or on some days [20 %] a
+random 1-3. Session lengths are lognormal [sigma 0.4, clipped to 5 min-6 h] around a
+personal median [25-180 min, log-uniform]. Day users take a personal lunch break
+[30-75 min] between the morning and afternoon sessions (after the first of two, the
+second of three); other breaks are personal short ones [10-40 min]; breaks vary by
+[20 %] a day. No session of a day starts more than [16 h] after its first one.
+
+**Sporadic users** have one session on a weekday with a personal chance [10-50 %]
+([half] that on weekends), at a time drawn from the day profile, of lognormal length
+around a shorter personal median [10-50 min].
+
+**Browse-only users** never connect.
+
+**Activity.** Every connect is preceded by a burst: activity events starting a personal
+lead [1-5 min, +-20 % per burst] before the connect, with exponential gaps around a
+personal mean [10-20 s], at least [3] events, all before the connect. Routine and
+sporadic users also have bursts that lead nowhere [a personal 1-2 a weekday], browse-only
+users more of them [a personal 3-8 a weekday], at times drawn from the day profile and of
+personal length (the lead). Everyone has sparse background activity [0.3 an hour at the
+busiest hour]. The day profile [24 hourly weights, low at night, high 09:00-17:00 UTC]
+shapes bursts, background activity and sporadic sessions; weekends have [half] the bursts
+and background. Connected users show light activity [4 an hour].
+
+**Guarantees.** Sessions of one user never overlap and are at least [5 min] apart (a
+session that would start earlier is pushed back); connect and disconnect alternate per
+user. Events are those of ``[start, start + hours h)``: a session open at the end keeps
+no disconnect, and one that began before ``start`` is left out. Times are whole
+milliseconds; an activity's ``timestamp`` is its time in whole seconds. Events come
+sorted by ``ts`` (ties in generation order), lazily: days are planned one ahead of what
+is emitted, so memory stays bounded on long runs. Each user draws its days from its own
+``random.Random``, so a run is a pure function of the seed and the parameters, and a
+shorter window is a prefix of a longer one from the same start.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+from collections.abc import Iterator
+from typing import Final
+
+from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
+from simulation.workloads.base import DAY_S, DEFAULT_START, UserKind, check_window
+from simulation.workloads.draws import DayProfile, clipped_gauss, poisson
+from simulation.workloads.habits_params import HABITS_PARAMS, HabitsParams
+from simulation.workloads.personas import Persona, habits_population
+
+_ACTIVITY: Final = 0
+_CONNECT: Final = 1
+_DISCONNECT: Final = 2
+
+_Entry = tuple[int, int, int, int]
+"""A planned event: (ms since the epoch, sequence number, kind, user index)."""
+
+
+def habits_workload(
+    *,
+    hours: float,
+    seed: int,
+    start: float = DEFAULT_START,
+    users: int | None = None,
+    params: HabitsParams = HABITS_PARAMS,
+) -> Iterator[UserEvent]:
+    """The events of the window ``[start, start + hours h)``, lazily, sorted by ``ts``.
+
+    ``hours`` may be ``math.inf`` (a realtime run that ends when stopped).
+    """
+    end = check_window(hours, start)
+    personas = habits_population(seed, users, params)
+    return _emit(_DayPlanner(personas, params, start), start, end)
+
+
+def weekday(day: int) -> int:
+    """Monday 0 ... Sunday 6 of the UTC day ``day`` (days since the epoch, a Thursday)."""
+    return (day + 3) % 7
+
+
+def _emit(planner: _DayPlanner, start: float, end: float) -> Iterator[UserEvent]:
+    start_ms = round(start * 1000)
+    end_ms = math.inf if math.isinf(end) else round(end * 1000)
+    ids = [persona.user_id for persona in planner.personas]
+    pending: list[_Entry] = []
+    day = math.floor(start / DAY_S)
+    emitted_until = -math.inf
+    # A plan for day d only holds events at or after the start of day d - 1 (starts and
+    # leads are bounded by the parameters), so once day d is planned, everything before
+    # the start of day d is final.
+    while (day - 1) * DAY_S * 1000 < end_ms:
+        pending.extend(planner.plan(day))
+        pending.sort()
+        if pending and pending[0][0] < emitted_until:
+            raise RuntimeError(f"day {day} planned an event before the emitted ones: a bug")
+        watermark = day * DAY_S * 1000
+        emitted_until = watermark
+        cut = bisect.bisect_left(pending, (watermark,))
+        ready, pending = pending[:cut], pending[cut:]
+        for ms, _seq, kind, index in ready:
+            if ms < start_ms:
+                continue
+            if ms >= end_ms:
+                return
+            yield _event(ms, kind, ids[index])
+        day += 1
+    for ms, _seq, kind, index in pending:
+        if ms >= end_ms:
+            return
+        if ms >= start_ms:
+            yield _event(ms, kind, ids[index])
+
+
+def _event(ms: int, kind: int, user_id: str) -> UserEvent:
+    if kind == _ACTIVITY:
+        return UserActivity(ms / 1000, user_id, ms // 1000)
+    if kind == _CONNECT:
+        return UserConnect(ms / 1000, user_id)
+    return UserDisconnect(ms / 1000, user_id)
+
+
+class _DayPlanner:
+    """Plans one UTC day at a time for every user, keeping what carries over (busy until)."""
+
+    def __init__(self, personas: tuple[Persona, ...], params: HabitsParams, start: float) -> None:
+        self.personas = personas
+        self.params = params
+        self.profile = DayProfile(params.hourly_profile)
+        self.start_ms = round(start * 1000)
+        self.rngs = [random.Random(persona.rng_seed) for persona in personas]
+        self.free_at_ms = [-math.inf] * len(personas)
+        self.seq = itertools.count()
+        self.out: list[_Entry] = []
+        self.background_per_day = params.background_per_hour * 24 * self.profile.mean_fraction
+
+    def plan(self, day: int) -> list[_Entry]:
+        self.out = []
+        midnight = float(day * DAY_S)
+        weekend = weekday(day) >= 5
+        for index, persona in enumerate(self.personas):
+            rng = self.rngs[index]
+            if persona.kind is UserKind.ROUTINE:
+                self._routine_day(rng, index, persona, midnight, weekend)
+            elif persona.kind is UserKind.SPORADIC:
+                self._sporadic_day(rng, index, persona, midnight, weekend)
+            self._idle_bursts(rng, index, persona, midnight, weekend)
+            self._background(rng, index, midnight, weekend)
+        return self.out
+
+    def _routine_day(
+        self, rng: random.Random, index: int, persona: Persona, midnight: float, weekend: bool
+    ) -> None:
+        p = self.params
+        works = rng.random() < (persona.weekend_work_p if weekend else 1 - persona.skip_day_p)
+        jitter = clipped_gauss(rng, p.start_jitter_s, 3 * p.start_jitter_s)
+        count = persona.sessions_per_day
+        if rng.random() < p.session_count_change:
+            count = rng.randint(1, 3)
+        if not works:
+            return
+        first = midnight + persona.usual_start_s + jitter
+        latest = first + p.workday_span_h * 3600
+        lunch_after = (count + 1) // 2 - 1 if persona.lunch_break_s > 0 and count >= 2 else -1
+        at = first
+        for k in range(count):
+            connect = max(at, self.free_at_ms[index] / 1000)
+            if connect >= latest:
+                return
+            disconnect = self._session(rng, index, persona, connect)
+            usual = persona.lunch_break_s if k == lunch_after else persona.short_break_s
+            at = disconnect + usual * (1 + clipped_gauss(rng, p.break_jitter, 3 * p.break_jitter))
+
+    def _sporadic_day(
+        self, rng: random.Random, index: int, persona: Persona, midnight: float, weekend: bool
+    ) -> None:
+        chance = persona.day_p * (self.params.sporadic_weekend_factor if weekend else 1.0)
+        if rng.random() < chance:
+            at = midnight + self.profile.time_of_day(rng)
+            self._session(rng, index, persona, max(at, self.free_at_ms[index] / 1000))
+
+    def _session(self, rng: random.Random, index: int, persona: Persona, connect: float) -> float:
+        """Plans a burst, a session from ``connect`` and light activity in it; its end, s."""
+        p = self.params
+        length = rng.lognormvariate(math.log(persona.session_median_s), p.session_sigma)
+        length = min(max(length, p.session_bounds_s[0]), p.session_bounds_s[1])
+        connect_ms = math.ceil(connect * 1000)
+        disconnect_ms = connect_ms + round(length * 1000)
+        self._burst(rng, index, persona, connect_ms)
+        self._add(connect_ms, _CONNECT, index)
+        rate_per_ms = p.session_activity_per_hour / 3_600_000
+        if rate_per_ms > 0:
+            t = connect_ms + rng.expovariate(rate_per_ms)
+            while t < disconnect_ms:
+                self._add(math.floor(t), _ACTIVITY, index)
+                t += rng.expovariate(rate_per_ms)
+        if connect_ms >= self.start_ms:  # a session begun before the window stays out of it
+            self._add(disconnect_ms, _DISCONNECT, index)
+        self.free_at_ms[index] = disconnect_ms + p.min_session_gap_s * 1000
+        return disconnect_ms / 1000
+
+    def _burst(self, rng: random.Random, index: int, persona: Persona, end_ms: int) -> None:
+        """Activity from a personal lead before ``end_ms`` up to (not at) ``end_ms``."""
+        p = self.params
+        lead = min(max(persona.lead_s * rng.uniform(0.8, 1.2), p.lead_s[0]), p.lead_s[1])
+        begin_ms = end_ms - max(1, round(lead * 1000))
+        rate_per_ms = 1 / (persona.burst_gap_s * 1000)
+        times: list[int] = []
+        t: float = begin_ms
+        while t < end_ms:
+            times.append(math.floor(t))
+            t += rng.expovariate(rate_per_ms)
+        while len(times) < p.burst_min_events:
+            times.append(rng.randrange(begin_ms, end_ms))
+        for ms in times:
+            self._add(ms, _ACTIVITY, index)
+
+    def _idle_bursts(
+        self, rng: random.Random, index: int, persona: Persona, midnight: float, weekend: bool
+    ) -> None:
+        mean = persona.bursts_per_day * (self.params.weekend_factor if weekend else 1.0)
+        for _ in range(poisson(rng, mean)):
+            end = midnight + self.profile.time_of_day(rng) + persona.lead_s
+            self._burst(rng, index, persona, math.floor(end * 1000))
+
+    def _background(self, rng: random.Random, index: int, midnight: float, weekend: bool) -> None:
+        mean = self.background_per_day * (self.params.weekend_factor if weekend else 1.0)
+        for _ in range(poisson(rng, mean)):
+            self._add(
+                math.floor((midnight + self.profile.time_of_day(rng)) * 1000), _ACTIVITY, index
+            )
+
+    def _add(self, ms: int, kind: int, index: int) -> None:
+        self.out.append((ms, next(self.seq), kind, index))
