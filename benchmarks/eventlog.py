@@ -142,6 +142,7 @@ def main() -> None:
             read_s = time.perf_counter() - start
             assert read == n
             memory = client.memory_usage(log.keys.stream) or 0
+            version = str(client.info("server")["redis_version"])
         finally:
             keys = list(client.scan_iter(f"{prefix}*"))
             if keys:
@@ -151,12 +152,15 @@ def main() -> None:
         "benchmark": "eventlog",
         "events": n,
         "server": kind,
-        "redis_version": None,
+        "redis_version": version,
         "import_events_per_s": round(n / import_s),
         "read_events_per_s": round(n / read_s),
         "raw_pipelined_xadd_per_s": round(raw_rate),
         "redis_benchmark_xadd_per_s": None if tool_rate is None else round(tool_rate),
         "import_vs_raw_pipelined": round(n / import_s / raw_rate, 3),
+        "import_vs_redis_benchmark": None
+        if tool_rate is None
+        else round(n / import_s / tool_rate, 3),
         "stream_bytes_per_event": round(memory / n, 1),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

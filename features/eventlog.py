@@ -20,13 +20,12 @@ Bad messages never raise out of a consumer: they go to the dead-letter stream
 from __future__ import annotations
 
 import math
-import queue
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 import redis
+from redis.connection import Connection
 
 from features.events import (
     CHANNELS_BY_BYTES,
@@ -213,7 +212,7 @@ class EventLog:
     def append_many(self, events: Iterable[Event], *, batch_size: int = 2000) -> int:
         """Append any number of events in order, in batches; returns how many."""
         count = 0
-        with BackgroundAppender(self) as appender:
+        with PipelinedAppender(self) as appender:
             for batch in batched(events, batch_size):
                 appender.submit(batch)
                 count += len(batch)
@@ -342,56 +341,65 @@ class EventLog:
         )
 
 
-class BackgroundAppender:
-    """Sends batches to the log from a worker thread, strictly in order.
+class PipelinedAppender:
+    """Appends batches strictly in order, one in flight while the caller prepares the next.
 
-    The caller encodes the next batch while Redis stores the previous one, so an import
-    costs about max(encoding, storing) per event instead of their sum. A failure in the
-    worker is raised by the next :meth:`submit` or by :meth:`close`; after it nothing
-    more is sent, so the log holds a prefix of what was submitted.
+    Each :meth:`submit` sends its batch and returns without waiting for the reply, which
+    is read at the next submit or at :meth:`close`. So Redis stores batch k while the
+    caller parses and encodes batch k+1: an import costs about max(parse, store) per event
+    instead of their sum, on one thread. A failed batch is raised by the next
+    :meth:`submit` or by :meth:`close`; nothing is sent after it, so the log holds a
+    prefix of what was submitted.
     """
 
-    def __init__(self, log: EventLog, *, depth: int = 2) -> None:
+    def __init__(self, log: EventLog) -> None:
         self.log = log
-        self._queue: queue.Queue[list[str | int] | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._worker = threading.Thread(target=self._run, name="event-appender", daemon=True)
-        self._worker.start()
+        self._pool = log.client.connection_pool
+        self._connection: Connection | None = None
+        self._in_flight = 0
+        self._sha = ""
 
     def submit(self, events: Sequence[Event]) -> None:
-        self._raise_if_failed()
-        if events:
-            self._queue.put(self.log.encode_batch(events))
+        if not events:
+            return
+        argv = self.log.encode_batch(events)
+        self._collect()
+        if self._connection is None:
+            self._sha = str(self.log.client.script_load(_APPEND_SCRIPT))
+            self._connection = self._pool.get_connection()
+        keys = (self.log.keys.stream, self.log.keys.stats)
+        self._connection.send_command("EVALSHA", self._sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+        self._in_flight = len(events)
 
     def close(self) -> None:
-        """Wait until everything submitted is stored; raise the worker's error if any."""
-        if self._worker.is_alive():
-            self._queue.put(None)
-            self._worker.join()
-        self._raise_if_failed()
+        """Wait until everything submitted is stored; raise if a batch failed."""
+        try:
+            self._collect()
+        finally:
+            if self._connection is not None:
+                self._pool.release(self._connection)
+                self._connection = None
 
-    def __enter__(self) -> BackgroundAppender:
+    def __enter__(self) -> PipelinedAppender:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run(self) -> None:
-        while (argv := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain without sending, so submit() never blocks forever
-            try:
-                self.log.send_batch(argv)
-            except BaseException as e:
-                self._error = e
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise AppendError(f"appending to {self.log.keys.stream} failed") from self._error
+    def _collect(self) -> None:
+        if not self._in_flight or self._connection is None:
+            return
+        self._in_flight = 0
+        try:
+            reply = self._connection.read_response()
+        except redis.RedisError as e:
+            raise AppendError(f"appending to {self.log.keys.stream} failed: {e}") from e
+        if isinstance(reply, redis.ResponseError):
+            raise AppendError(f"appending to {self.log.keys.stream} failed: {reply}")
 
 
 class AppendError(RuntimeError):
-    """A background append failed; what was submitted after it was not stored."""
+    """A pipelined append failed; what was submitted after it was not stored."""
 
 
 def batched(items: Iterable[Event], size: int) -> Iterator[list[Event]]:

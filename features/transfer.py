@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from features.eventlog import BackgroundAppender, DeadLetter, EventLog, batched
+from features.eventlog import DeadLetter, EventLog, PipelinedAppender, batched
 from features.events import Event
 from features.trace import (
     RejectedLine,
@@ -70,7 +70,7 @@ def import_trace(
     """
     report = ImportReport()
     parquet = trace_format(path) == "parquet"
-    with BackgroundAppender(log) as appender:
+    with PipelinedAppender(log) as appender:
         if parquet:
             _import_events(appender, read_parquet(path), report, batch_size, progress)
         else:
@@ -81,7 +81,7 @@ def import_trace(
 
 
 def _import_lines(
-    appender: BackgroundAppender,
+    appender: PipelinedAppender,
     path: Path,
     *,
     now: float,
@@ -119,7 +119,7 @@ def _import_lines(
 
 
 def _import_events(
-    appender: BackgroundAppender,
+    appender: PipelinedAppender,
     events: Iterator[Event],
     report: ImportReport,
     batch_size: int,
@@ -140,7 +140,7 @@ def _note(report: ImportReport, event: Event) -> None:
 
 
 def _flush(
-    appender: BackgroundAppender,
+    appender: PipelinedAppender,
     batch: list[Event],
     letters: list[DeadLetter],
     report: ImportReport,
