@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.definitions import FEATURE_NAMES
+from features.events import Event, UserActivity, UserConnect, UserDisconnect
+from features.table import EventTable
+from simulation.workloads import generate
+from training.dataset import DatasetSpec, build_dataset, cutoffs
+
+T0 = 1_732_492_800.0
+
+
+def brute_force_cutoffs(table: EventTable, spec: DatasetSpec) -> set[tuple[int, int, float]]:
+    every, quiet = int(spec.every_s * 1000), int(spec.quiet_after_s * 1000)
+    last_grid = (int(table.ts_ms[-1]) - int(spec.horizon_s * 1000)) // every
+    rows = set()
+    for u in range(table.n_users):
+        times = table.ts_ms[table.user == u]
+        for g in range(-(-int(times[0]) // every), last_grid + 1):
+            t = g * every
+            latest = times[times <= t].max()
+            if t - latest <= quiet:
+                rows.add((u, t, 1.0))
+            elif (g + (u * 7919) % spec.quiet_stride) % spec.quiet_stride == 0:
+                rows.add((u, t, float(spec.quiet_stride)))
+    return rows
+
+
+def test_cutoffs_match_the_brute_force_grid() -> None:
+    events = list(generate("seed", hours=2, seed=3, users=8))
+    table = EventTable.from_events(events)
+    spec = DatasetSpec(every_s=10, quiet_after_s=120, quiet_stride=4)
+    users, t_ms, weights = cutoffs(table, spec)
+    got = set(zip(users.tolist(), t_ms.tolist(), weights.tolist(), strict=True))
+    assert len(got) == len(users)  # no duplicates
+    assert got == brute_force_cutoffs(table, spec)
+
+
+def test_labels_and_rows_on_a_hand_made_trace() -> None:
+    events: list[Event] = [
+        UserActivity(T0 + 1, "a", int(T0 + 1)),
+        UserConnect(T0 + 35, "a"),
+        UserDisconnect(T0 + 95, "a"),
+        UserActivity(T0 + 5, "b", int(T0 + 5)),
+        UserActivity(T0 + 200, "b", int(T0 + 200)),
+    ]
+    data = build_dataset(
+        EventTable.from_events(events),
+        DatasetSpec(horizon_s=40, every_s=10, quiet_after_s=1000, quiet_stride=1),
+    )
+    a, b = data.user_ids.index("a"), data.user_ids.index("b")
+    rows = {
+        (int(u), int(t - T0 * 1000) // 1000): bool(y)
+        for u, t, y in zip(data.user, data.t_ms, data.y, strict=True)
+    }
+    # Data ends at T0+200; labels need 40 s after the cutoff: grid up to T0+160.
+    assert max(s for _, s in rows) == 160
+    # a is seen from T0+1 (first cutoff T0+10), connected from 35 to 95 (rows 40..90 gone).
+    assert sorted(s for u, s in rows if u == a) == [10, 20, 30, *range(100, 161, 10)]
+    assert [s for (u, s), y in rows.items() if y] == [10, 20, 30]  # connect at 35 within 40 s
+    assert not any(y for (u, _), y in rows.items() if u == b)
+    assert data.X.shape == (len(rows), len(FEATURE_NAMES))
+    assert np.all(data.X[:, FEATURE_NAMES.index("connected")] == 0)
+    assert np.all(np.diff(data.t_ms) >= 0)
+
+
+def test_split_is_by_time_with_a_purge_gap() -> None:
+    table = EventTable.from_events(generate("seed", hours=6, seed=2))
+    data = build_dataset(table, DatasetSpec())
+    parts = data.split()
+    horizon_ms = int(data.spec.horizon_s * 1000)
+    assert parts.train.t_ms.max() + horizon_ms < parts.validation.t_ms.min()
+    assert parts.validation.t_ms.max() + horizon_ms < parts.test.t_ms.min()
+    assert len(parts.train) > len(parts.validation) > 0 and len(parts.test) > 0
+    assert parts.train.positives > 0 and parts.test.positives > 0
+
+
+def test_quiet_rows_are_weighted_samples() -> None:
+    table = EventTable.from_events(generate("habits", hours=24, seed=4, users=40))
+    full = build_dataset(table, DatasetSpec(every_s=30, quiet_after_s=600, quiet_stride=1))
+    sampled = build_dataset(table, DatasetSpec(every_s=30, quiet_after_s=600, quiet_stride=10))
+    assert len(sampled) < 0.5 * len(full)
+    assert sampled.positives == full.positives  # positives are never quiet here
+    assert sampled.w.sum() == pytest.approx(full.w.sum(), rel=0.02)
+
+
+def test_digest_identifies_the_rows() -> None:
+    table = EventTable.from_events(generate("seed", hours=1, seed=1))
+    one, two = build_dataset(table), build_dataset(table)
+    assert one.digest() == two.digest()
+    other = build_dataset(table, DatasetSpec(horizon_s=30))
+    assert other.digest() != one.digest()
+
+
+def test_empty_table_gives_an_empty_dataset() -> None:
+    data = build_dataset(EventTable.from_events([]))
+    assert len(data) == 0 and data.X.shape == (0, len(FEATURE_NAMES))

@@ -1,0 +1,219 @@
+"""Point-in-time training data: features at cutoffs, the label over the horizon after each.
+
+Cutoffs lie on a grid every ``every_s`` seconds. A row is a user who has been seen and
+is not connected at a cutoff; its label is whether the user connects within the horizon
+H after it (``features.labels``). Cutoffs whose horizon runs past the end of the data
+are left out: their label is unknown.
+
+Most rows of a large population are users who have shown no sign of life for a while;
+they almost never connect within H. All such *quiet* rows (no event of the user in the
+last ``quiet_after_s``) are kept only every ``quiet_stride``-th grid point, with weight
+``quiet_stride``: an unbiased sample, so the weighted loss and the calibrated
+probabilities are those of the full grid, at a fraction of the rows. Busy rows are all
+kept, with weight 1.
+
+The split is by time, never shuffled: train, validation and test are consecutive
+periods, and rows whose label window would reach into the next period are purged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from features.batch import snapshots
+from features.definitions import FEATURE_NAMES, compute_features
+from features.labels import connects_within
+from features.table import EventTable
+
+Floats = npt.NDArray[np.float64]
+Int64s = npt.NDArray[np.int64]
+
+DEFAULT_HORIZON_S: Final = 40.0
+"""The slowest boot of the seed's node API (29 s) plus one 10 s decision interval."""
+DEFAULT_EVERY_S: Final = 10.0
+CHUNK_ROWS: Final = 500_000
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSpec:
+    horizon_s: float = DEFAULT_HORIZON_S
+    every_s: float = DEFAULT_EVERY_S
+    quiet_after_s: float = 900.0
+    quiet_stride: int = 10
+
+    def __post_init__(self) -> None:
+        if self.horizon_s <= 0 or self.every_s <= 0 or self.quiet_after_s <= 0:
+            raise ValueError("horizon, spacing and quiet time must be positive")
+        if self.quiet_stride < 1:
+            raise ValueError("quiet_stride must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """Rows in time order: features ``X``, labels ``y``, sample weights ``w``."""
+
+    X: Floats
+    y: npt.NDArray[np.bool_]
+    w: Floats
+    t_ms: Int64s
+    user: npt.NDArray[np.int32]
+    spec: DatasetSpec
+    event_range: tuple[float, float]
+    """First and last event time (unix s) of the events the rows were built from."""
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    user_ids: tuple[str, ...] = field(default=(), repr=False)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def positives(self) -> int:
+        return int(self.y.sum())
+
+    def rows(self, mask: npt.NDArray[np.bool_]) -> Dataset:
+        return Dataset(
+            self.X[mask],
+            self.y[mask],
+            self.w[mask],
+            self.t_ms[mask],
+            self.user[mask],
+            self.spec,
+            self.event_range,
+            self.feature_names,
+            self.user_ids,
+        )
+
+    def split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Split:
+        """Train, validation and test periods, consecutive in time (see module docstring)."""
+        if len(fractions) != 3 or any(f <= 0 for f in fractions):
+            raise ValueError("three positive fractions: train, validation, test")
+        if not len(self):
+            raise ValueError("no rows to split")
+        start, end = int(self.t_ms.min()), int(self.t_ms.max()) + 1
+        total = sum(fractions)
+        first = start + int((end - start) * fractions[0] / total)
+        second = start + int((end - start) * (fractions[0] + fractions[1]) / total)
+        purge = int(self.spec.horizon_s * 1000)
+        t = self.t_ms
+        return Split(
+            train=self.rows(t < first - purge),
+            validation=self.rows((t >= first) & (t < second - purge)),
+            test=self.rows(t >= second),
+        )
+
+    def digest(self) -> str:
+        """SHA-256 of the rows (features, labels, weights, times): identifies the data."""
+        h = hashlib.sha256()
+        for array in (self.X, self.y, self.w, self.t_ms, self.user):
+            h.update(np.ascontiguousarray(array).tobytes())
+        h.update(repr((self.spec, self.feature_names)).encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+
+
+def build_dataset(
+    table: EventTable,
+    spec: DatasetSpec | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """All rows of ``table`` (see the module docstring); ``progress(done, total)`` per chunk."""
+    spec = spec or DatasetSpec()
+    users, t_ms, weights = cutoffs(table, spec)
+    pieces: list[tuple[Floats, npt.NDArray[np.bool_], Floats, Int64s, Int64s]] = []
+    horizon_ms = int(spec.horizon_s * 1000)
+    for begin in range(0, len(t_ms), CHUNK_ROWS):
+        chunk = slice(begin, begin + CHUNK_ROWS)
+        snap = snapshots(table, users[chunk], t_ms[chunk])
+        keep = ~snap.connected
+        u, t = users[chunk][keep], t_ms[chunk][keep]
+        pieces.append(
+            (
+                compute_features(snap.rows(np.flatnonzero(keep))),
+                connects_within(table, u, t, horizon_ms),
+                weights[chunk][keep],
+                t,
+                u,
+            )
+        )
+        if progress is not None:
+            progress(min(begin + CHUNK_ROWS, len(t_ms)), len(t_ms))
+    if pieces:
+        X, y, w, t, u = (np.concatenate(column) for column in zip(*pieces, strict=True))
+    else:
+        X = np.empty((0, len(FEATURE_NAMES)))
+        y, w = np.empty(0, dtype=bool), np.empty(0)
+        t, u = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    order = np.argsort(t, kind="stable")
+    event_range = (
+        (float(table.ts_ms[0]) / 1000, float(table.ts_ms[-1]) / 1000) if len(table) else (0.0, 0.0)
+    )
+    return Dataset(
+        X[order],
+        y[order],
+        w[order],
+        t[order],
+        u[order].astype(np.int32),
+        spec,
+        event_range,
+        user_ids=table.user_ids,
+    )
+
+
+def cutoffs(table: EventTable, spec: DatasetSpec) -> tuple[Int64s, Int64s, Floats]:
+    """Candidate rows ``(user, t_ms, weight)`` before the not-connected filter."""
+    empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
+    if not len(table):
+        return empty
+    every = int(spec.every_s * 1000)
+    quiet = int(spec.quiet_after_s * 1000)
+    last_grid = (int(table.ts_ms[-1]) - int(spec.horizon_s * 1000)) // every
+    order = np.argsort(table.user, kind="stable")  # by user, in time order within each
+    user = table.user[order].astype(np.int64)
+    ts = table.ts_ms[order]
+    # Busy windows: runs of a user's events less than `quiet` apart, each lasting until
+    # `quiet` after its last event.
+    new_run = np.ones(len(ts), dtype=bool)
+    new_run[1:] = (user[1:] != user[:-1]) | (np.diff(ts) > quiet)
+    run_start = np.flatnonzero(new_run)
+    run_end = np.append(run_start[1:], len(ts)) - 1
+    run_user = user[run_start]
+    first_grid = -(-ts[run_start] // every)  # ceil: cutoffs at or after the first event
+    busy_last = np.minimum((ts[run_end] + quiet) // every, last_grid)
+    busy_users, busy_grid = _ranges(run_user, first_grid, busy_last, step=1)
+
+    # Quiet stretches: after each busy window, until the user's next one (or the end).
+    next_same_user = np.append(run_user[1:] == run_user[:-1], False)
+    quiet_first = busy_last + 1
+    quiet_last = np.where(next_same_user, np.append(first_grid[1:], 0) - 1, last_grid)
+    offset = (run_user * 7919) % spec.quiet_stride
+    aligned = quiet_first + (-(quiet_first + offset)) % spec.quiet_stride
+    quiet_users, quiet_grid = _ranges(run_user, aligned, quiet_last, step=spec.quiet_stride)
+
+    users = np.concatenate([busy_users, quiet_users])
+    grid = np.concatenate([busy_grid, quiet_grid])
+    weights = np.concatenate(
+        [np.ones(len(busy_grid)), np.full(len(quiet_grid), float(spec.quiet_stride))]
+    )
+    return users, grid * every, weights
+
+
+def _ranges(owner: Int64s, first: Int64s, last: Int64s, *, step: int) -> tuple[Int64s, Int64s]:
+    """All ``first + k*step <= last`` per range, with the range's owner: a ragged arange."""
+    counts = np.where(last >= first, (last - first) // step + 1, 0)
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    within = np.arange(total, dtype=np.int64) - starts
+    return np.repeat(owner, counts), np.repeat(first, counts) + within * step
