@@ -1,0 +1,54 @@
+"""What every scorer returns, and the contract it meets.
+
+A scorer maps the feature matrix of some users (columns ``features.definitions.
+FEATURE_NAMES``) to the probability that each connects within the horizon, and says
+where each probability came from: the trained ``model`` or the ``heuristic``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+
+
+class Source(StrEnum):
+    MODEL = "model"
+    HEURISTIC = "heuristic"
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Probabilities for the rows of one feature matrix."""
+
+    probability: Floats
+    from_model: Bools
+    """True where the model produced the probability, False where the heuristic did."""
+    model_version: str | None
+    """The registered model version behind the model rows (None: no model involved)."""
+    horizon_s: float
+
+    def __len__(self) -> int:
+        return len(self.probability)
+
+    def source(self, row: int) -> Source:
+        return Source.MODEL if self.from_model[row] else Source.HEURISTIC
+
+
+class Scorer(Protocol):
+    """Scores users from their features; never raises for well-formed input."""
+
+    @property
+    def horizon_s(self) -> float:
+        """The lead time the probabilities are about (connect within this many seconds)."""
+        ...
+
+    def score(self, features: Floats) -> Scores:
+        """Probabilities in [0, 1] for each row of ``features``; ``features`` is not changed."""
+        ...
