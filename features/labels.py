@@ -9,18 +9,17 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from features.batch import next_time
+from features.batch import BatchHistory
 from features.definitions import NEVER
-from features.table import CONNECT, EventTable
 
 
 def connects_within(
-    table: EventTable, users: npt.ArrayLike, t_ms: npt.ArrayLike, horizon_ms: int
+    history: BatchHistory, users: npt.ArrayLike, t_ms: npt.ArrayLike, horizon_ms: int
 ) -> npt.NDArray[np.bool_]:
     """True where ``users[i]`` connects in ``(t_ms[i], t_ms[i] + horizon_ms]``."""
     if horizon_ms <= 0:
         raise ValueError(f"horizon must be positive, not {horizon_ms} ms")
     t = np.asarray(t_ms, dtype=np.int64)
-    upcoming = next_time(table, CONNECT, users, t)
+    upcoming = history.next_connect(users, t)
     within: npt.NDArray[np.bool_] = (upcoming != NEVER) & (upcoming <= t + horizon_ms)
     return within

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.batch import snapshots
+from features.batch import BatchHistory, snapshots
 from features.definitions import compute_features
 from features.events import Event, UserActivity, UserConnect, UserDisconnect
 from features.labels import connects_within
@@ -68,6 +68,6 @@ def test_labels_look_only_inside_the_horizon() -> None:
     table = EventTable.from_events(events)
     a, b = table.user_index("a"), table.user_index("b")
     cutoffs = [to_ms(t0), to_ms(t0), to_ms(t0 + 30.0), to_ms(t0 + 29.999)]
-    labels = connects_within(table, [a, b, a, a], cutoffs, horizon_ms=40_000)
+    labels = connects_within(BatchHistory(table), [a, b, a, a], cutoffs, horizon_ms=40_000)
     # b connects 40.001 s later: outside 40 s; a's connect at +30 is not after the cutoff +30
     assert labels.tolist() == [True, False, False, True]
