@@ -43,7 +43,7 @@ from features.events import (
 StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 """What XRANGE answers on a client that does not decode responses."""
 RawEntries = list[tuple[bytes, list[bytes]]]
-"""What XRANGE answers without redis-py's dict conversion (see ``EventLog._raw``)."""
+"""What XRANGE answers without redis-py's dict conversion (see ``EventLog.raw_client``)."""
 
 DEAD_LETTER_MAX_LEN: Final = 100_000
 DEAD_LETTER_RAW_CHARS: Final = 2048
@@ -173,9 +173,9 @@ class EventLog:
         self.limits = limits
         self._append_script = client.register_script(_APPEND_SCRIPT)
         # Same connections, but entries stay flat lists: no per-entry dict on the hot path.
-        self._raw = redis.Redis(connection_pool=client.connection_pool)
+        self.raw_client = redis.Redis(connection_pool=client.connection_pool)
         for command in ("XRANGE", "XREVRANGE", "XREADGROUP", "XREAD", "XAUTOCLAIM"):
-            self._raw.set_response_callback(command, _as_is)
+            self.raw_client.set_response_callback(command, _as_is)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -281,7 +281,7 @@ class EventLog:
         if start_id is None and since is not None:
             start = f"{max(0, int((since - self.limits.max_future_skew_s) * 1000))}-0"
         while True:
-            entries: RawEntries = self._raw.xrange(  # type: ignore[assignment]
+            entries: RawEntries = self.raw_client.xrange(  # type: ignore[assignment]
                 self.keys.stream, min=start, max="+", count=batch_size
             )
             if not entries:

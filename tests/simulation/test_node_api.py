@@ -7,21 +7,16 @@ clock runs 50 times faster than the wall, so a 10-29 s boot takes 0.2-0.58 s.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import redis
 import redis.asyncio
-import uvicorn
 from fastapi import FastAPI
 
 from features.clock import ScaledClock
@@ -30,43 +25,13 @@ from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
 from simulation.nodes.userfeed import UserFeed
 from simulation.nodes.usertime import UserTime
+from tests.servers import serve
 
 SPEED = 50.0
 SEED = 20240601
 BOOT = UniformBoot(10, 29)
 SLACK_S = 10.0
 """Clock seconds allowed for delivery and scheduling (0.2 s of wall time)."""
-
-
-@contextmanager
-def serve(app: FastAPI, client: redis.asyncio.Redis | None = None) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free port in a thread; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-
-    async def main() -> None:
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            if client is not None:
-                await client.aclose()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "the server thread died at start"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive(), "the server did not stop"
 
 
 class Listener:
