@@ -1,0 +1,90 @@
+"""The decision core's knobs: one frozen dataclass, every default in one place.
+
+The original service's knobs keep their meaning (``min_ready``, the two thresholds,
+``max_idle_s``); the service-level target and the node budget are new. See
+``service.scaler`` for how each one enters the sizing rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    min_ready: int = 2
+    """Warm nodes (idle ready + booting, not promised to a waiting user) always kept,
+    unless the budget forbids it."""
+    scale_up_threshold: float = 0.7
+    """Nodes are requested when the expected shortfall (the need minus the warm nodes,
+    in nodes) reaches this; enough are requested to bring it below."""
+    scale_down_threshold: float = 0.3
+    """A warm node is terminated when, without it, the pool would still hold at least
+    this much surplus (in nodes) over the need."""
+    max_idle_s: float = 600.0
+    """An idle ready node idle this long is terminated as soon as the pool can do without
+    it: down to the lower edge of the hysteresis band instead of its upper edge."""
+    target_instant_rate: float = 0.99
+    """The wanted share of connects served at once. The need is the smallest warm count
+    whose expected shortfall over the lead time is at most ``1 - target`` of the expected
+    demand (so that, in expectation, that share of connects finds a warm node)."""
+    max_nodes: int = 50
+    """The node budget: nodes alive (requested, booting, ready, allocated, terminating)
+    never exceed it through our requests."""
+    lead_time_s: float = 40.0
+    """The time warm nodes must cover: a tick interval plus the longest boot. Also the
+    horizon the scores are converted to (and the model's label horizon)."""
+    tick_interval_s: float = 10.0
+    """How often the shell calls ``Engine.tick``."""
+    recent_cutoff_s: float = 3600.0
+    """Only users seen (any user event) within this many seconds and not connected are
+    scored; the others count as probability 0 (their rare connects are covered by the
+    calibrated baseline rate of unforeseen connects)."""
+    exact_users: int = 256
+    """The demand distribution is exact (Poisson-binomial) over this many users with the
+    highest probabilities; the rest, all small, are summed as one Poisson. Time and memory
+    grow with its square (256: about 3 ms a tick)."""
+    calibrate: bool = True
+    """Rescale scores to the connect rate observed for their score band (per source), so
+    that an uncalibrated scorer (the heuristic) still sizes right. Identity until enough
+    outcomes are seen; a calibrated model stays close to identity."""
+    calibration_half_life_s: float = 7200.0
+    """How fast old outcomes are forgotten by the calibration (exponential forgetting)."""
+    calibration_prior: float = 10.0
+    """Weight, in expected connects, of the prior that each band is already calibrated."""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if self.min_ready < 0:
+            problems.append(f"min_ready must be >= 0, not {self.min_ready}")
+        if self.max_nodes < 1:
+            problems.append(f"max_nodes must be >= 1, not {self.max_nodes}")
+        for name in ("scale_up_threshold", "scale_down_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                problems.append(f"{name} must be in [0, 1], not {value}")
+        if not 0.0 < self.target_instant_rate < 1.0:
+            problems.append(
+                f"target_instant_rate must be in (0, 1), not {self.target_instant_rate}"
+            )
+        for name in (
+            "max_idle_s",
+            "lead_time_s",
+            "tick_interval_s",
+            "recent_cutoff_s",
+            "calibration_half_life_s",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a finite number > 0, not {value}")
+        if self.exact_users < 1:
+            problems.append(f"exact_users must be >= 1, not {self.exact_users}")
+        if not (math.isfinite(self.calibration_prior) and self.calibration_prior > 0):
+            problems.append(f"calibration_prior must be > 0, not {self.calibration_prior}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

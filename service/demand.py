@@ -1,0 +1,126 @@
+"""The demand over the lead time as a distribution, and the warm count a service level needs.
+
+Each scored user connects within the lead time with its probability, independently: the
+demand ``D`` is a sum of Bernoullis (a Poisson-binomial), plus a Poisson baseline of
+connects nobody scored. It is computed exactly over the ``exact`` most likely users and
+with a Poisson for the many small rest (Le Cam: the error is at most twice the sum of the
+squared small probabilities), truncated to the warm counts that can matter.
+
+With ``s`` warm nodes, the expected shortfall is ``E[(D - s)+]``: the connects expected to
+find no warm node. :meth:`Demand.need` is the warm count at which that shortfall is at most
+``1 - target`` of the expected demand, so that the expected share of instant connects is the
+target (a fill rate); it is the quantile of ``D`` at which the target is met, interpolated
+between whole nodes so that the scaler's thresholds act on fractions of a node.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+
+_NEGLIGIBLE = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    mean: float
+    """``E[D]``."""
+    tail: Floats
+    """``tail[k] = P(D > k)`` for ``k = 0 .. support - 1``."""
+
+    @property
+    def support(self) -> int:
+        return len(self.tail)
+
+    def shortfall(self, warm: int) -> float:
+        """``E[(D - warm)+]``, for ``0 <= warm <= support``."""
+        warm = min(max(warm, 0), self.support)
+        return max(0.0, self.mean - float(self.tail[:warm].sum()))
+
+    def shortfalls(self) -> Floats:
+        """``E[(D - s)+]`` for ``s = 0 .. support``."""
+        es = self.mean - np.concatenate(([0.0], np.cumsum(self.tail)))
+        clipped: Floats = np.maximum(es, 0.0)
+        return clipped
+
+    def need(self, target: float) -> float:
+        """The (fractional) warm count whose expected shortfall is ``(1 - target) * E[D]``.
+
+        0 when no demand is expected; ``support`` when even that many do not reach the target.
+        """
+        if self.mean <= 0.0:
+            return 0.0
+        allowed = (1.0 - target) * self.mean
+        es = self.shortfalls()
+        reached = np.flatnonzero(es <= allowed)
+        if len(reached) == 0:
+            return float(self.support)
+        s = int(reached[0])
+        if s == 0:
+            return 0.0
+        above, below = float(es[s - 1]), float(es[s])
+        step = above - below
+        return s - 1 + ((above - allowed) / step if step > 0 else 1.0)
+
+    def quantile(self, level: float) -> int:
+        """The smallest ``s`` with ``P(D <= s) >= level`` (``support`` if none below it)."""
+        reached = np.flatnonzero(self.tail <= 1.0 - level)
+        return int(reached[0]) if len(reached) else self.support
+
+
+def demand(
+    probabilities: Floats, *, baseline: float = 0.0, support: int, exact: int = 256
+) -> Demand:
+    """The distribution of the number of connects.
+
+    ``probabilities`` are per user (NaN counts as 0, values are clipped to [0, 1]);
+    ``baseline`` is the expected number of other connects (Poisson); ``support`` bounds the
+    warm counts of interest (the tail is exact below it).
+    """
+    if support < 1:
+        raise ValueError(f"support must be >= 1, not {support}")
+    p = np.clip(np.nan_to_num(np.asarray(probabilities, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    baseline = max(0.0, float(baseline)) if math.isfinite(baseline) else 0.0
+    mean = float(p.sum()) + baseline
+    if len(p) > exact:
+        top = np.argpartition(p, len(p) - exact)[len(p) - exact :]
+        exact_p = p[top]
+        rest = max(0.0, mean - baseline - float(exact_p.sum())) + baseline
+    else:
+        exact_p, rest = p, baseline
+    exact_pmf = _poisson_binomial_pmf(exact_p[exact_p > _NEGLIGIBLE])
+    pmf = np.convolve(exact_pmf[: support + 1], _poisson_pmf(rest, support + 1))[: support + 1]
+    tail = np.maximum(1.0 - np.cumsum(pmf[:support]), 0.0)
+    return Demand(mean=mean, tail=tail)
+
+
+def _poisson_binomial_pmf(p: Floats) -> Floats:
+    """The pmf of a sum of Bernoulli(``p``), over 0 .. len(p), from its characteristic
+    function sampled at the ``len(p) + 1`` roots of unity (one FFT; exact to rounding)."""
+    certain = int(np.count_nonzero(p >= 1.0))
+    p = p[p < 1.0]
+    n = len(p)
+    pmf = np.zeros(n + certain + 1, dtype=np.float64)
+    if n == 0:
+        pmf[certain] = 1.0
+        return pmf
+    z = np.exp(2j * np.pi * np.arange(n + 1) / (n + 1))
+    characteristic = np.prod(1.0 - p[None, :] + p[None, :] * z[:, None], axis=1)
+    pmf[certain:] = np.maximum(np.fft.fft(characteristic).real / (n + 1), 0.0)
+    return pmf
+
+
+def _poisson_pmf(lam: float, length: int) -> Floats:
+    k = np.arange(length, dtype=np.float64)
+    if lam <= 0.0:
+        pmf = np.zeros(length, dtype=np.float64)
+        pmf[0] = 1.0
+        return pmf
+    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(k[1:]))))
+    result: Floats = np.exp(k * math.log(lam) - lam - log_factorial)
+    return result

@@ -1,0 +1,371 @@
+"""The engine: events and ticks in, commands out. It holds the pool, the online features,
+the scorer, the calibration and the scaler.
+
+Pure: no I/O, no wall clock, no randomness; ``now`` (unix seconds) is handed to every call.
+Events must come in log order. Pool times (waits, node and user time) use ``now``; feature
+updates use each event's own ``ts``. The simulation passes the event time as ``now``.
+
+- ``on_event(event, now)``: features updated (O(1)); a connect takes an idle ready node or
+  waits, and a node is requested at once when more users wait than nodes are coming (within
+  the budget); a disconnect frees its node; ``node:status`` drives boot and termination.
+- ``tick(now)`` (every ``tick_interval_s``): scores the users who are not connected and were
+  seen (any user event) within ``recent_cutoff_s`` (default 1 h: older users get
+  probability 0, and their rare connects are covered by the baseline of unforeseen
+  connects), converts the scores to the lead time, calibrates them (``service.calibration``),
+  builds the demand distribution (``service.demand``) and lets the scaler decide
+  (``service.scaler``). Vectorised over users.
+- The shell reports back: ``node_created(token, node_id, now)``, ``request_failed(token,
+  now)``, ``node_deleted(node_id, now)``.
+
+The engine owns its ``OnlineFeatures``: one handed in (rebuilt from the event log on a
+restart) is indexed as it is, and from then on only the engine feeds it.
+
+A scorer's probability about its own horizon ``H`` becomes one about the lead time ``L`` as
+``1 - (1 - p) ** (L / H)`` (a constant hazard); with ``H == L`` it is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from features.events import Event, NodeStatusChanged, UserActivity, UserConnect, UserDisconnect
+from features.online import OnlineFeatures
+from features.table import to_ms
+from models.scoring import Scorer, Source
+from service.calibration import Calibration
+from service.commands import Command, RequestNode, TerminateNode
+from service.config import ServiceConfig
+from service.demand import demand
+from service.metrics import MetricsReport
+from service.pool import ConnectResult, NodePool, PoolCounts
+from service.scaler import Decision, decide
+
+Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True, slots=True)
+class UserScore:
+    user_id: str
+    probability: float
+    """What the scorer said (about its own horizon)."""
+    source: Source
+    model_version: str | None
+    demand_probability: float
+    """The calibrated probability of a connect within the lead time the scaler used."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "probability": self.probability,
+            "source": self.source.value,
+            "model_version": self.model_version,
+            "demand_probability": self.demand_probability,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LastScores:
+    """The scores of the last tick, as arrays (one row per scored user)."""
+
+    at: float | None
+    rows: Ints
+    """Engine user indices into ``ids``."""
+    ids: Sequence[str]
+    probability: Floats
+    from_model: Bools
+    model_version: str | None
+    demand_probability: Floats
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def row(self, i: int) -> UserScore:
+        return UserScore(
+            user_id=self.ids[int(self.rows[i])],
+            probability=float(self.probability[i]),
+            source=Source.MODEL if self.from_model[i] else Source.HEURISTIC,
+            model_version=self.model_version if self.from_model[i] else None,
+            demand_probability=float(self.demand_probability[i]),
+        )
+
+    def top(self, n: int) -> list[UserScore]:
+        """The ``n`` users most likely to connect, most likely first."""
+        order = np.argsort(-self.demand_probability, kind="stable")[: max(0, n)]
+        return [self.row(int(i)) for i in order]
+
+    def get(self, user_id: str) -> UserScore | None:
+        """The user's last score (O(scored users)); None when it was not scored."""
+        for i, row in enumerate(self.rows.tolist()):
+            if self.ids[row] == user_id:
+                return self.row(i)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """What an API or a dashboard shows."""
+
+    at: float
+    counts: PoolCounts
+    desired_warm: int | None
+    need: float | None
+    reason: str
+    expected_demand: float | None
+    baseline_per_s: float
+    scored_users: int
+    tracked_users: int
+    metrics: MetricsReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "counts": self.counts.to_dict(),
+            "desired_warm": self.desired_warm,
+            "need": self.need,
+            "reason": self.reason,
+            "expected_demand": self.expected_demand,
+            "baseline_per_s": self.baseline_per_s,
+            "scored_users": self.scored_users,
+            "tracked_users": self.tracked_users,
+            "metrics": self.metrics.to_dict(),
+        }
+
+
+_EMPTY_INTS: Ints = np.zeros(0, dtype=np.intp)
+_EMPTY_FLOATS: Floats = np.zeros(0, dtype=np.float64)
+
+
+class Engine:
+    def __init__(
+        self,
+        scorer: Scorer,
+        config: ServiceConfig | None = None,
+        *,
+        features: OnlineFeatures | None = None,
+        pool: NodePool | None = None,
+    ) -> None:
+        self.config = config if config is not None else ServiceConfig()
+        self.scorer = scorer
+        self.features = features if features is not None else OnlineFeatures()
+        self.pool = pool if pool is not None else NodePool()
+        self.calibration = Calibration(
+            lead_time_s=self.config.lead_time_s,
+            half_life_s=self.config.calibration_half_life_s,
+            prior=self.config.calibration_prior,
+        )
+        self.last_decision: Decision | None = None
+        self.last_tick: float | None = None
+        self._next_token = 0
+        self._index: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._last_seen = np.full(1024, -np.inf, dtype=np.float64)
+        self._connected = np.zeros(1024, dtype=np.bool_)
+        self._last_scores = LastScores(
+            None, _EMPTY_INTS, self._ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
+        )
+        self._adopt_feature_users()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def on_event(self, event: Event, now: float) -> list[Command]:
+        if isinstance(event, NodeStatusChanged):
+            self.pool.node_status(event.node_id, event.status, now)
+            return self._on_demand(now)
+        self.features.update(event)
+        user = self._user(event.user_id)
+        self._last_seen[user] = max(self._last_seen[user], event.ts)
+        if isinstance(event, UserActivity):
+            return []
+        if isinstance(event, UserConnect):
+            result = self.pool.connect(event.user_id, now)
+            if result is ConnectResult.DUPLICATE:
+                return []
+            self._connected[user] = True
+            self.calibration.connect(user, now)
+            return self._on_demand(now) if result is ConnectResult.WAITING else []
+        assert isinstance(event, UserDisconnect)
+        self.pool.disconnect(event.user_id, now)
+        self._connected[user] = self.pool.is_connected(event.user_id)
+        return []
+
+    def node_created(self, token: str, node_id: str, now: float) -> None:
+        self.pool.created(token, node_id, now)
+
+    def request_failed(self, token: str, now: float) -> None:
+        """The create failed; the next tick (or connect) asks again if still needed."""
+        self.pool.request_failed(token, now)
+
+    def node_deleted(self, node_id: str, now: float) -> None:
+        self.pool.deleted(node_id, now)
+
+    # -- ticks -----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Command]:
+        config = self.config
+        rows, probability, from_model, version, calibrated = self._score(now)
+        baseline = 0.0
+        if config.calibrate:
+            baseline = self.calibration.baseline_rate() * config.lead_time_s
+        distribution = demand(
+            calibrated, baseline=baseline, support=config.max_nodes + 1, exact=config.exact_users
+        )
+        decision = decide(distribution, self.pool.view(), config, now)
+        commands: list[Command] = []
+        for _ in range(decision.request):
+            commands.append(self._request(now))
+        for node_id in decision.terminate:
+            self.pool.terminate(node_id, now)
+            commands.append(TerminateNode(node_id))
+        self.last_decision = decision
+        self.last_tick = now
+        self._last_scores = LastScores(
+            now, rows, self._ids, probability, from_model, version, calibrated
+        )
+        return commands
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def last_scores(self) -> LastScores:
+        return self._last_scores
+
+    def metrics(self, now: float) -> MetricsReport:
+        return self.pool.report(now)
+
+    def status(self, now: float) -> EngineStatus:
+        decision = self.last_decision
+        return EngineStatus(
+            at=now,
+            counts=self.pool.counts(),
+            desired_warm=None if decision is None else decision.desired_warm,
+            need=None if decision is None else decision.need,
+            reason="no tick yet" if decision is None else decision.reason,
+            expected_demand=None if decision is None else decision.expected_demand,
+            baseline_per_s=self.calibration.baseline_rate(),
+            scored_users=len(self._last_scores),
+            tracked_users=len(self._ids),
+            metrics=self.metrics(now),
+        )
+
+    # -- state -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Pool, metrics, calibration and counters; features are rebuilt from the event log."""
+        return {
+            "config": self.config.to_dict(),
+            "pool": self.pool.to_dict(),
+            "calibration": self.calibration.to_dict(),
+            "next_token": self._next_token,
+            "last_tick": self.last_tick,
+        }
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        scorer: Scorer,
+        *,
+        features: OnlineFeatures | None = None,
+        config: ServiceConfig | None = None,
+    ) -> Engine:
+        """Restore an engine; ``features`` (rebuilt from the log) brings the users back."""
+        engine = cls(
+            scorer,
+            config if config is not None else ServiceConfig(**data["config"]),
+            features=features,
+            pool=NodePool.from_dict(data["pool"]),
+        )
+        engine.calibration.load(data["calibration"])
+        engine._next_token = int(data["next_token"])
+        last_tick = data.get("last_tick")
+        engine.last_tick = None if last_tick is None else float(last_tick)
+        return engine
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _score(self, now: float) -> tuple[Ints, Floats, Bools, str | None, Floats]:
+        config = self.config
+        n = len(self._ids)
+        candidates = ~self._connected[:n] & (self._last_seen[:n] >= now - config.recent_cutoff_s)
+        rows: Ints = np.flatnonzero(candidates)
+        if len(rows) == 0:
+            if config.calibrate:
+                self.calibration.record(now, rows, _EMPTY_FLOATS, np.zeros(0, bool), n, None)
+            return rows, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
+        now_ms = to_ms(now)
+        if 2 * len(rows) >= n and len(self.features) == n:
+            matrix = self.features.features(now_ms)[rows]
+        else:
+            matrix = self.features.features(now_ms, [self._ids[i] for i in rows.tolist()])
+        scores = self.scorer.score(matrix)
+        probability = np.clip(
+            np.nan_to_num(scores.probability.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0),
+            0.0,
+            1.0,
+        )
+        from_model = np.asarray(scores.from_model, dtype=np.bool_)
+        lead = _to_lead_time(probability, scores.horizon_s, config.lead_time_s)
+        if config.calibrate:
+            self.calibration.record(now, rows, lead, from_model, n, scores.model_version)
+            calibrated = self.calibration.calibrated(lead, from_model)
+        else:
+            calibrated = lead
+        return rows, probability, from_model, scores.model_version, calibrated
+
+    def _on_demand(self, now: float) -> list[Command]:
+        """Request nodes at once for waiting users no coming node will serve (within budget)."""
+        counts = self.pool.counts()
+        missing = min(counts.waiting - counts.coming, self.config.max_nodes - counts.live)
+        return [self._request(now) for _ in range(max(0, missing))]
+
+    def _request(self, now: float) -> RequestNode:
+        token = f"req-{self._next_token}"
+        self._next_token += 1
+        self.pool.request(token, now)
+        return RequestNode(token)
+
+    def _user(self, user_id: str) -> int:
+        index = self._index.get(user_id)
+        if index is None:
+            index = len(self._ids)
+            if index >= len(self._last_seen):
+                self._grow(2 * len(self._last_seen))
+            self._index[user_id] = index
+            self._ids.append(user_id)
+        return index
+
+    def _grow(self, size: int) -> None:
+        seen = np.full(size, -np.inf, dtype=np.float64)
+        seen[: len(self._last_seen)] = self._last_seen
+        connected = np.zeros(size, dtype=np.bool_)
+        connected[: len(self._connected)] = self._connected
+        self._last_seen, self._connected = seen, connected
+
+    def _adopt_feature_users(self) -> None:
+        """Index the users an already fed ``OnlineFeatures`` knows, in its order."""
+        ids = list(self.features.user_ids)
+        if not ids:
+            return
+        for user_id in ids:
+            self._user(user_id)
+        snap = self.features.snapshot(0)
+        last_ms = np.maximum.reduce(
+            [snap.last_activity_ms, snap.last_connect_ms, snap.last_disconnect_ms]
+        )
+        self._last_seen[: len(ids)] = np.where(last_ms >= 0, last_ms / 1000.0, -np.inf)
+        for index, user_id in enumerate(ids):
+            self._connected[index] = self.pool.is_connected(user_id)
+
+
+def _to_lead_time(probability: Floats, horizon_s: float, lead_time_s: float) -> Floats:
+    if not (horizon_s > 0) or horizon_s == lead_time_s:
+        return probability
+    converted: Floats = 1.0 - np.power(1.0 - probability, lead_time_s / horizon_s)
+    return converted

@@ -1,0 +1,129 @@
+"""The three numbers that judge the service, kept as it goes (DESIGN.md, computed the same way
+everywhere):
+
+- **instant rate**: connects served at once by an idle ready node / all connects;
+- **wait**: seconds from connect to a node, for the other connects (mean, p95);
+- **efficiency**: connected user-seconds / node-seconds, a node counting from its create
+  request to its termination, boot included.
+
+User time runs from a connect to the next disconnect of the same user (an open session up
+to ``now``), whether or not the user had a node yet, as the node API's ``UserTime`` counts
+it. A connect that disconnects before any node reaches it is counted as a connect (not
+instant) and as ``abandoned``, with no wait. The accumulator is plain data (a
+``to_dict``/``from_dict`` round trip), fed by the pool; node time of nodes still alive is
+added by the pool at report time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsReport:
+    connects: int
+    instant: int
+    instant_rate: float
+    """``instant / connects``; 1.0 when there was no connect (nobody waited)."""
+    waited: int
+    """Connects that got a node after waiting."""
+    mean_wait_s: float
+    """Over the connects that waited; 0.0 when none did."""
+    p95_wait_s: float
+    abandoned: int
+    """Connects that disconnected before a node reached them."""
+    user_seconds: float
+    node_seconds: float
+    efficiency: float
+    """``user_seconds / node_seconds`` (a fraction); 0.0 without node time."""
+    nodes_created: int
+    """Nodes the pool obtained (created on our request, or adopted)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Metrics:
+    connects: int = 0
+    instant: int = 0
+    waits: list[float] = field(default_factory=list)
+    abandoned: int = 0
+    duplicate_connects: int = 0
+    orphan_disconnects: int = 0
+    nodes_created: int = 0
+    nodes_adopted: int = 0
+    requests_failed: int = 0
+    closed_user_seconds: float = 0.0
+    closed_node_seconds: float = 0.0
+    sessions: dict[str, float] = field(default_factory=dict)
+    """Open sessions: user id -> connect time."""
+
+    # -- recording (each O(1)) -------------------------------------------------------------
+
+    def connect(self, user_id: str, now: float, *, instant: bool) -> None:
+        self.sessions[user_id] = now
+        self.connects += 1
+        if instant:
+            self.instant += 1
+
+    def served_after_wait(self, wait_s: float) -> None:
+        self.waits.append(max(0.0, wait_s))
+
+    def disconnect(self, user_id: str, now: float, *, abandoned: bool) -> None:
+        start = self.sessions.pop(user_id, None)
+        if start is None:
+            self.orphan_disconnects += 1
+            return
+        self.closed_user_seconds += max(0.0, now - start)
+        if abandoned:
+            self.abandoned += 1
+
+    def node_gone(self, created_at: float, gone_at: float) -> None:
+        self.closed_node_seconds += max(0.0, gone_at - created_at)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def user_seconds(self, now: float) -> float:
+        return self.closed_user_seconds + sum(max(0.0, now - s) for s in self.sessions.values())
+
+    def report(self, now: float, open_node_seconds: float) -> MetricsReport:
+        user_s = self.user_seconds(now)
+        node_s = self.closed_node_seconds + open_node_seconds
+        waits = np.asarray(self.waits, dtype=np.float64)
+        return MetricsReport(
+            connects=self.connects,
+            instant=self.instant,
+            instant_rate=self.instant / self.connects if self.connects else 1.0,
+            waited=len(waits),
+            mean_wait_s=float(waits.mean()) if len(waits) else 0.0,
+            p95_wait_s=float(np.percentile(waits, 95)) if len(waits) else 0.0,
+            abandoned=self.abandoned,
+            user_seconds=user_s,
+            node_seconds=node_s,
+            efficiency=user_s / node_s if node_s > 0 else 0.0,
+            nodes_created=self.nodes_created,
+        )
+
+    # -- state -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["waits"] = list(self.waits)
+        data["sessions"] = dict(self.sessions)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metrics:
+        metrics = cls(**{k: v for k, v in data.items() if k not in ("waits", "sessions")})
+        metrics.waits = [float(w) for w in data.get("waits", [])]
+        metrics.sessions = {str(u): float(t) for u, t in data.get("sessions", {}).items()}
+        for name in ("closed_user_seconds", "closed_node_seconds"):
+            value = getattr(metrics, name)
+            if not math.isfinite(value):
+                raise ValueError(f"{name} is not finite: {value!r}")
+        return metrics

@@ -1,0 +1,109 @@
+"""The scaler: the demand distribution and the pool in, nodes to request or terminate out.
+
+Pure and stateless: ``decide`` is a function of its arguments.
+
+Sizing rule. The *need* ``d`` is the fractional warm count at which the expected shortfall
+over the lead time, ``E[(D - d)+]``, is ``1 - target_instant_rate`` of the expected demand
+``E[D]`` (``service.demand``): sized on the upper tail of the demand distribution, not on
+its mean. The pool's *warm* count ``w`` is idle ready plus booting/requested nodes, minus the
+users waiting for them. Around ``d`` lies a hysteresis band ``[low, high]`` of whole nodes:
+
+- **up**: nodes are requested when the expected shortfall ``d - w`` reaches
+  ``scale_up_threshold`` (0.7 of a node), enough to bring it below: ``low`` is the smallest
+  ``w`` with ``d - w < 0.7``, and never less than ``min_ready``;
+- **down**: a node is terminated when, without it, the pool would still hold a surplus of
+  at least ``scale_down_threshold`` (0.3 of a node): ``high`` is the largest ``w`` with
+  ``(w - 1) - d < 0.3``;
+- **idle too long**: an idle ready node idle ``max_idle_s`` or more is terminated whenever
+  the pool stays at or above ``low`` without it (the band's slack is not kept forever).
+
+Terminations take booting nodes first (newest first), then idle ready nodes (idle the
+longest first); never an allocated node. Requests never take the pool above ``max_nodes``
+(nodes in every state but gone count); a pool above it (adopted nodes, a lowered budget)
+sheds idle nodes down to it. One tick never both requests and terminates.
+
+Invariants (``tests/service/test_scaler.py``): never above the budget through a request;
+never terminates an allocated node; never leaves fewer than ``min_ready`` warm nodes unless
+at the budget; never requests and terminates in the same decision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from service.config import ServiceConfig
+from service.demand import Demand
+from service.pool import PoolView
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    request: int
+    """Nodes to request."""
+    terminate: tuple[str, ...]
+    """Node ids to terminate."""
+    need: float
+    """Fractional warm count the service level calls for."""
+    low: int
+    high: int
+    """The band the warm count is kept in."""
+    warm: int
+    """Warm count before the decision."""
+    expected_demand: float
+    reason: str
+
+    @property
+    def desired_warm(self) -> int:
+        """The warm count the decision aims at (``low`` <= it <= ``high`` within the budget)."""
+        return self.warm + self.request - len(self.terminate)
+
+
+def band(need: float, config: ServiceConfig) -> tuple[int, int]:
+    """``(low, high)`` around ``need`` (see the module doc), ignoring the budget."""
+    low = max(config.min_ready, 0, math.floor(need - config.scale_up_threshold) + 1)
+    high = math.ceil(need + config.scale_down_threshold + 1.0) - 1
+    return low, max(low, high)
+
+
+def decide(demand: Demand, view: PoolView, config: ServiceConfig, now: float) -> Decision:
+    counts = view.counts
+    need = demand.need(config.target_instant_rate)
+    low, high = band(need, config)
+    warm = counts.warm
+    live = counts.live
+    room = config.max_nodes - live
+
+    def decision(request: int, terminate: tuple[str, ...], reason: str) -> Decision:
+        return Decision(request, terminate, need, low, high, warm, demand.mean, reason)
+
+    detail = f"need {need:.2f} (E[D] {demand.mean:.2f}), warm {warm} in [{low}, {high}]"
+    if room < 0:
+        shed = _candidates(view)[:-room]
+        return decision(
+            0, shed, f"over budget {live}/{config.max_nodes}: shed {len(shed)}; {detail}"
+        )
+    if warm < low:
+        request = min(low - warm, room)
+        if request <= 0:
+            return decision(0, (), f"at budget {live}/{config.max_nodes}; {detail}")
+        capped = " (budget)" if request < low - warm else ""
+        return decision(request, (), f"up {request}{capped}; {detail}")
+    if warm > high:
+        shed = _candidates(view)[: warm - high]
+        if not shed:
+            return decision(0, (), f"hold (nothing terminable yet); {detail}")
+        return decision(0, shed, f"down {len(shed)}; {detail}")
+    stale_before = now - config.max_idle_s
+    stale = tuple(node_id for node_id, since in view.idle if since <= stale_before)
+    if stale and warm > low:
+        shed = stale[: warm - low]
+        return decision(0, shed, f"retire {len(shed)} idle >= {config.max_idle_s:.0f}s; {detail}")
+    return decision(0, (), f"hold; {detail}")
+
+
+def _candidates(view: PoolView) -> tuple[str, ...]:
+    """Terminable nodes in the order they go: booting newest first, then idle longest first."""
+    booting = [node_id for node_id, _ in sorted(view.booting, key=lambda b: -b[1])]
+    idle = [node_id for node_id, _ in sorted(view.idle, key=lambda i: i[1])]
+    return tuple(n for n in (*booting, *idle) if n not in view.allocated)

@@ -1,0 +1,103 @@
+"""The demand distribution (Poisson-binomial plus Poisson) and the need for a service level."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.demand import demand
+
+
+def brute_pmf(p: list[float]) -> np.ndarray:
+    """Enumerate every outcome: the exact distribution of a sum of Bernoullis."""
+    pmf = np.zeros(len(p) + 1)
+    for outcome in itertools.product([0, 1], repeat=len(p)):
+        weight = math.prod(q if o else 1 - q for q, o in zip(p, outcome, strict=True))
+        pmf[sum(outcome)] += weight
+    return pmf
+
+
+PROBS = st.lists(st.floats(0.0, 1.0), min_size=0, max_size=10)
+
+
+@settings(max_examples=150, deadline=None)
+@given(PROBS)
+def test_the_distribution_is_the_exact_sum_of_bernoullis(p: list[float]) -> None:
+    d = demand(np.array(p, dtype=np.float64), support=12)
+    want_tail = 1.0 - np.cumsum(brute_pmf(p))
+    want_tail = np.concatenate([want_tail, np.zeros(13)])[:12]
+    np.testing.assert_allclose(d.tail, np.maximum(want_tail, 0.0), atol=1e-9)
+    assert d.mean == pytest.approx(sum(p))
+    pmf = brute_pmf(p)
+    for s in range(13):  # E[(D - s)+] by definition
+        want = sum(max(0, k - s) * pmf[k] for k in range(len(pmf)))
+        assert d.shortfall(s) == pytest.approx(want, abs=1e-9)
+
+
+def test_many_small_probabilities_are_summed_as_a_poisson_within_le_cams_bound() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 0.02, 1500)
+    exact = demand(p, support=40, exact=len(p))
+    approx = demand(p, support=40, exact=16)
+    rest = np.sort(p)[:-16]
+    assert np.abs(exact.tail - approx.tail).max() <= 2 * float((rest**2).sum())
+    assert approx.mean == pytest.approx(float(p.sum()))
+
+
+def test_the_baseline_adds_a_poisson() -> None:
+    d = demand(np.zeros(0), baseline=2.0, support=30)
+    pmf = [math.exp(-2) * 2**k / math.factorial(k) for k in range(30)]
+    np.testing.assert_allclose(d.tail, 1 - np.cumsum(pmf), atol=1e-12)
+    assert d.mean == 2.0
+
+
+def test_bad_values_count_as_nothing_or_certainty() -> None:
+    d = demand(np.array([np.nan, 1.5, -0.2, 0.0]), support=5)
+    assert d.mean == 1.0
+    np.testing.assert_allclose(d.tail, [1, 0, 0, 0, 0], atol=1e-12)  # exactly one connect
+    assert d.shortfall(0) == 1.0 and d.shortfall(1) == pytest.approx(0.0)
+
+
+def test_certain_demand_needs_that_many_nodes_minus_the_allowed_share() -> None:
+    d = demand(np.ones(3), support=10)
+    # E[(3 - s)+] = 3 - s; allowed 1 % of 3: need 3 - 0.03
+    assert d.need(0.99) == pytest.approx(2.97)
+    assert math.ceil(d.need(0.99)) == 3
+    assert demand(np.zeros(4), support=10).need(0.99) == 0.0
+
+
+def test_need_sizes_for_the_tail_not_the_mean() -> None:
+    p = np.full(40, 0.05)  # E[D] = 2
+    d = demand(p, support=30)
+    need = d.need(0.99)
+    assert need > d.mean + 1.5
+    # the shortfall at the need is the allowed share (interpolated between whole nodes)
+    s = math.ceil(need)
+    assert d.shortfall(s) <= 0.01 * d.mean < d.shortfall(s - 1)
+
+
+def test_the_need_is_capped_at_the_support() -> None:
+    assert demand(np.ones(20), support=5).need(0.99) == 5.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1.0), max_size=30),
+    st.floats(0.0, 3.0),
+    st.floats(0.5, 0.999),
+    st.floats(0.5, 0.999),
+)
+def test_a_higher_target_never_needs_fewer_nodes(
+    p: list[float], baseline: float, a: float, b: float
+) -> None:
+    d = demand(np.array(p, dtype=np.float64), baseline=baseline, support=40)
+    low, high = sorted((a, b))
+    assert d.need(low) <= d.need(high) + 1e-9
+    shortfalls = d.shortfalls()
+    assert np.all(np.diff(shortfalls) <= 1e-12)  # more nodes, less shortfall
+    assert d.quantile(low) <= d.quantile(high)

@@ -1,0 +1,219 @@
+"""The scaler: its four invariants (with hypothesis), the thresholds' meaning, idle retirement."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.config import ServiceConfig
+from service.demand import Demand, demand
+from service.pool import PoolCounts, PoolView
+from service.scaler import Decision, band, decide
+
+NOW = 1_732_500_000.0
+
+
+def make_view(
+    *,
+    requested: int = 0,
+    booting: int = 0,
+    ready: int = 0,
+    allocated: int = 0,
+    terminating: int = 0,
+    waiting: int = 0,
+    idle_for: list[float] | None = None,
+) -> PoolView:
+    idle_for = idle_for if idle_for is not None else [5.0 * i for i in range(ready)][::-1]
+    assert len(idle_for) == ready
+    idle = tuple(
+        sorted(((f"r{i}", NOW - age) for i, age in enumerate(idle_for)), key=lambda x: x[1])
+    )
+    boots = tuple((f"b{i}", NOW - 20.0 + i) for i in range(booting))
+    counts = PoolCounts(requested, booting, ready, allocated, terminating, waiting)
+    allocated_ids = frozenset(f"a{i}" for i in range(allocated))
+    return PoolView(counts, idle, boots, allocated_ids)
+
+
+def certain(k: int, support: int = 60) -> Demand:
+    """Exactly ``k`` connects: need = k - 0.01 k at the default target."""
+    return demand(np.ones(k), support=support)
+
+
+CONFIG = ServiceConfig()
+
+
+# --- the thresholds ------------------------------------------------------------------------
+
+
+def test_up_when_the_shortfall_reaches_the_up_threshold() -> None:
+    config = ServiceConfig(min_ready=0)
+    assert band(3.69, config)[0] == 3  # shortfall 0.69 over 3 nodes: keep 3
+    assert band(3.71, config)[0] == 4  # 0.71 >= 0.7: a fourth node
+    assert band(0.65, config)[0] == 0
+
+
+def test_down_when_the_surplus_without_the_node_is_at_least_the_down_threshold() -> None:
+    config = ServiceConfig(min_ready=0)
+    assert band(3.69, config)[1] == 4  # without the 5th: 3 - 3.69 < 0.3 -> 5 goes, 4 stays
+    assert band(3.71, config)[1] == 5  # without the 5th: 4 - 3.71 = 0.29 < 0.3 -> 5 stays
+    assert band(3.5, config)[1] == 4
+    assert band(0.0, config) == (0, 1)
+
+
+def test_min_ready_is_the_floor_of_the_band() -> None:
+    assert band(0.0, CONFIG) == (2, 2)
+    assert band(3.2, CONFIG) == (3, 4)
+
+
+def test_an_empty_pool_gets_min_ready_nodes() -> None:
+    d = decide(demand(np.zeros(0), support=51), make_view(), CONFIG, NOW)
+    assert (d.request, d.terminate, d.desired_warm) == (2, (), 2)
+    assert d.reason.startswith("up 2")
+
+
+def test_certain_demand_is_met_and_the_band_holds() -> None:
+    view = make_view(ready=2)
+    d = decide(certain(5), view, CONFIG, NOW)
+    assert d.request == 3 and d.desired_warm == 5
+    held = decide(certain(5), make_view(ready=5), CONFIG, NOW)
+    assert (held.request, held.terminate) == (0, ())
+    assert held.reason.startswith("hold")
+
+
+def test_surplus_goes_booting_newest_first_then_idle_longest_first() -> None:
+    view = make_view(booting=2, ready=6, idle_for=[300, 200, 100, 50, 10, 0])
+    d = decide(certain(2), view, CONFIG, NOW)  # need 1.98: band [2, 3]
+    assert d.high == 3 and d.warm == 8
+    assert d.terminate == ("b1", "b0", "r0", "r1", "r2")
+    assert d.request == 0 and d.desired_warm == 3
+
+
+def test_waiting_users_claim_coming_nodes_first() -> None:
+    view = make_view(booting=3, waiting=3)
+    d = decide(demand(np.zeros(0), support=51), view, CONFIG, NOW)
+    assert d.warm == 0 and d.request == 2 and d.terminate == ()
+
+
+def test_idle_too_long_goes_down_to_the_low_edge_only() -> None:
+    config = ServiceConfig(max_idle_s=600)
+    # need 2.97: band [3, 4]; warm 4 is in the band
+    p = certain(3)
+    low, high = band(p.need(config.target_instant_rate), config)
+    assert (low, high) == (3, 4)
+    fresh = decide(p, make_view(ready=4, idle_for=[500, 400, 300, 10]), config, NOW)
+    assert fresh.terminate == ()
+    stale = decide(p, make_view(ready=4, idle_for=[900, 700, 300, 10]), config, NOW)
+    assert stale.terminate == ("r0",) and stale.reason.startswith("retire 1")
+    at_low = decide(p, make_view(ready=3, idle_for=[900, 700, 650]), config, NOW)
+    assert at_low.terminate == ()
+
+
+def test_requests_stop_at_the_budget_and_an_excess_is_shed() -> None:
+    config = ServiceConfig(max_nodes=10)
+    d = decide(certain(30), make_view(ready=2, allocated=6), config, NOW)
+    assert d.request == 2 and "budget" in d.reason
+    at = decide(certain(30), make_view(ready=2, allocated=8), config, NOW)
+    assert at.request == 0 and at.reason.startswith("at budget")
+    over = decide(certain(0), make_view(ready=4, allocated=9), config, NOW)
+    assert over.terminate == ("r0", "r1", "r2") and over.reason.startswith("over budget")
+
+
+# --- the invariants --------------------------------------------------------------------------
+
+
+@st.composite
+def situations(draw: st.DrawFn) -> tuple[Demand, PoolView, ServiceConfig]:
+    config = ServiceConfig(
+        min_ready=draw(st.integers(0, 5)),
+        scale_up_threshold=draw(st.floats(0.0, 1.0)),
+        scale_down_threshold=draw(st.floats(0.0, 1.0)),
+        max_idle_s=draw(st.floats(1.0, 2000.0)),
+        target_instant_rate=draw(st.floats(0.5, 0.999)),
+        max_nodes=draw(st.integers(1, 40)),
+    )
+    ready = draw(st.integers(0, 12))
+    view = make_view(
+        requested=draw(st.integers(0, 4)),
+        booting=draw(st.integers(0, 8)),
+        ready=ready,
+        allocated=draw(st.integers(0, 30)),
+        terminating=draw(st.integers(0, 3)),
+        waiting=0 if ready else draw(st.integers(0, 6)),  # nobody waits while a node idles
+        idle_for=draw(st.lists(st.floats(0.0, 3000.0), min_size=ready, max_size=ready)),
+    )
+    p = np.array(draw(st.lists(st.floats(0.0, 1.0), max_size=40)), dtype=np.float64)
+    d = demand(p, baseline=draw(st.floats(0.0, 5.0)), support=config.max_nodes + 1)
+    return d, view, config
+
+
+def after(view: PoolView, decision: Decision) -> PoolView:
+    """The view once the decision's commands are applied."""
+    gone = set(decision.terminate)
+    idle = tuple(i for i in view.idle if i[0] not in gone)
+    boots = tuple(b for b in view.booting if b[0] not in gone)
+    counts = dataclasses.replace(
+        view.counts,
+        requested=view.counts.requested + decision.request,
+        booting=len(boots),
+        ready=len(idle),
+        terminating=view.counts.terminating + len(gone),
+    )
+    return PoolView(counts, idle, boots, view.allocated)
+
+
+@settings(max_examples=400, deadline=None)
+@given(situations())
+def test_the_invariants_hold(situation: tuple[Demand, PoolView, ServiceConfig]) -> None:
+    d, view, config = situation
+    decision = decide(d, view, config, NOW)
+    live = view.counts.live
+    # 1. never above the budget
+    if decision.request:
+        assert live + decision.request <= config.max_nodes
+    assert decision.request >= 0
+    # 2. never terminates an allocated node (only idle or booting ones, each once)
+    terminable = {i for i, _ in view.idle} | {b for b, _ in view.booting}
+    assert set(decision.terminate) <= terminable
+    assert not set(decision.terminate) & view.allocated
+    assert len(set(decision.terminate)) == len(decision.terminate)
+    # 3. never below the minimum ready nodes unless at the budget
+    settled = live + decision.request - len(decision.terminate)  # once terminations are done
+    assert decision.desired_warm >= config.min_ready or settled >= config.max_nodes
+    if decision.terminate and settled < config.max_nodes:
+        assert decision.desired_warm >= max(config.min_ready, decision.low)
+    # 4. no node terminated and another requested in the same tick
+    assert not (decision.request and decision.terminate)
+    # and no thrash: the same demand on the resulting pool does not turn around
+    again = decide(d, after(view, decision), config, NOW)
+    if decision.terminate:
+        assert again.request == 0
+    if decision.request:
+        assert again.terminate == ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(situations())
+def test_the_decision_lands_in_the_band_when_the_budget_allows(
+    situation: tuple[Demand, PoolView, ServiceConfig],
+) -> None:
+    d, view, config = situation
+    decision = decide(d, view, config, NOW)
+    assert decision.low <= decision.high
+    room = config.max_nodes - view.counts.live
+    if room >= 0 and decision.request and decision.request < decision.low - decision.warm:
+        assert view.counts.live + decision.request == config.max_nodes
+    if decision.warm > decision.high and len(decision.terminate) == decision.warm - decision.high:
+        assert decision.desired_warm == decision.high
+
+
+def test_probabilities_not_means_the_same_mean_spread_needs_more() -> None:
+    spread = demand(np.full(40, 0.05), support=51)  # E[D] = 2, uncertain
+    sure = demand(np.ones(2), support=51)  # E[D] = 2, certain
+    assert spread.mean == pytest.approx(sure.mean)
+    a = decide(spread, make_view(), ServiceConfig(min_ready=0), NOW)
+    b = decide(sure, make_view(), ServiceConfig(min_ready=0), NOW)
+    assert a.request > b.request == 2
