@@ -142,6 +142,10 @@ class OnlineFeatures:
         slot = self._slots.get(user_id)
         return slot is not None and bool(self._connected[slot])
 
+    def users_ever_connected(self) -> int:
+        """How many users have opened at least one session."""
+        return int((self._scalar["n_connects"][: len(self._ids)] > 0).sum())
+
     def snapshot(self, now_ms: int, user_ids: Sequence[str] | None = None) -> Snapshot:
         """Histories at ``now_ms`` of ``user_ids`` (default: every user seen, in order).
 

@@ -1,0 +1,186 @@
+"""The HTTP API of the live service (FastAPI; OpenAPI docs at /docs).
+
+Thin routes over :class:`service.live.LiveService`: scoring on demand, the pool, the
+model in use, the original node API's efficiency report, health and Prometheus metrics.
+Bad requests get a 4xx saying what is wrong: bodies over ``max_body_bytes`` a 413, too
+many or malformed user ids a 422, a missing or wrong admin token a 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, StringConstraints
+
+from service.live import LiveService
+
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MAX_PREDICT_USERS = 1000
+
+
+class PredictRequest(BaseModel):
+    user_ids: list[UserId] = Field(min_length=1, max_length=MAX_PREDICT_USERS)
+
+
+class Prediction(BaseModel):
+    user_id: str
+    probability: float = Field(ge=0.0, le=1.0)
+    source: str
+    model_version: str | None
+    horizon_s: float
+
+
+class Efficiency(BaseModel):
+    """The original node API's report, computed from the pool."""
+
+    total_user_time_seconds: float
+    total_node_time_seconds: float
+    efficiency_percentage: float
+    user_count: int
+    node_count: int
+
+
+def create_app(
+    service: LiveService,
+    *,
+    admin_token: str | None = None,
+    max_body_bytes: int = 64 * 1024,
+    manage_lifecycle: bool = True,
+) -> FastAPI:
+    """The API over ``service``; with ``manage_lifecycle`` the app starts and stops it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await service.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await service.stop()
+
+    app = FastAPI(
+        title="predictive-provisioner",
+        summary="Keeps warm nodes ready for users before they connect.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
+            return JSONResponse(
+                {"detail": f"request body over {max_body_bytes} bytes"}, status_code=413
+            )
+        return await call_next(request)
+
+    def started() -> LiveService:
+        if service.started_at is None:
+            raise HTTPException(503, "the service is starting")
+        return service
+
+    Live = Annotated[LiveService, Depends(started)]
+
+    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        if admin_token is None:
+            raise HTTPException(401, "admin endpoints are disabled: no admin token is set")
+        scheme, _, token = (authorization or "").partition(" ")
+        valid = scheme.lower() == "bearer" and hmac.compare_digest(
+            token.encode(), admin_token.encode()
+        )
+        if not valid:
+            raise HTTPException(
+                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    @app.post("/v1/predict", response_model=list[Prediction])
+    def predict(body: PredictRequest, live: Live) -> list[Prediction]:
+        """Probability that each user connects within the horizon; unknown users are
+        scored from an empty history."""
+        scores, _ = live.score(list(body.user_ids))
+        return [
+            Prediction(
+                user_id=user_id,
+                probability=float(scores.probability[i]),
+                source=scores.source(i).value,
+                model_version=scores.model_version if scores.from_model[i] else None,
+                horizon_s=scores.horizon_s,
+            )
+            for i, user_id in enumerate(body.user_ids)
+        ]
+
+    @app.get("/v1/users/{user_id}")
+    def user(user_id: UserId, live: Live) -> dict[str, Any]:
+        """A user's features now, score, connection and last tick's score."""
+        return live.user(user_id)
+
+    @app.get("/v1/pool")
+    def pool(live: Live) -> dict[str, Any]:
+        """Nodes by state, the desired warm nodes and the scaler's last reason."""
+        engine = live.engine
+        status = engine.status(live.clock.now()).to_dict()
+        status["nodes"] = [node.to_dict() for node in engine.pool.nodes()]
+        status["top_users"] = [score.to_dict() for score in engine.last_scores.top(10)]
+        return status
+
+    @app.get("/v1/model")
+    def model(live: Live) -> dict[str, Any]:
+        """The model in use (alias, version, loaded at) and the fallbacks so far."""
+        if live.watcher is None:
+            return {"source": "heuristic", "alias": None, "version": None, "fallbacks": {}}
+        return live.watcher.info() | {"fallbacks": live.watcher.fallbacks()}
+
+    @app.post("/v1/model/reload", dependencies=[Depends(require_admin)])
+    async def reload(live: Live) -> dict[str, Any]:
+        """Check the registry now and load a new champion if there is one (admin)."""
+        if live.watcher is None:
+            raise HTTPException(409, "this service runs without a model registry")
+        await live.watcher.check()
+        return live.watcher.info() | {"fallbacks": live.watcher.fallbacks()}
+
+    @app.get("/api/efficiency", response_model=Efficiency)
+    def efficiency(live: Live) -> Efficiency:
+        """The original node API's efficiency report, from the pool's accounting."""
+        engine = live.engine
+        report = engine.metrics(live.clock.now())
+        return Efficiency(
+            total_user_time_seconds=report.user_seconds,
+            total_node_time_seconds=report.node_seconds,
+            efficiency_percentage=100.0 * report.efficiency,
+            user_count=engine.features.users_ever_connected(),
+            node_count=report.nodes_created,
+        )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Ready when the event log is reachable and the consumer is alive."""
+        ready = service.ready
+        body = {"ready": ready, "watermark": service.watermark}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(service.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return (
+            "<!doctype html><title>predictive-provisioner</title>"
+            "<h1>predictive-provisioner</h1><p><a href='/docs'>API docs</a> · "
+            "<a href='/v1/pool'>pool</a> · <a href='/metrics'>metrics</a></p>"
+        )
+
+    return app

@@ -1,0 +1,67 @@
+"""Reconciliation: the pool's view against the provider's list of nodes.
+
+Events can be lost (pub/sub), creates can time out after succeeding, a restart can
+forget an in-flight request. Periodically the live shell lists the provider's nodes and
+this pure function says how to converge, by one documented rule:
+
+- a node the provider has (booting or ready) that the pool does not know, older than
+  ``grace_s`` (so a create whose answer is still on its way is not mistaken for it), is
+  **adopted** (fed to the pool as its status event): it is paid for, so it is better put
+  to use, and the scaler terminates it if it is surplus;
+- a node the pool holds that the provider reports terminated, or no longer lists, is
+  **forgotten** (the pool treats it as deleted; a user on it waits for another node);
+- a request that got no node id within ``request_timeout_s`` is **expired** (failed);
+  if the node was in fact created, the first rule adopts it later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from features.events import NodeStatus
+from service.pool import NodeState, PoolNode
+from service.provider import ProviderNode
+
+_ALIVE = {NodeStatus.BOOTING.value, NodeStatus.READY.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    adopt: list[tuple[str, NodeStatus]] = field(default_factory=list)
+    forget: list[str] = field(default_factory=list)
+    expire: list[str] = field(default_factory=list)
+    """Request tokens."""
+
+    def __bool__(self) -> bool:
+        return bool(self.adopt or self.forget or self.expire)
+
+
+def reconcile(
+    pool_nodes: list[PoolNode],
+    provider_nodes: list[ProviderNode],
+    now: float,
+    *,
+    grace_s: float = 30.0,
+    request_timeout_s: float = 60.0,
+) -> Reconciliation:
+    listed = {node.id: node for node in provider_nodes}
+    known = {node.node_id for node in pool_nodes if node.node_id is not None}
+    result = Reconciliation()
+    for node in provider_nodes:
+        if node.id in known or node.status not in _ALIVE:
+            continue
+        if node.created_at is not None and now - node.created_at < grace_s:
+            continue
+        result.adopt.append((node.id, NodeStatus(node.status)))
+    for pool_node in pool_nodes:
+        if pool_node.state is NodeState.GONE:
+            continue
+        if pool_node.node_id is None:
+            if pool_node.token is not None and now - pool_node.created_at > request_timeout_s:
+                result.expire.append(pool_node.token)
+            continue
+        seen = listed.get(pool_node.node_id)
+        vanished = seen is None or seen.status == NodeStatus.TERMINATED.value
+        if vanished and now - pool_node.created_at >= grace_s:
+            result.forget.append(pool_node.node_id)
+    return result

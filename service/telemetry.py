@@ -1,0 +1,80 @@
+"""Prometheus metrics of one service instance, in a registry of its own (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.engine import EngineStatus
+
+
+class Telemetry:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "provisioner_events_consumed", "Events applied from the event log.", registry=r
+        )
+        self.redelivered = Counter(
+            "provisioner_events_redelivered",
+            "Entries delivered again and skipped (already applied).",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "provisioner_dead_letters", "Entries refused by the consumer.", registry=r
+        )
+        self.fallbacks = Gauge(
+            "provisioner_scorer_fallbacks",
+            "Scoring calls answered by the heuristic instead of the model, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.nodes = Gauge("provisioner_pool_nodes", "Nodes by state.", ["state"], registry=r)
+        self.desired_warm = Gauge(
+            "provisioner_desired_warm_nodes", "Warm nodes the scaler wants.", registry=r
+        )
+        self.instant_rate = Gauge(
+            "provisioner_instant_rate", "Connects served at once / all connects.", registry=r
+        )
+        self.efficiency = Gauge(
+            "provisioner_efficiency", "Connected user-seconds / node-seconds.", registry=r
+        )
+        self.waits = Histogram(
+            "provisioner_connect_wait_seconds",
+            "Seconds from connect to a node, for connects that waited.",
+            buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 120),
+            registry=r,
+        )
+        self.scoring = Histogram(
+            "provisioner_scoring_seconds",
+            "Time to score the users of one tick (features + scorer + scaler).",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0),
+            registry=r,
+        )
+        self.commands = Counter(
+            "provisioner_commands", "Node commands issued.", ["kind", "outcome"], registry=r
+        )
+        self.ticks = Counter("provisioner_ticks", "Scaling decisions made.", registry=r)
+        self.skipped_ticks = Counter(
+            "provisioner_ticks_skipped", "Ticks skipped while events were not visible.", registry=r
+        )
+        self.reconciled = Counter(
+            "provisioner_reconciled", "Reconciliation actions.", ["action"], registry=r
+        )
+        self.ready = Gauge("provisioner_ready", "1 when the service sees events.", registry=r)
+        self._waits_seen = 0
+
+    def observe_status(self, status: EngineStatus, waits: list[float]) -> None:
+        counts = status.counts.to_dict()
+        for state, value in counts.items():
+            self.nodes.labels(state=state).set(value)
+        if status.desired_warm is not None:
+            self.desired_warm.set(status.desired_warm)
+        self.instant_rate.set(status.metrics.instant_rate)
+        self.efficiency.set(status.metrics.efficiency)
+        for wait in waits[self._waits_seen :]:
+            self.waits.observe(wait)
+        self._waits_seen = len(waits)
+
+    def observe_fallbacks(self, counts: dict[str, int]) -> None:
+        for reason, value in counts.items():
+            self.fallbacks.labels(reason=reason).set(value)
