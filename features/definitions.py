@@ -36,6 +36,7 @@ MINUTE_SLOTS: Final = 60
 MINUTE_WINDOWS: Final = {"act_10m": 10, "act_1h": 60}
 """Counts over the current and the previous N-1 whole minutes."""
 DECAY_TAU_MS: Final = 60_000.0
+DECAY_SPAN_MS: Final = 20 * 60_000
 BURST_GAP_MS: Final = 120_000
 RECENCY_CAP_S: Final = 7 * 86_400.0
 """Recencies are capped here; "never" reads as the cap."""
@@ -158,11 +159,13 @@ def _since(t: Int64s, then: Int64s) -> Floats:
 
 
 def decayed_sum(t: Int64s, recent: Int64s) -> Floats:
-    """Sum of exp(-(t - r) / tau) over the valid (``0 <= r <= t``) times in each row."""
-    age = (t[:, None] - recent).astype(np.float64)
-    weights = np.exp(-np.maximum(age, 0.0) / DECAY_TAU_MS)
-    valid = (recent >= 0) & (age >= 0)
-    total: Floats = np.where(valid, weights, 0.0).sum(axis=1)
+    """Sum of exp(-(t - r) / tau) over the times ``0 <= r <= t`` in each row that are less
+    than ``DECAY_SPAN_MS`` old (older ones would add under 2e-9 each)."""
+    age = t[:, None] - recent
+    counted = (recent >= 0) & (age >= 0) & (age < DECAY_SPAN_MS)
+    weights = np.zeros(age.shape, dtype=np.float64)
+    weights[counted] = np.exp(age[counted] / -DECAY_TAU_MS)
+    total: Floats = weights.sum(axis=1)
     return total
 
 

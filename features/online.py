@@ -151,8 +151,9 @@ class OnlineFeatures:
 
         A user never seen gets the snapshot of an empty history.
         """
+        rows: slice | npt.NDArray[np.intp]
         if user_ids is None:
-            rows = np.arange(len(self._ids), dtype=np.intp)
+            rows = slice(0, len(self._ids))  # views, no copies
         else:
             rows = np.array([self._slots.get(u, self._capacity) for u in user_ids], dtype=np.intp)
         return self._snapshot_rows(rows, now_ms)
@@ -203,23 +204,26 @@ class OnlineFeatures:
         self._hours = _resized(self._hours, rows, old, 0)
         self._capacity = capacity
 
-    def _snapshot_rows(self, rows: npt.NDArray[np.intp], now_ms: int) -> Snapshot:
-        t = np.full(len(rows), now_ms, dtype=np.int64)
+    def _snapshot_rows(self, rows: slice | npt.NDArray[np.intp], now_ms: int) -> Snapshot:
         v = {name: values[rows] for name, values in self._scalar.items()}
+        t = np.full(len(v["first_seen"]), now_ms, dtype=np.int64)
         recent = self._recent[rows]
         valid_recent = (recent >= 0) & (recent <= now_ms)
         counts: dict[str, npt.NDArray[np.int64]] = {}
         for name, window in RECENT_WINDOWS_MS.items():
-            counts[name] = (valid_recent & (recent > now_ms - window)).sum(axis=1)
+            counts[name] = np.count_nonzero(valid_recent & (recent > now_ms - window), axis=1)
         minute_now = now_ms // MINUTE_MS
-        minutes = self._minute[rows].astype(np.int64)
-        per_minute = self._minute_count[rows].astype(np.int64)
+        minutes = self._minute[rows]
+        per_minute = self._minute_count[rows]
+        not_future = minutes <= minute_now
         for name, span in MINUTE_WINDOWS.items():
-            inside = (minutes > minute_now - span) & (minutes <= minute_now)
-            counts[name] = np.where(inside, per_minute, 0).sum(axis=1)
+            inside = not_future & (minutes > minute_now - span)
+            counts[name] = np.where(inside, per_minute, 0).sum(axis=1, dtype=np.int64)
         hour = int(hour_of(np.array([now_ms]))[0])
-        hours = self._hours[rows].astype(np.float64)
-        habit = hours[:, hour] + 0.5 * (hours[:, (hour - 1) % HOURS] + hours[:, (hour + 1) % HOURS])
+        hours = self._hours[rows]
+        habit = hours[:, hour] + 0.5 * (
+            hours[:, (hour - 1) % HOURS].astype(np.float64) + hours[:, (hour + 1) % HOURS]
+        )
         return Snapshot(
             t_ms=t,
             first_seen_ms=v["first_seen"],
