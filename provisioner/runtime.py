@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -13,6 +14,14 @@ from features.eventlog import EventLog, LogKeys, Retention
 from features.events import Limits
 from provisioner.embedded_redis import EmbeddedRedis
 from provisioner.settings import Settings
+
+if TYPE_CHECKING:  # heavy (MLflow, LightGBM): imported where used, keeping the CLI fast
+    from training.promote import Tolerances
+    from training.tracking import TrackingConfig
+
+    from models.registry import ModelRegistry
+    from training.dataset import DatasetSpec
+    from training.train import TrainConfig
 
 
 def limits(settings: Settings) -> Limits:
@@ -62,3 +71,86 @@ def event_log(settings: Settings, client: redis.Redis) -> EventLog:
         retention=Retention(settings.stream_max_len, settings.stream_max_age_s),
         limits=limits(settings),
     )
+
+
+# -- model lifecycle -------------------------------------------------------------------------
+
+
+def tracking_uri(settings: Settings) -> str:
+    """``MLFLOW_TRACKING_URI``, or an SQLite store under the home."""
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    return f"sqlite:///{settings.home / 'mlflow.db'}"
+
+
+def artifact_location(settings: Settings) -> str | None:
+    """Where new experiments keep artifacts: under the home, unless a server decides.
+
+    A tracking server (``http(s)://``, ``databricks``) has its own artifact root. For a
+    database or file store, the location is set here when the experiment is created;
+    otherwise MLflow would put artifacts in ``./mlruns`` of whatever the working folder is.
+    """
+    uri = tracking_uri(settings)
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    return (settings.home / "mlartifacts").as_uri()
+
+
+def tracking(settings: Settings) -> TrackingConfig:
+    from training.tracking import TrackingConfig
+
+    return TrackingConfig(
+        tracking_uri=tracking_uri(settings),
+        experiment=settings.experiment_name,
+        model_name=settings.model_name,
+        artifact_location=artifact_location(settings),
+    )
+
+
+def model_registry(settings: Settings) -> ModelRegistry:
+    from models.registry import ModelRegistry
+
+    return ModelRegistry(tracking_uri(settings), settings.model_name)
+
+
+def dataset_spec(settings: Settings, horizon_s: float | None = None) -> DatasetSpec:
+    from training.dataset import DatasetSpec
+
+    return DatasetSpec(
+        horizon_s=horizon_s if horizon_s is not None else settings.horizon_s,
+        every_s=settings.dataset_every_s,
+        quiet_after_s=settings.dataset_quiet_after_s,
+        quiet_stride=settings.dataset_quiet_stride,
+    )
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    from training.train import TrainConfig
+
+    return TrainConfig(
+        calibration=settings.calibration,
+        seed=settings.train_seed,
+        min_positives=settings.train_min_positives,
+    )
+
+
+def tolerances(settings: Settings) -> Tolerances:
+    from training.promote import Tolerances
+
+    return Tolerances(
+        log_loss=settings.promote_log_loss_tolerance,
+        brier=settings.promote_brier_tolerance,
+        roc_auc=settings.promote_auc_tolerance,
+    )
+
+
+def actor(settings: Settings) -> str:
+    """Who acts, for audit tags: the ``actor`` setting, else the login name."""
+    if settings.actor:
+        return settings.actor
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

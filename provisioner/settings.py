@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,51 @@ class Settings(BaseSettings):
     )
     embedded_redis_port: int = Field(
         default=0, ge=0, le=65535, description="Also listen on 127.0.0.1:PORT (0: socket only)."
+    )
+
+    # -- model lifecycle ---------------------------------------------------------------------
+    model_name: str = Field(
+        default="connect-likelihood",
+        min_length=1,
+        description="Registered model every training run adds a version to.",
+    )
+    experiment_name: str = Field(
+        default="connect-likelihood", min_length=1, description="MLflow experiment of the runs."
+    )
+    horizon_s: float = Field(
+        default=40.0, gt=0, description="Label horizon: predict a connect within this many s."
+    )
+    dataset_every_s: float = Field(
+        default=30.0, gt=0, description="Spacing of the training cutoffs, seconds."
+    )
+    dataset_quiet_after_s: float = Field(
+        default=300.0, gt=0, description="A user with no event for this long counts as quiet."
+    )
+    dataset_quiet_stride: int = Field(
+        default=120, ge=1, description="Quiet rows are sampled every Nth cutoff, with weight N."
+    )
+    calibration: Literal["sigmoid", "isotonic"] = Field(
+        default="sigmoid",
+        description="Calibration on the validation slice (isotonic needs enough positives).",
+    )
+    train_seed: int = Field(default=0, ge=0, description="Seed of LightGBM: same data, same model.")
+    train_min_positives: int = Field(
+        default=20, ge=1, description="Connects each of train/validation/test must hold at least."
+    )
+    retrain_window_hours: float = Field(
+        default=168.0, gt=0, description="`retrain` trains on this many hours up to the last event."
+    )
+    promote_log_loss_tolerance: float = Field(
+        default=0.01, ge=0, description="Relative log-loss increase a candidate may show."
+    )
+    promote_brier_tolerance: float = Field(
+        default=0.01, ge=0, description="Relative Brier-score increase a candidate may show."
+    )
+    promote_auc_tolerance: float = Field(
+        default=0.005, ge=0, description="ROC AUC decrease (absolute) a candidate may show."
+    )
+    actor: str | None = Field(
+        default=None, description="Who promotes or rolls back, for the audit tags (default: $USER)."
     )
 
     @field_validator("home")

@@ -127,7 +127,9 @@ class LiveService:
         await self._save()
         log.info(
             "service started: %s state, %d events replayed into the features, watermark %s",
-            "fresh" if saved is None else "restored", replayed, self.watermark,
+            "fresh" if saved is None else "restored",
+            replayed,
+            self.watermark,
         )
         self.started_at = self.clock.now()
         self._spawn(self._consume_loop(), "consume")
@@ -187,9 +189,7 @@ class LiveService:
         backoff = 0.1
         while True:
             try:
-                delivery = await asyncio.to_thread(
-                    self.consumer.read, self.options.read_block_ms
-                )
+                delivery = await asyncio.to_thread(self.consumer.read, self.options.read_block_ms)
             except redis.RedisError as e:
                 log.warning("event log unreachable (%s); retrying in %.1f s", e, backoff)
                 await asyncio.sleep(backoff)
@@ -263,8 +263,11 @@ class LiveService:
         for token in plan.expire:
             log.warning("request %s got no node in time; counting it failed", token)
             self.engine.request_failed(token, now)
-        for action, items in (("adopt", plan.adopt), ("forget", plan.forget),
-                              ("expire", plan.expire)):
+        for action, items in (
+            ("adopt", plan.adopt),
+            ("forget", plan.forget),
+            ("expire", plan.expire),
+        ):
             if items:
                 self.telemetry.reconciled.labels(action=action).inc(len(items))
         if plan:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from provisioner.cli import events, node_api, simulate
+from provisioner.cli import events, ml, node_api, simulate
 from provisioner.cli.common import console
 from provisioner.settings import Settings
 
@@ -30,6 +30,7 @@ def _root(ctx: typer.Context) -> None:
 events.register(app)
 simulate.register(app)
 node_api.register(app)
+ml.register(app)
 
 
 @app.command()

@@ -118,8 +118,11 @@ def test_keeps_warm_nodes_serves_connects_and_survives_a_restart(
             log.append(UserDisconnect(now, "alice"))
             await until(lambda: not again.engine.pool.is_connected("alice"))
             node = again.engine.pool.node(alice_node or "")
-            assert node is not None and node.state in (NodeState.READY, NodeState.TERMINATING,
-                                                       NodeState.GONE)
+            assert node is not None and node.state in (
+                NodeState.READY,
+                NodeState.TERMINATING,
+                NodeState.GONE,
+            )
             assert again.engine.metrics(clock.now()).connects == 1
 
     with bridged(redis_client, log, key_prefix):

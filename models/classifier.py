@@ -1,0 +1,296 @@
+"""The trained classifier as it is served: a LightGBM booster and a calibration map.
+
+The booster gives a raw probability; the calibration maps it to the probability the scaler
+consumes, fitted on the validation slice:
+
+- ``sigmoid`` (Platt): ``p = 1 / (1 + exp(-(a * logit(raw) + b)))``, two floats;
+- ``isotonic``: the piecewise-linear map through thresholds ``(x, y)`` (``np.interp``),
+  kept within ``[ISOTONIC_FLOOR, 1 - ISOTONIC_FLOOR]`` so that no row gets a certain 0 or 1.
+
+In MLflow the booster is a native ``lightgbm`` flavor model (``mlflow.lightgbm.load_model``
+gives back a ``Booster`` that predicts on numpy), and everything else it needs travels in
+the same model directory as ``extra_files/classifier.json``: the calibration, the horizon,
+the feature names in column order and the dataset spec it was trained on. Loading reads
+both from one local directory; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from features.definitions import FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
+
+Floats = npt.NDArray[np.float64]
+
+CLASSIFIER_FILE: Final = "classifier.json"
+"""Name of the calibration/metadata file beside the booster (under ``extra_files/``)."""
+FORMAT: Final = 1
+"""Version of the ``classifier.json`` layout."""
+ISOTONIC_FLOOR: Final = 1e-6
+_LOGIT_CLIP: Final = 1e-12
+
+
+class ClassifierFormatError(ValueError):
+    """A saved classifier whose files are missing, malformed or of another format."""
+
+
+def logit(p: Floats) -> Floats:
+    q = np.clip(p, _LOGIT_CLIP, 1.0 - _LOGIT_CLIP)
+    out: Floats = np.log(q / (1.0 - q))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SigmoidCalibration:
+    """Platt scaling on the logit of the raw probability."""
+
+    a: float
+    b: float
+    method: ClassVar[str] = "sigmoid"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.a) and math.isfinite(self.b)):
+            raise ValueError(f"sigmoid calibration needs finite a, b, not {self.a}, {self.b}")
+
+    def apply(self, raw: Floats) -> Floats:
+        z = self.a * logit(raw) + self.b
+        out: Floats = 1.0 / (1.0 + np.exp(-z))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "a": self.a, "b": self.b}
+
+
+@dataclass(frozen=True, slots=True)
+class IsotonicCalibration:
+    """A non-decreasing piecewise-linear map through ``(x[i], y[i])``, flat beyond the ends."""
+
+    x: Floats
+    y: Floats
+    method: ClassVar[str] = "isotonic"
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 1 or self.x.shape != self.y.shape or len(self.x) < 1:
+            raise ValueError("isotonic calibration needs two equal-length 1-D threshold arrays")
+        if not (np.all(np.isfinite(self.x)) and np.all(np.isfinite(self.y))):
+            raise ValueError("isotonic thresholds must be finite")
+        if np.any(np.diff(self.x) < 0) or np.any(np.diff(self.y) < 0):
+            raise ValueError("isotonic thresholds must be non-decreasing")
+
+    def apply(self, raw: Floats) -> Floats:
+        out: Floats = np.clip(np.interp(raw, self.x, self.y), ISOTONIC_FLOOR, 1 - ISOTONIC_FLOOR)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "x": self.x.tolist(), "y": self.y.tolist()}
+
+
+Calibration: TypeAlias = SigmoidCalibration | IsotonicCalibration
+
+
+def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
+    method = data.get("method")
+    try:
+        if method == SigmoidCalibration.method:
+            return SigmoidCalibration(float(data["a"]), float(data["b"]))
+        if method == IsotonicCalibration.method:
+            return IsotonicCalibration(
+                np.asarray(data["x"], dtype=np.float64), np.asarray(data["y"], dtype=np.float64)
+            )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ClassifierFormatError(f"bad {method} calibration: {e}") from e
+    raise ClassifierFormatError(f"unknown calibration method {method!r}")
+
+
+@dataclass(frozen=True)
+class ConnectClassifier:
+    """Probability that a user connects within ``horizon_s``, from the feature matrix."""
+
+    booster: Any
+    """A ``lightgbm.Booster`` trimmed to the trees it keeps."""
+    calibration: Calibration
+    horizon_s: float
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """How the training rows were made (the dataset spec, the split): for rebuilding holdouts."""
+
+    def raw_probability(self, features: Floats) -> Floats:
+        """The booster's uncalibrated probability per row."""
+        matrix = np.asarray(features, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"expected a (rows, {len(self.feature_names)}) feature matrix, "
+                f"got shape {matrix.shape}"
+            )
+        if not len(matrix):
+            return np.empty(0, dtype=np.float64)
+        # One thread: scoring batches are small, and OpenMP threads that spin while another
+        # process holds a core turn milliseconds into seconds.
+        out: Floats = np.asarray(self.booster.predict(matrix, num_threads=1), dtype=np.float64)
+        return out
+
+    def predict_proba(self, features: Floats) -> Floats:
+        """Calibrated probabilities, one per row of ``features`` (columns ``feature_names``)."""
+        return self.calibration.apply(self.raw_probability(features))
+
+    def describe(self) -> dict[str, Any]:
+        """The content of ``classifier.json``."""
+        return {
+            "format": FORMAT,
+            "horizon_s": self.horizon_s,
+            "feature_names": list(self.feature_names),
+            "calibration": self.calibration.to_dict(),
+            "data": dict(self.data),
+        }
+
+
+def pip_requirements() -> list[str]:
+    """What serving the model needs, pinned to this environment (no inference: fast)."""
+    import lightgbm
+    import mlflow
+
+    pandas = importlib.import_module("pandas")  # untyped: only its version is read
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"lightgbm=={lightgbm.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pandas.__version__}",
+    ]
+
+
+def signature(feature_names: Sequence[str]) -> Any:
+    """Named float64 columns in, the booster's probability per row out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", name) for name in feature_names]),
+        outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,))]),
+    )
+
+
+def _input_frame(classifier: ConnectClassifier, input_example: Floats) -> Any:
+    pd: Any = importlib.import_module("pandas")
+    example = np.asarray(input_example, dtype=np.float64)
+    if example.ndim != 2 or example.shape[1] != len(classifier.feature_names) or not len(example):
+        raise ValueError("the input example must be a non-empty feature matrix")
+    return pd.DataFrame(example, columns=list(classifier.feature_names))
+
+
+def log_model(
+    classifier: ConnectClassifier,
+    input_example: Floats,
+    *,
+    name: str = "model",
+    registered_model_name: str | None = None,
+) -> ModelInfo:
+    """Log to the active MLflow run (and register a version when a name is given)."""
+    import mlflow.lightgbm
+
+    with _description_file(classifier) as extra:
+        info: ModelInfo = mlflow.lightgbm.log_model(
+            classifier.booster,
+            name=name,
+            registered_model_name=registered_model_name,
+            **_model_options(classifier, input_example, extra),
+        )
+    return info
+
+
+def save_model(classifier: ConnectClassifier, path: Path, input_example: Floats) -> None:
+    """Write the directory :func:`log_model` logs, to a local ``path`` (must not exist)."""
+    import mlflow.lightgbm
+
+    with _description_file(classifier) as extra:
+        mlflow.lightgbm.save_model(
+            classifier.booster, str(path), **_model_options(classifier, input_example, extra)
+        )
+
+
+@contextmanager
+def _description_file(classifier: ConnectClassifier) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="classifier-") as folder:
+        path = Path(folder) / CLASSIFIER_FILE
+        path.write_text(json.dumps(classifier.describe(), indent=1))
+        yield path
+
+
+def _model_options(
+    classifier: ConnectClassifier, input_example: Floats, extra: Path
+) -> dict[str, Any]:
+    return {
+        "signature": signature(classifier.feature_names),
+        "input_example": _input_frame(classifier, input_example),
+        "pip_requirements": pip_requirements(),
+        "extra_files": [str(extra)],
+        "metadata": {"horizon_s": classifier.horizon_s, "classifier_format": FORMAT},
+    }
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """What a model directory holds: the classifier and its stored input example."""
+
+    classifier: ConnectClassifier
+    input_example: Floats
+
+
+def load_model(path: Path) -> SavedModel:
+    """Load a model directory written by :func:`log_model` or :func:`save_model`.
+
+    Raises :class:`ClassifierFormatError` when ``classifier.json`` or the input example is
+    missing or malformed; errors of MLflow or LightGBM reading the booster propagate.
+    """
+    import mlflow.lightgbm
+    from mlflow.models import Model
+
+    described = _read_description(path / "extra_files" / CLASSIFIER_FILE)
+    booster = mlflow.lightgbm.load_model(str(path))
+    try:
+        calibration = calibration_from_dict(described["calibration"])
+        classifier = ConnectClassifier(
+            booster=booster,
+            calibration=calibration,
+            horizon_s=float(described["horizon_s"]),
+            feature_names=tuple(str(n) for n in described["feature_names"]),
+            data=dict(described.get("data", {})),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ClassifierFormatError(f"{CLASSIFIER_FILE}: {e}") from e
+    if tuple(booster.feature_name()) != classifier.feature_names:
+        raise ClassifierFormatError(
+            f"the booster's features {booster.feature_name()} differ from "
+            f"{CLASSIFIER_FILE}'s {list(classifier.feature_names)}"
+        )
+    example: Any = Model.load(str(path)).load_input_example(str(path))
+    if example is None:
+        raise ClassifierFormatError("the model has no stored input example")
+    matrix = np.asarray(example[list(classifier.feature_names)], dtype=np.float64)
+    return SavedModel(classifier, matrix)
+
+
+def _read_description(path: Path) -> dict[str, Any]:
+    try:
+        described = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ClassifierFormatError(f"no {CLASSIFIER_FILE} beside the booster") from e
+    except (OSError, ValueError) as e:
+        raise ClassifierFormatError(f"unreadable {CLASSIFIER_FILE}: {e}") from e
+    if not isinstance(described, dict) or described.get("format") != FORMAT:
+        found = described.get("format") if isinstance(described, dict) else None
+        raise ClassifierFormatError(f"{CLASSIFIER_FILE} has format {found!r}, expected {FORMAT}")
+    return described

@@ -1,0 +1,217 @@
+"""Reading the MLflow model registry: which version an alias names, and that version loaded.
+
+An alias is resolved to a version number once, then that exact version is downloaded and
+loaded, so a caller always knows which version it holds even if the alias moves meanwhile.
+A loaded model is warmed (and checked) by scoring its stored input example before it is
+handed out: a model that cannot score its own example is a load failure, not a surprise
+on the first real request.
+
+Errors are typed and raised ``from`` the MLflow or LightGBM error behind them:
+:class:`ModelNotFound` (no such registered model, alias or version),
+:class:`RegistryUnavailable` (the tracking store did not answer) and
+:class:`ModelLoadError` (the version exists but cannot be downloaded, read or warmed).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from models.classifier import ClassifierFormatError, ConnectClassifier, Floats, load_model
+
+DEFAULT_MODEL_NAME: Final = "connect-likelihood"
+CHAMPION: Final = "champion"
+PREVIOUS: Final = "previous"
+_NOT_FOUND: Final = ("RESOURCE_DOES_NOT_EXIST",)
+
+
+class RegistryError(Exception):
+    """Base of the registry's errors."""
+
+
+class ModelNotFound(RegistryError):
+    """No such registered model, alias or version."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The tracking store could not be reached or answered with an error."""
+
+
+class ModelLoadError(RegistryError):
+    """The version exists but its artifacts cannot be downloaded, read or warmed."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One registered version, loaded and warmed."""
+
+    name: str
+    version: str
+    classifier: ConnectClassifier
+    input_example: Floats
+    alias: str | None = None
+    """The alias it was loaded through (None: loaded by version)."""
+    run_id: str | None = None
+    loaded_at: float = 0.0
+    load_seconds: float = 0.0
+
+    @property
+    def horizon_s(self) -> float:
+        return self.classifier.horizon_s
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.classifier.feature_names
+
+    def predict_proba(self, features: Floats) -> Floats:
+        return self.classifier.predict_proba(features)
+
+
+class ModelRegistry:
+    """The versions and aliases of one registered model in one tracking store.
+
+    Holds no connection of its own beyond an ``MlflowClient`` made on first use; safe to
+    share between threads for reads.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        model_name: str = DEFAULT_MODEL_NAME,
+        *,
+        registry_uri: str | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self.model_name = model_name
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self.tracking_uri!r}, {self.model_name!r})"
+
+    @property
+    def client(self) -> Any:
+        """The ``mlflow.MlflowClient`` of this store (made on first use)."""
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri, self.registry_uri)
+        return self._client
+
+    # -- resolving -----------------------------------------------------------------------
+
+    def resolve(self, alias: str = CHAMPION) -> str:
+        """The version number ``alias`` names now; :class:`ModelNotFound` if none."""
+        version = self.alias_version(alias)
+        if version is None:
+            raise ModelNotFound(f"{self.model_name!r} has no version with alias {alias!r}")
+        return version
+
+    def alias_version(self, alias: str) -> str | None:
+        """The version ``alias`` names, or None when the model or the alias does not exist."""
+        aliases = self.aliases()
+        return aliases.get(alias)
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias of the registered model and its version ({} if the model is unknown)."""
+        model = self._call(
+            lambda: self.client.get_registered_model(self.model_name), missing_ok=True
+        )
+        if model is None:
+            return {}
+        return {str(alias): str(version) for alias, version in dict(model.aliases).items()}
+
+    def latest_version(self) -> str | None:
+        """The highest version number, or None when the model has no version."""
+        versions = self._call(
+            lambda: self.client.search_model_versions(
+                f"name='{self.model_name}'", order_by=["version_number DESC"], max_results=1
+            ),
+            missing_ok=True,
+        )
+        if not versions:
+            return None
+        return str(versions[0].version)
+
+    def version_info(self, version: str) -> Any:
+        """The ``ModelVersion`` record (tags, run id, source); :class:`ModelNotFound` if none."""
+        info = self._call(
+            lambda: self.client.get_model_version(self.model_name, str(version)), missing_ok=True
+        )
+        if info is None:
+            raise ModelNotFound(f"{self.model_name!r} has no version {version}")
+        return info
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load_alias(self, alias: str = CHAMPION) -> LoadedModel:
+        """Resolve ``alias`` once, then load exactly that version."""
+        return self.load(self.resolve(alias), alias=alias)
+
+    def load(self, version: str, *, alias: str | None = None) -> LoadedModel:
+        """Download, load and warm one version."""
+        started = time.perf_counter()
+        info = self.version_info(version)
+        uri = f"models:/{self.model_name}/{info.version}"
+        # The artifacts' own location, not the models:/ URI: resolving that one goes through
+        # MLflow's process-wide registry URI, which may point at another store.
+        location = self._call(
+            lambda: self.client.get_model_version_download_uri(self.model_name, str(info.version))
+        )
+        with tempfile.TemporaryDirectory(prefix="model-") as folder:
+            try:
+                from mlflow.artifacts import download_artifacts
+
+                local = download_artifacts(
+                    artifact_uri=location,
+                    dst_path=folder,
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.registry_uri,
+                )
+                saved = load_model(Path(local))
+            except ClassifierFormatError as e:
+                raise ModelLoadError(f"{uri}: {e}") from e
+            except Exception as e:  # MLflow, LightGBM and I/O errors alike
+                raise ModelLoadError(f"{uri} could not be loaded: {e}") from e
+        warm(saved.classifier, saved.input_example, what=uri)
+        return LoadedModel(
+            name=self.model_name,
+            version=str(info.version),
+            classifier=saved.classifier,
+            input_example=saved.input_example,
+            alias=alias,
+            run_id=info.run_id,
+            loaded_at=time.time(),
+            load_seconds=time.perf_counter() - started,
+        )
+
+    def _call(self, request: Any, *, missing_ok: bool = False) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return request()
+        except MlflowException as e:
+            if e.error_code in _NOT_FOUND:
+                if missing_ok:
+                    return None
+                raise ModelNotFound(str(e)) from e
+            raise RegistryUnavailable(f"{self.tracking_uri}: {e}") from e
+        except OSError as e:
+            raise RegistryUnavailable(f"{self.tracking_uri}: {e}") from e
+
+
+def warm(classifier: ConnectClassifier, example: Floats, *, what: str = "model") -> None:
+    """Score ``example`` once; :class:`ModelLoadError` unless that gives finite probabilities."""
+    try:
+        probability = classifier.predict_proba(example)
+    except Exception as e:
+        raise ModelLoadError(f"{what} fails on its own input example: {e}") from e
+    if probability.shape != (len(example),) or not np.all(
+        np.isfinite(probability) & (probability >= 0) & (probability <= 1)
+    ):
+        raise ModelLoadError(f"{what} gives no valid probabilities for its input example")

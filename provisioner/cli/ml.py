@@ -1,0 +1,352 @@
+"""``provisioner train|promote|rollback|retrain``: the model lifecycle from the command line.
+
+Each prints one JSON line on stdout (progress and messages go to stderr) and exits with
+0 (done; promoted), 3 (promotion rejected), 1 (error: bad data, no model, store
+unreachable) or 2 (bad usage). MLflow is imported inside the commands: it takes seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+from rich.progress import Progress, TaskID
+
+from provisioner import runtime
+from provisioner.cli.common import console, count_progress, parse_time, print_json, settings_of
+
+if TYPE_CHECKING:
+    from provisioner.settings import Settings
+    from training.retrain import TrainedVersion
+    from training.sources import EventSource
+
+EXIT_REJECTED: Final = 3
+STAGES: Final = {
+    "read": "read events",
+    "features": "features (rows)",
+    "lightgbm": "LightGBM (trees)",
+    "baseline": "baseline",
+    "calibrate": "calibrate",
+    "log": "log to MLflow",
+    "promote": "promotion gates",
+    "holdout": "holdout (rows)",
+}
+
+TraceOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--trace",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="Read events from this trace file (.jsonl or .parquet) instead of the event log.",
+    ),
+]
+SinceOption = Annotated[
+    str | None, typer.Option(help="Events at or after this time (unix s or ISO 8601).")
+]
+UntilOption = Annotated[
+    str | None, typer.Option(help="Events before this time (unix s or ISO 8601).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("promote")(promote)
+    app.command("rollback")(rollback)
+    app.command("retrain")(retrain)
+
+
+def train(
+    ctx: typer.Context,
+    trace: TraceOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    horizon: Annotated[
+        float | None,
+        typer.Option(min=1.0, help="Label horizon in seconds (default: the setting, 40)."),
+    ] = None,
+) -> None:
+    """Train on a range of events (default: the whole event log) and register a version.
+
+    Prints the version, the data and the test-slice metrics of the model, the baseline
+    and the heuristic. Does not promote: see `provisioner promote`.
+    """
+    settings = settings_of(ctx)
+    started = time.perf_counter()
+    _quiet_libraries()
+    from training.retrain import train_and_register
+
+    with _errors(), _JobProgress() as progress:
+        source = _read(settings, trace, parse_time(since), parse_time(until), None, progress)
+        trained = train_and_register(
+            source,
+            runtime.dataset_spec(settings, horizon),
+            runtime.train_config(settings),
+            runtime.tracking(settings),
+            progress=progress,
+            tags={"job": "train"},
+        )
+    summary = trained.as_dict() | {"seconds": round(time.perf_counter() - started, 3)}
+    print_json(summary)
+    _show_table(trained)
+
+
+def promote(
+    ctx: typer.Context,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="Version to promote (default: the newest).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Decide and print, but move no alias.")
+    ] = False,
+    trace: TraceOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    reason: Annotated[str | None, typer.Option(help="A note for the audit tags.")] = None,
+) -> None:
+    """Promote a version to `champion` if it passes the gates against the current one.
+
+    Both are scored on the same holdout: the test slice of the most recent events (the
+    retrain window of the event log, or --trace / --since / --until), built as the
+    candidate was trained. Exit code 0: promoted (or would be, with --dry-run);
+    3: rejected; 1: error.
+    """
+    settings = settings_of(ctx)
+    _quiet_libraries()
+    from training.promote import build_holdout, load_candidate
+    from training.promote import promote as run_promotion
+
+    registry = runtime.model_registry(settings)
+    with _errors(), _JobProgress() as progress:
+        candidate = load_candidate(registry, None if version is None else str(version))
+        source = _read(
+            settings,
+            trace,
+            parse_time(since),
+            parse_time(until),
+            settings.retrain_window_hours,
+            progress,
+        )
+        holdout = build_holdout(
+            source.table, candidate, progress=lambda d, t: progress("holdout", d, t)
+        )
+        progress("promote", 0, 1)
+        decision = run_promotion(
+            registry,
+            candidate,
+            holdout,
+            tolerances=runtime.tolerances(settings),
+            actor=runtime.actor(settings),
+            dry_run=dry_run,
+            note=reason,
+        )
+        progress("promote", 1, 1)
+    print_json(decision.as_dict() | {"model_name": registry.model_name})
+    for line in decision.reasons:
+        console.print(f"  {line}")
+    if not decision.promote:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+def rollback(
+    ctx: typer.Context,
+    reason: Annotated[str | None, typer.Option(help="A note for the audit tags.")] = None,
+) -> None:
+    """Move `champion` back to the `previous` version (checking it loads), audited."""
+    settings = settings_of(ctx)
+    _quiet_libraries()
+    from training.promote import rollback as run_rollback
+
+    registry = runtime.model_registry(settings)
+    with _errors():
+        result = run_rollback(registry, actor=runtime.actor(settings), note=reason)
+    print_json(result.as_dict() | {"model_name": registry.model_name})
+    console.print(f"champion: version {result.from_version} -> version {result.to_version}")
+
+
+def retrain(
+    ctx: typer.Context,
+    trace: TraceOption = None,
+    window_hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Hours of events up to the latest (default: PROVISIONER_RETRAIN_WINDOW_HOURS).",
+        ),
+    ] = None,
+    horizon: Annotated[
+        float | None,
+        typer.Option(min=1.0, help="Label horizon in seconds (default: the setting, 40)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Train and register, decide, but move no alias.")
+    ] = False,
+) -> None:
+    """Train on the recent window of the event log, register, and promote if the gates pass.
+
+    For cron: one JSON line on stdout; exit code 0 when the new version was promoted, 3
+    when it was registered but rejected, 1 on error (bad data registers nothing).
+    """
+    settings = settings_of(ctx)
+    started = time.perf_counter()
+    _quiet_libraries()
+    from training.retrain import retrain as run_retrain
+
+    window = window_hours if window_hours is not None else settings.retrain_window_hours
+    with _errors(), _JobProgress() as progress:
+        source = _read(settings, trace, None, None, window, progress)
+        outcome = run_retrain(
+            source,
+            runtime.dataset_spec(settings, horizon),
+            runtime.train_config(settings),
+            runtime.tracking(settings),
+            runtime.model_registry(settings),
+            tolerances=runtime.tolerances(settings),
+            actor=runtime.actor(settings),
+            dry_run=dry_run,
+            progress=progress,
+        )
+    summary = outcome.as_dict() | {
+        "window_hours": window,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    print_json(summary)
+    _show_table(outcome.trained)
+    for line in outcome.decision.reasons:
+        console.print(f"  {line}")
+    if not outcome.decision.promote:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _read(
+    settings: Settings,
+    trace: Path | None,
+    since: float | None,
+    until: float | None,
+    window_hours: float | None,
+    progress: _JobProgress,
+) -> EventSource:
+    from training.sources import NoEvents, from_log, from_trace
+
+    if trace is not None:
+        from features.transfer import UnsupportedFormat, trace_format
+
+        try:
+            trace_format(trace)
+        except UnsupportedFormat as e:
+            raise typer.BadParameter(str(e), param_hint="--trace") from e
+        total = trace.stat().st_size
+        progress("read", 0, total)
+        source = from_trace(
+            trace,
+            since=since,
+            until=until,
+            window_hours=window_hours,
+            now=runtime.clock(settings).now(),
+            limits=runtime.limits(settings),
+            progress=lambda n: progress.advance("read", n),
+        )
+    else:
+        with runtime.redis_client(settings) as client:
+            log = runtime.event_log(settings, client)
+            progress("read", 0, log.length())
+            source = from_log(
+                log,
+                since=since,
+                until=until,
+                window_hours=window_hours,
+                progress=lambda n: progress.advance("read", n),
+            )
+    if not len(source.table):
+        raise NoEvents(
+            f"no user events in {source.kind} {source.location} "
+            f"between {since if source.since is None else source.since} "
+            f"and {until if source.until is None else source.until}"
+        )
+    if source.rejected:
+        console.print(f"[yellow]{source.rejected} line(s) or entries were not events: skipped[/]")
+    return source
+
+
+class _JobProgress:
+    """Rich progress bars on stderr, one per stage, created as stages start."""
+
+    def __init__(self) -> None:
+        self._progress: Progress = count_progress()
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _JobProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        task = self._task(stage, total)
+        self._progress.update(task, completed=done, total=total)
+
+    def advance(self, stage: str, amount: int) -> None:
+        self._progress.advance(self._task(stage, None), amount)
+
+    def _task(self, stage: str, total: int | None) -> TaskID:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(STAGES.get(stage, stage), total=total)
+        return self._tasks[stage]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Known failures: a message on stderr, a JSON line on stdout, exit code 1."""
+    from mlflow.exceptions import MlflowException
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from models.registry import RegistryError
+    from training.promote import PromotionError
+    from training.sources import NoEvents
+    from training.train import BadTrainingData
+
+    try:
+        yield
+    except (
+        BadTrainingData,
+        NoEvents,
+        PromotionError,
+        RegistryError,
+        MlflowException,
+        RedisConnectionError,
+    ) as e:
+        kind = type(e).__name__
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        print_json({"error": str(e), "kind": kind})
+        raise typer.Exit(1) from e
+
+
+def _quiet_libraries() -> None:
+    """MLflow's INFO logs would interleave with the progress bars; bound its HTTP retries."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # MLflow retries an unreachable server with backoff for minutes by default; a cron job
+    # should fail within seconds. Explicit environment settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def _show_table(trained: TrainedVersion) -> None:
+    from training.evaluate import table
+
+    console.print(
+        f"version {trained.logged.version} of {trained.logged.model_name!r} "
+        f"(run {trained.logged.run_id}); test slice:"
+    )
+    console.print(table(trained.result.metrics), markup=False, highlight=False)

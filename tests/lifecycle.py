@@ -1,0 +1,99 @@
+"""Small, real pieces of the model lifecycle shared by the training, models and CLI tests.
+
+A few hours of the seed workload make a dataset that trains in a second or two with few
+trees; results are cached per process, since every test may reuse them read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import uuid
+from pathlib import Path
+
+import pytest
+
+from features.table import EventTable
+from models.classifier import SigmoidCalibration
+from models.registry import ModelRegistry
+from simulation.workloads import generate
+from training.dataset import Dataset, DatasetSpec, build_dataset
+from training.evaluate import evaluate
+from training.sources import EventSource
+from training.tracking import LoggedRun, TrackingConfig, log_training
+from training.train import TrainConfig, TrainResult, train
+
+HOURS = 3.0
+FAST = TrainConfig(max_trees=40, early_stopping_rounds=10)
+"""Few trees: enough to beat the heuristic and the baseline on a few hours of the seed."""
+
+
+@functools.cache
+def seed_table(hours: float = HOURS, seed: int = 1) -> EventTable:
+    return EventTable.from_events(generate("seed", hours=hours, seed=seed))
+
+
+@functools.cache
+def seed_dataset(hours: float = HOURS, seed: int = 1) -> Dataset:
+    return build_dataset(seed_table(hours, seed), DatasetSpec())
+
+
+@functools.cache
+def trained(hours: float = HOURS, seed: int = 1) -> TrainResult:
+    return train(seed_dataset(hours, seed), FAST)
+
+
+@functools.cache
+def worse() -> TrainResult:
+    """The same booster with a deliberately bad calibration: worse log loss and Brier."""
+    good = trained()
+    bad = dataclasses.replace(good.classifier, calibration=SigmoidCalibration(0.25, -2.5))
+    test = good.split.test
+    probability = bad.predict_proba(test.X)
+    return dataclasses.replace(
+        good,
+        classifier=bad,
+        metrics={**good.metrics, "model": evaluate(test.y, probability, test.w)},
+        test_probability={**good.test_probability, "model": probability},
+    )
+
+
+def trace_source(hours: float = HOURS, seed: int = 1) -> EventSource:
+    return EventSource(seed_table(hours, seed), "trace", f"/nonexistent/seed-{hours}h.jsonl")
+
+
+def sqlite_tracking(root: Path, model_name: str) -> TrackingConfig:
+    return TrackingConfig(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        experiment=f"exp-{model_name}",
+        model_name=model_name,
+        artifact_location=(root / "mlartifacts").as_uri(),
+    )
+
+
+def register(tracking: TrackingConfig, result: TrainResult | None = None) -> LoggedRun:
+    """Log ``result`` (default: the cached small model) as a new version."""
+    return log_training(result or trained(), seed_dataset(), trace_source(), tracking)
+
+
+# -- fixtures (imported by the conftest of each test folder that needs a store) --------------
+
+
+@pytest.fixture(scope="session")
+def mlflow_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real SQLite tracking store for the whole session (creating its tables takes
+    seconds); every folder's conftest that imports this fixture gets the same one."""
+    root = tmp_path_factory.getbasetemp() / "mlflow-store"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def tracking(mlflow_root: Path) -> TrackingConfig:
+    """A registered model (and experiment) of its own for each test."""
+    return sqlite_tracking(mlflow_root, f"model-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def registry(tracking: TrackingConfig) -> ModelRegistry:
+    return ModelRegistry(tracking.tracking_uri, tracking.model_name)

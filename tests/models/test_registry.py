@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import dataclasses
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+
+from models.classifier import ConnectClassifier, Floats, SigmoidCalibration
+from models.registry import (
+    CHAMPION,
+    ModelLoadError,
+    ModelNotFound,
+    ModelRegistry,
+    RegistryUnavailable,
+    warm,
+)
+from tests.lifecycle import register, trained
+from training.tracking import TrackingConfig
+
+
+def set_alias(registry: ModelRegistry, alias: str, version: str) -> None:
+    registry.client.set_registered_model_alias(registry.model_name, alias, version)
+
+
+def artifacts(registry: ModelRegistry, version: str) -> Path:
+    uri = registry.client.get_model_version_download_uri(registry.model_name, version)
+    return Path(urlparse(uri).path)
+
+
+def test_an_alias_resolves_once_to_the_exact_version(
+    registry: ModelRegistry, tracking: TrackingConfig
+) -> None:
+    register(tracking)
+    register(tracking)
+    set_alias(registry, CHAMPION, "1")
+    loaded = registry.load_alias()
+    set_alias(registry, CHAMPION, "2")  # the alias moves; what was loaded does not
+    assert (loaded.version, loaded.alias, loaded.name) == ("1", CHAMPION, registry.model_name)
+    assert registry.resolve() == "2" and registry.load_alias().version == "2"
+    assert loaded.run_id and loaded.horizon_s == 40.0
+    assert loaded.loaded_at == pytest.approx(time.time(), abs=60) and loaded.load_seconds > 0
+    assert registry.aliases() == {CHAMPION: "2"} and registry.latest_version() == "2"
+
+
+def test_a_loaded_version_is_warm_and_predicts_as_trained(
+    registry: ModelRegistry, tracking: TrackingConfig
+) -> None:
+    register(tracking)
+    loaded = registry.load("1")
+    assert loaded.input_example.shape == (5, 23)
+    assert loaded.alias is None
+    test = trained().split.test
+    np.testing.assert_allclose(loaded.predict_proba(test.X), trained().test_probability["model"])
+
+
+def test_missing_things_are_model_not_found(
+    registry: ModelRegistry, tracking: TrackingConfig
+) -> None:
+    assert registry.aliases() == {} and registry.latest_version() is None
+    with pytest.raises(ModelNotFound, match="no version with alias"):
+        registry.load_alias()
+    register(tracking)
+    with pytest.raises(ModelNotFound, match="alias 'champion'"):
+        registry.resolve()
+    with pytest.raises(ModelNotFound, match="no version 7"):
+        registry.load("7")
+
+
+def test_broken_artifacts_are_load_errors(
+    registry: ModelRegistry, tracking: TrackingConfig
+) -> None:
+    register(tracking)
+    register(tracking)
+    (artifacts(registry, "1") / "model.lgb").write_text("tree\nnot a booster\n")
+    with pytest.raises(ModelLoadError, match=r"models:/.*/1") as caught:
+        registry.load("1")
+    assert caught.value.__cause__ is not None
+    (artifacts(registry, "2") / "extra_files" / "classifier.json").unlink()
+    with pytest.raises(ModelLoadError, match=r"classifier\.json"):
+        registry.load("2")
+
+
+class NaNBooster:
+    """A booster stand-in that answers NaN: no real booster can be made to do so."""
+
+    def predict(self, features: Floats, **params: object) -> Floats:
+        return np.full(len(features), np.nan)
+
+
+def test_warming_refuses_a_model_that_cannot_score_its_example() -> None:
+    good = trained().classifier
+    example = trained().split.test.X[:5]
+    warm(good, example)
+    broken = dataclasses.replace(good, booster=NaNBooster())
+    with pytest.raises(ModelLoadError, match="no valid probabilities"):
+        warm(broken, example)
+    narrow = ConnectClassifier(good.booster, SigmoidCalibration(1, 0), 40.0)
+    with pytest.raises(ModelLoadError, match="fails on its own input example"):
+        warm(narrow, example[:, :5])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_store_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    registry = ModelRegistry(f"http://127.0.0.1:{free_port()}", "anything")
+    started = time.perf_counter()
+    with pytest.raises(RegistryUnavailable) as caught:
+        registry.load_alias()
+    assert time.perf_counter() - started < 10
+    assert caught.value.__cause__ is not None

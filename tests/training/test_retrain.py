@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from features.events import UserConnect, UserDisconnect
+from features.table import EventTable
+from models.registry import CHAMPION, PREVIOUS, ModelRegistry
+from simulation.workloads import generate
+from tests.lifecycle import FAST, trace_source
+from training.dataset import DatasetSpec
+from training.promote import Tolerances
+from training.retrain import retrain, train_and_register
+from training.sources import EventSource
+from training.tracking import TrackingConfig
+from training.train import BadTrainingData
+
+
+def run_retrain(
+    source: EventSource, tracking: TrackingConfig, registry: ModelRegistry
+) -> tuple[str, bool]:
+    outcome = retrain(
+        source, DatasetSpec(), FAST, tracking, registry, tolerances=Tolerances(), actor="cron"
+    )
+    summary = outcome.as_dict()
+    assert summary["trained"]["version"] == outcome.trained.logged.version
+    return outcome.trained.logged.version, outcome.decision.promote
+
+
+def test_retrain_registers_and_promotes_then_keeps_the_previous(
+    tracking: TrackingConfig, registry: ModelRegistry
+) -> None:
+    stages: list[str] = []
+    outcome = retrain(
+        trace_source(),
+        DatasetSpec(),
+        FAST,
+        tracking,
+        registry,
+        tolerances=Tolerances(),
+        actor="cron",
+        progress=lambda stage, done, total: stages.append(stage),
+    )
+    assert outcome.decision.promote and outcome.decision.reference == "heuristic"
+    assert {"features", "lightgbm", "baseline", "calibrate", "log", "promote"} <= set(stages)
+    # Same data, same seed: the same model, no worse than the champion: promoted too.
+    assert run_retrain(trace_source(), tracking, registry) == ("2", True)
+    assert registry.aliases() == {CHAMPION: "2", PREVIOUS: "1"}
+    assert registry.version_info("2").tags["promotion.note"] == "retrain"
+
+
+def test_a_dry_run_registers_but_moves_nothing(
+    tracking: TrackingConfig, registry: ModelRegistry
+) -> None:
+    outcome = retrain(
+        trace_source(),
+        DatasetSpec(),
+        FAST,
+        tracking,
+        registry,
+        tolerances=Tolerances(),
+        actor="cron",
+        dry_run=True,
+    )
+    assert outcome.decision.verdict == "would promote"
+    assert registry.latest_version() == "1" and registry.aliases() == {}
+
+
+def no_connects() -> EventSource:
+    events = [
+        e
+        for e in generate("seed", hours=2, seed=1)
+        if not isinstance(e, UserConnect | UserDisconnect)
+    ]
+    return EventSource(EventTable.from_events(events), "trace", "/nonexistent/browse.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (lambda: EventSource(EventTable.from_events([]), "log", "pp:events"), "no training rows"),
+        (no_connects, "both classes"),
+        (lambda: trace_source(hours=0.25), "slice has"),
+    ],
+    ids=["empty", "single-class", "tiny"],
+)
+def test_bad_data_registers_nothing(
+    tracking: TrackingConfig, registry: ModelRegistry, source: object, message: str
+) -> None:
+    assert callable(source)
+    with pytest.raises(BadTrainingData, match=message):
+        train_and_register(source(), DatasetSpec(), FAST, tracking)
+    assert registry.latest_version() is None and registry.aliases() == {}
+    experiment = mlflow.MlflowClient(tracking.tracking_uri).get_experiment_by_name(
+        tracking.experiment
+    )
+    if experiment is not None:
+        runs = mlflow.MlflowClient(tracking.tracking_uri).search_runs([experiment.experiment_id])
+        assert runs == []

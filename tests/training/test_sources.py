@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from features.eventlog import EventLog, LogKeys
+from features.trace import write_jsonl
+from simulation.workloads import DEFAULT_START, generate
+from tests.lifecycle import seed_table
+from training.sources import from_log, from_trace, latest_event_time, window_bounds, write_snapshot
+
+HOUR = 3600.0
+
+
+def test_window_bounds() -> None:
+    assert window_bounds(None, None, None, 100.0) == (None, None)
+    assert window_bounds(None, None, 1.0, 10_000.0) == (10_000.0 - HOUR, None)
+    assert window_bounds(None, 8000.0, 1.0, 10_000.0) == (8000.0 - HOUR, 8000.0)
+    assert window_bounds(5.0, None, 1.0, 10_000.0) == (5.0, None)  # explicit since wins
+    assert window_bounds(None, None, 1.0, None) == (None, None)  # empty: nothing to anchor
+    with pytest.raises(ValueError):
+        window_bounds(None, None, -1.0, 10.0)
+
+
+def test_a_trace_window_ends_at_its_last_event(tmp_path: Path) -> None:
+    path = tmp_path / "seed.jsonl"
+    write_jsonl(path, generate("seed", hours=3, seed=1))
+    (path.parent / "bad.jsonl").write_text(path.read_text() + "not json\n")
+    whole = from_trace(path, now=DEFAULT_START + 10 * HOUR)
+    np.testing.assert_array_equal(whole.table.ts_ms, seed_table().ts_ms)
+    last = whole.event_range[1]
+    recent = from_trace(path, window_hours=1.0, now=DEFAULT_START + 10 * HOUR)
+    assert recent.event_range[0] >= last - HOUR and recent.event_range[1] == last
+    assert recent.table.n_users <= whole.table.n_users
+    assert set(recent.table.user.tolist()) == set(range(recent.table.n_users))
+    bad = from_trace(path.parent / "bad.jsonl", now=DEFAULT_START + 10 * HOUR)
+    assert bad.rejected == 1 and len(bad.table) == len(whole.table)
+
+
+def test_progress_reports_every_byte(tmp_path: Path) -> None:
+    path = tmp_path / "seed.jsonl"
+    write_jsonl(path, generate("seed", hours=5, seed=1))  # more lines than PROGRESS_EVERY
+    seen: list[int] = []
+    from_trace(path, now=DEFAULT_START + 10 * HOUR, progress=seen.append)
+    assert sum(seen) == path.stat().st_size and len(seen) > 1
+
+
+def test_a_snapshot_reads_back_as_the_same_table(tmp_path: Path) -> None:
+    snapshot = write_snapshot(seed_table(), tmp_path / "events.parquet")
+    again = from_trace(snapshot, now=0.0)
+    np.testing.assert_array_equal(again.table.ts_ms, seed_table().ts_ms)
+    np.testing.assert_array_equal(again.table.kind, seed_table().kind)
+
+
+def test_the_log_window_ends_at_its_latest_event(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    assert latest_event_time(log) is None
+    events = list(generate("seed", hours=2, seed=4))
+    log.append_many(events)
+    assert latest_event_time(log) == pytest.approx(events[-1].ts)
+    whole = from_log(log)
+    assert len(whole.table) == len(events) and whole.kind == "log"
+    recent = from_log(log, window_hours=0.5)
+    assert recent.since == pytest.approx(events[-1].ts - 0.5 * HOUR)
+    assert recent.event_range[0] >= events[-1].ts - 0.5 * HOUR
+    assert recent.since is not None
+    assert len(recent.table) == sum(e.ts >= recent.since for e in events)
+    ranged = from_log(log, since=DEFAULT_START + HOUR, until=DEFAULT_START + 1.5 * HOUR)
+    assert ranged.event_range[0] >= DEFAULT_START + HOUR
+    assert ranged.event_range[1] < DEFAULT_START + 1.5 * HOUR

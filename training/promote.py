@@ -1,0 +1,501 @@
+"""Promotion gates, moving the ``champion`` alias, rollback, and their audit trail.
+
+A candidate version and the current ``champion`` are scored on the same holdout: the test
+slice of a dataset freshly built, with the candidate's own dataset spec and split, from the
+most recent events. The candidate is promoted only when, beyond small tolerances, it is no
+worse on log loss and Brier score and no lower on ROC AUC:
+
+    log_loss(candidate) <= log_loss(champion) * (1 + tolerances.log_loss)
+    brier(candidate)    <= brier(champion)    * (1 + tolerances.brier)
+    roc_auc(candidate)  >= roc_auc(champion)  - tolerances.roc_auc
+
+MLflow's ``MetricThreshold`` only expresses required *improvements* (its minimum changes
+must be positive), not an allowed slack, so the gates are these few lines instead.
+
+With no champion yet, or one that cannot be loaded or was trained on other features, the
+reference is the heuristic (the scorer the service would fall back to) with no tolerance:
+the first model must beat it.
+
+Promotion moves ``champion`` to the candidate and ``previous`` to the old champion;
+rollback moves ``champion`` back to ``previous`` (and ``previous`` to the version that was
+champion before that one, when known). Every decision leaves tags on the versions
+(``promotion.*``, ``demotion.*``, ``rollback.*``: who, when, why, from which version) and
+the last action on the registered model (``audit.last``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from features.table import EventTable
+from models.heuristic import HeuristicScorer
+from models.registry import (
+    CHAMPION,
+    PREVIOUS,
+    LoadedModel,
+    ModelNotFound,
+    ModelRegistry,
+    RegistryError,
+)
+from training.dataset import Dataset, DatasetSpec, build_dataset
+from training.evaluate import Metrics, evaluate
+from training.train import SPLIT
+
+HEURISTIC: Final = "heuristic"
+TAG_LIMIT: Final = 4000
+
+
+class PromotionError(Exception):
+    """Promotion or rollback could not be carried out."""
+
+
+class NoCandidate(PromotionError):
+    """No version to promote."""
+
+
+class BadHoldout(PromotionError):
+    """The holdout cannot tell models apart (empty, or a single class)."""
+
+
+class NothingToRollBack(PromotionError):
+    """No ``previous`` version to go back to."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerances:
+    log_loss: float = 0.01
+    """Relative log-loss increase allowed."""
+    brier: float = 0.01
+    """Relative Brier-score increase allowed."""
+    roc_auc: float = 0.005
+    """Absolute ROC AUC decrease allowed."""
+
+    def __post_init__(self) -> None:
+        if min(self.log_loss, self.brier, self.roc_auc) < 0:
+            raise ValueError("tolerances must be >= 0")
+
+
+STRICT: Final = Tolerances(0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    metric: str
+    candidate: float
+    reference: float
+    limit: float
+    greater_is_better: bool
+    passed: bool
+
+    def describe(self, reference_name: str) -> str:
+        op = ">=" if self.greater_is_better else "<="
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"{self.metric} {self.candidate:.6g} {op} {self.limit:.6g} "
+            f"({reference_name} {self.reference:.6g}): {verdict}"
+        )
+
+
+def check_gates(candidate: Metrics, reference: Metrics, tolerances: Tolerances) -> tuple[Gate, ...]:
+    """The three gates of the module docstring (a NaN on either side fails its gate)."""
+
+    def lower(metric: str, relative: float) -> Gate:
+        c, r = getattr(candidate, metric), getattr(reference, metric)
+        limit = r * (1.0 + relative)
+        return Gate(metric, c, r, limit, False, bool(c <= limit))
+
+    c, r = candidate.roc_auc, reference.roc_auc
+    limit = r - tolerances.roc_auc
+    return (
+        lower("log_loss", tolerances.log_loss),
+        lower("brier", tolerances.brier),
+        Gate("roc_auc", c, r, limit, True, bool(c >= limit)),
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    candidate: str
+    reference: str
+    """``version N`` or ``heuristic``: what the candidate was measured against."""
+    champion: str | None
+    """The champion version when the decision was made (None: none)."""
+    gates: tuple[Gate, ...]
+    reasons: tuple[str, ...]
+    candidate_metrics: Metrics | None
+    reference_metrics: Metrics | None
+    holdout: dict[str, Any]
+    dry_run: bool = False
+    applied: bool = False
+    actor: str | None = None
+    at: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.verdict,
+            "promote": self.promote,
+            "candidate": self.candidate,
+            "reference": self.reference,
+            "champion_before": self.champion,
+            "reasons": list(self.reasons),
+            "gates": [asdict(g) for g in self.gates],
+            "candidate_metrics": _metrics_dict(self.candidate_metrics),
+            "reference_metrics": _metrics_dict(self.reference_metrics),
+            "holdout": self.holdout,
+            "dry_run": self.dry_run,
+            "applied": self.applied,
+            "actor": self.actor,
+            "at": self.at,
+        }
+
+    @property
+    def verdict(self) -> str:
+        """``promoted``, ``would promote`` (dry run), ``promote`` (not applied), ``rejected``."""
+        if not self.promote:
+            return "rejected"
+        if self.applied:
+            return "promoted"
+        return "would promote" if self.dry_run else "promote"
+
+
+@dataclass(frozen=True)
+class Rollback:
+    from_version: str
+    to_version: str
+    previous: str | None
+    """What ``previous`` names afterwards (None: removed)."""
+    actor: str
+    at: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": "rollback", **asdict(self)}
+
+
+# -- candidates and holdouts -------------------------------------------------------------------
+
+
+def load_candidate(registry: ModelRegistry, version: str | None = None) -> LoadedModel:
+    """The version to promote (default: the newest), loaded and warmed."""
+    chosen = version if version is not None else registry.latest_version()
+    if chosen is None:
+        raise NoCandidate(f"{registry.model_name!r} has no registered version: train one first")
+    try:
+        return registry.load(chosen)
+    except ModelNotFound as e:
+        raise NoCandidate(str(e)) from e
+
+
+def holdout_spec(model: LoadedModel) -> tuple[DatasetSpec, tuple[float, float, float]]:
+    """The dataset spec and split a model was trained with (defaults where not recorded)."""
+    data = dict(model.classifier.data)
+    default = DatasetSpec(horizon_s=model.horizon_s)
+    spec = DatasetSpec(
+        horizon_s=float(data.get("horizon_s", default.horizon_s)),
+        every_s=float(data.get("every_s", default.every_s)),
+        quiet_after_s=float(data.get("quiet_after_s", default.quiet_after_s)),
+        quiet_stride=int(data.get("quiet_stride", default.quiet_stride)),
+    )
+    raw = data.get("split", SPLIT)
+    split = (float(raw[0]), float(raw[1]), float(raw[2])) if len(raw) == 3 else SPLIT
+    return spec, split
+
+
+def build_holdout(
+    table: EventTable,
+    model: LoadedModel,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """The test slice of the dataset built from ``table`` as ``model`` was trained."""
+    spec, split = holdout_spec(model)
+    dataset = build_dataset(table, spec, progress=progress)
+    if not len(dataset):
+        raise BadHoldout("no holdout rows: the range holds no user events, or too few")
+    return dataset.split(split).test
+
+
+def check_holdout(holdout: Dataset) -> None:
+    if not len(holdout):
+        raise BadHoldout("the holdout is empty: use a longer range of recent events")
+    if holdout.positives == 0 or holdout.positives == len(holdout):
+        raise BadHoldout(
+            f"the holdout's {len(holdout)} rows hold {holdout.positives} connects: "
+            "gates need both classes; use a longer range of recent events"
+        )
+
+
+def describe_holdout(holdout: Dataset) -> dict[str, Any]:
+    return {
+        "rows": len(holdout),
+        "positives": holdout.positives,
+        "first_cutoff": _iso(float(holdout.t_ms[0]) / 1000) if len(holdout) else None,
+        "last_cutoff": _iso(float(holdout.t_ms[-1]) / 1000) if len(holdout) else None,
+        "horizon_s": holdout.spec.horizon_s,
+        "digest": holdout.digest()[:16],
+    }
+
+
+# -- deciding and applying ---------------------------------------------------------------------
+
+
+def decide(
+    registry: ModelRegistry,
+    candidate: LoadedModel,
+    holdout: Dataset,
+    tolerances: Tolerances = Tolerances(),
+) -> Decision:
+    """Score the candidate and the reference on ``holdout`` and apply the gates."""
+    check_holdout(holdout)
+    champion_version = registry.alias_version(CHAMPION)
+    summary = describe_holdout(holdout)
+    if champion_version == candidate.version:
+        return Decision(
+            promote=False,
+            candidate=candidate.version,
+            reference=f"version {champion_version}",
+            champion=champion_version,
+            gates=(),
+            reasons=(f"version {candidate.version} is already the champion",),
+            candidate_metrics=None,
+            reference_metrics=None,
+            holdout=summary,
+        )
+    candidate_metrics = _score(candidate, holdout)
+    notes: list[str] = []
+    reference_name = HEURISTIC
+    reference_probability: Any = None
+    if champion_version is not None:
+        try:
+            champion = registry.load(champion_version, alias=CHAMPION)
+        except RegistryError as e:
+            notes.append(f"champion version {champion_version} could not be loaded ({e})")
+        else:
+            if champion.feature_names != holdout.feature_names:
+                notes.append(f"champion version {champion_version} uses other features")
+            else:
+                reference_probability = _predict(champion, holdout)
+                if reference_probability is None:
+                    notes.append(f"champion version {champion_version} fails on the holdout")
+                else:
+                    reference_name = f"version {champion_version}"
+                    if champion.horizon_s != candidate.horizon_s:
+                        notes.append(
+                            f"champion's horizon is {champion.horizon_s} s, the candidate's "
+                            f"{candidate.horizon_s} s: both scored on the candidate's labels"
+                        )
+    if reference_probability is None:
+        reference_probability = (
+            HeuristicScorer(horizon_s=candidate.horizon_s).score(holdout.X).probability
+        )
+        if champion_version is None:
+            notes.append("no champion yet: the candidate must beat the heuristic")
+        else:
+            notes.append("compared with the heuristic instead")
+    reference_metrics = evaluate(holdout.y, reference_probability, holdout.w)
+    gates = check_gates(
+        candidate_metrics,
+        reference_metrics,
+        STRICT if reference_name == HEURISTIC else tolerances,
+    )
+    passed = all(g.passed for g in gates)
+    reasons = [
+        *notes,
+        *(g.describe(reference_name) for g in gates),
+        f"{'promote' if passed else 'reject'} version {candidate.version}",
+    ]
+    return Decision(
+        promote=passed,
+        candidate=candidate.version,
+        reference=reference_name,
+        champion=champion_version,
+        gates=gates,
+        reasons=tuple(reasons),
+        candidate_metrics=candidate_metrics,
+        reference_metrics=reference_metrics,
+        holdout=summary,
+    )
+
+
+def apply(
+    registry: ModelRegistry,
+    decision: Decision,
+    *,
+    actor: str,
+    now: float | None = None,
+    note: str | None = None,
+) -> Decision:
+    """Carry out ``decision``: move the aliases when promoted, tag the versions either way."""
+    at = _iso(time.time() if now is None else now)
+    name = registry.model_name
+    why = "; ".join(decision.reasons)
+    if note:
+        why = f"{note} | {why}"
+    source = decision.champion or HEURISTIC
+    client = registry.client
+    try:
+        if decision.promote:
+            if decision.champion is not None:
+                client.set_registered_model_alias(name, PREVIOUS, decision.champion)
+                _tag(client, name, decision.champion, "demotion", at, actor, why)
+                client.set_model_version_tag(
+                    name, decision.champion, "demotion.to", decision.candidate
+                )
+            client.set_registered_model_alias(name, CHAMPION, decision.candidate)
+        tags = {
+            "decision": "promoted" if decision.promote else "rejected",
+            "from": source,
+            "reference": decision.reference,
+            "holdout": json.dumps(decision.holdout, sort_keys=True),
+        }
+        if note:
+            tags["note"] = note
+        _tag(client, name, decision.candidate, "promotion", at, actor, why, tags)
+        client.set_registered_model_tag(
+            name,
+            "audit.last",
+            _clip(
+                json.dumps(
+                    {
+                        "action": "promote" if decision.promote else "reject",
+                        "version": decision.candidate,
+                        "from": source,
+                        "by": actor,
+                        "at": at,
+                        "why": why,
+                    }
+                )
+            ),
+        )
+    except Exception as e:
+        raise PromotionError(f"could not record the decision in {registry!r}: {e}") from e
+    return replace(decision, applied=True, actor=actor, at=at)
+
+
+def promote(
+    registry: ModelRegistry,
+    candidate: LoadedModel,
+    holdout: Dataset,
+    *,
+    tolerances: Tolerances = Tolerances(),
+    actor: str,
+    now: float | None = None,
+    dry_run: bool = False,
+    note: str | None = None,
+) -> Decision:
+    """:func:`decide`, then :func:`apply` unless ``dry_run``."""
+    decision = decide(registry, candidate, holdout, tolerances)
+    if dry_run:
+        return replace(decision, dry_run=True, actor=actor)
+    if not decision.gates:  # already the champion: nothing to record
+        return replace(decision, actor=actor)
+    return apply(registry, decision, actor=actor, now=now, note=note)
+
+
+def rollback(
+    registry: ModelRegistry,
+    *,
+    actor: str,
+    now: float | None = None,
+    note: str | None = None,
+) -> Rollback:
+    """Move ``champion`` back to ``previous`` after checking that version loads."""
+    aliases = registry.aliases()
+    champion, previous = aliases.get(CHAMPION), aliases.get(PREVIOUS)
+    if previous is None or champion is None:
+        raise NothingToRollBack(
+            f"{registry.model_name!r} has no {PREVIOUS!r} version to roll back to"
+        )
+    registry.load(previous)  # a rollback onto a model that cannot load would be no rollback
+    before = str(registry.version_info(previous).tags.get("promotion.from", ""))
+    new_previous = before if before.isdigit() and before not in (previous, champion) else None
+    if new_previous is not None:
+        try:
+            registry.version_info(new_previous)
+        except ModelNotFound:
+            new_previous = None
+    at = _iso(time.time() if now is None else now)
+    reason = note or f"rollback from version {champion} to version {previous}"
+    name, client = registry.model_name, registry.client
+    try:
+        client.set_registered_model_alias(name, CHAMPION, previous)
+        if new_previous is not None:
+            client.set_registered_model_alias(name, PREVIOUS, new_previous)
+        else:
+            client.delete_registered_model_alias(name, PREVIOUS)
+        _tag(client, name, previous, "rollback", at, actor, reason, {"from": champion})
+        _tag(client, name, champion, "rolled_back", at, actor, reason, {"to": previous})
+        client.set_registered_model_tag(
+            name,
+            "audit.last",
+            _clip(
+                json.dumps(
+                    {
+                        "action": "rollback",
+                        "version": previous,
+                        "from": champion,
+                        "by": actor,
+                        "at": at,
+                        "why": reason,
+                    }
+                )
+            ),
+        )
+    except Exception as e:
+        raise PromotionError(f"rollback in {registry!r} failed: {e}") from e
+    return Rollback(champion, previous, new_previous, actor, at, reason)
+
+
+def _score(model: LoadedModel, holdout: Dataset) -> Metrics:
+    probability = _predict(model, holdout)
+    if probability is None:
+        raise PromotionError(f"version {model.version} gives no valid probabilities")
+    return evaluate(holdout.y, probability, holdout.w)
+
+
+def _predict(model: LoadedModel, holdout: Dataset) -> npt.NDArray[np.float64] | None:
+    """The model's probabilities on the holdout; None if it raises or gives non-probabilities."""
+    try:
+        probability = np.asarray(model.predict_proba(holdout.X), dtype=np.float64)
+    except Exception:
+        return None
+    valid = probability.shape == (len(holdout),) and bool(
+        np.all(np.isfinite(probability) & (probability >= 0) & (probability <= 1))
+    )
+    return probability if valid else None
+
+
+def _tag(
+    client: Any,
+    name: str,
+    version: str,
+    prefix: str,
+    at: str,
+    actor: str,
+    why: str,
+    extra: dict[str, str] | None = None,
+) -> None:
+    values = {"at": at, "by": actor, "why": why, **(extra or {})}
+    for key, value in values.items():
+        client.set_model_version_tag(name, version, f"{prefix}.{key}", _clip(value))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= TAG_LIMIT else text[: TAG_LIMIT - 3] + "..."
+
+
+def _metrics_dict(metrics: Metrics | None) -> dict[str, float] | None:
+    return metrics.as_dict() if metrics is not None else None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,122 @@
+"""The jobs: train and register a version from a range of events; retrain and promote.
+
+``train_and_register`` builds the dataset, trains (``training.train``), records the run and
+registers the model (``training.tracking``). ``retrain`` does that on the recent window of
+events and then runs the promotion gates (``training.promote``) on the new dataset's test
+slice: the most recent holdout, which the candidate never saw and which is more recent than
+anything the champion was trained on, as long as retraining runs more often than the
+window moves past it.
+
+Bad data (an empty, tiny or single-class range) raises ``BadTrainingData`` before
+anything is logged or registered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from models.registry import ModelRegistry
+from training.dataset import Dataset, DatasetSpec, build_dataset
+from training.promote import Decision, Tolerances, promote
+from training.sources import EventSource
+from training.tracking import LoggedRun, TrackingConfig, log_training
+from training.train import TrainConfig, TrainResult, train
+
+JobProgress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: ``features`` (rows), ``lightgbm`` (trees), ``baseline``,
+``calibrate``, ``log`` (MLflow), ``promote``."""
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    logged: LoggedRun
+    result: TrainResult
+    dataset: Dataset
+    source: EventSource
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        split = self.result.split
+        return {
+            "model_name": self.logged.model_name,
+            "version": self.logged.version,
+            "run_id": self.logged.run_id,
+            "model_uri": self.logged.model_uri,
+            "horizon_s": self.dataset.spec.horizon_s,
+            "event_range": list(self.dataset.event_range),
+            "data_digest": self.dataset.digest(),
+            "source": self.source.describe(),
+            "rows": {n: len(getattr(split, n)) for n in ("train", "validation", "test")},
+            "positives": {n: getattr(split, n).positives for n in ("train", "validation", "test")},
+            "trees": self.result.trees,
+            "calibration": self.result.classifier.calibration.method,
+            "calibration_note": self.result.calibration_note,
+            "test_metrics": {k: m.scores() for k, m in self.result.metrics.items()},
+            "stage_seconds": {k: round(v, 3) for k, v in self.result.seconds.items()},
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    trained: TrainedVersion
+    decision: Decision
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trained": self.trained.as_dict(), "promotion": self.decision.as_dict()}
+
+
+def train_and_register(
+    source: EventSource,
+    spec: DatasetSpec,
+    config: TrainConfig,
+    tracking: TrackingConfig,
+    *,
+    progress: JobProgress | None = None,
+    tags: dict[str, str] | None = None,
+) -> TrainedVersion:
+    started = time.perf_counter()
+    report = progress or (lambda stage, done, total: None)
+    dataset = build_dataset(
+        source.table, spec, progress=lambda done, total: report("features", done, total)
+    )
+    result = train(dataset, config, progress=report)
+    report("log", 0, 1)
+    logged = log_training(result, dataset, source, tracking, tags=tags)
+    report("log", 1, 1)
+    return TrainedVersion(logged, result, dataset, source, time.perf_counter() - started)
+
+
+def retrain(
+    source: EventSource,
+    spec: DatasetSpec,
+    config: TrainConfig,
+    tracking: TrackingConfig,
+    registry: ModelRegistry,
+    *,
+    tolerances: Tolerances,
+    actor: str,
+    dry_run: bool = False,
+    progress: JobProgress | None = None,
+) -> RetrainOutcome:
+    """Train and register on ``source``, then promote if the gates pass (see module)."""
+    trained = train_and_register(
+        source, spec, config, tracking, progress=progress, tags={"job": "retrain"}
+    )
+    report = progress or (lambda stage, done, total: None)
+    report("promote", 0, 1)
+    candidate = registry.load(trained.logged.version)
+    decision = promote(
+        registry,
+        candidate,
+        trained.result.split.test,
+        tolerances=tolerances,
+        actor=actor,
+        dry_run=dry_run,
+        note="retrain",
+    )
+    report("promote", 1, 1)
+    return RetrainOutcome(trained, decision)

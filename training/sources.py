@@ -1,0 +1,244 @@
+"""Where training events come from: the event log or a trace file, over a time range.
+
+A range is ``[since, until)`` in unix seconds; either end may be open. A *window* of N
+hours ends at ``until`` when given, else at the latest event (not at the wall clock:
+imported traces and replays carry their own times), and starts N hours before.
+
+:class:`EventSource` keeps the table of user events with what it was read from, for the
+run's records (the dataset source and the event range logged to MLflow).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from features.events import DEFAULT_LIMITS, Event, Limits
+from features.table import ACTIVITY, CONNECT, DISCONNECT, EventTable
+from features.trace import PARQUET_COLUMNS, RejectedLine, parse_lines
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from features.eventlog import EventLog
+
+Progress = Callable[[int], None]
+"""Called with how much more was read (bytes of a trace, entries of the log)."""
+
+PROGRESS_EVERY: Final = 20_000
+_CHANNEL_OF_KIND: Final = {
+    ACTIVITY: "user:activity",
+    CONNECT: "user:connect",
+    DISCONNECT: "user:disconnect",
+}
+
+
+class NoEvents(ValueError):
+    """The range holds no user events."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventSource:
+    """User events of one range of one source."""
+
+    table: EventTable
+    kind: str
+    """``trace`` or ``log``."""
+    location: str
+    """The trace file's path, or the log's stream key."""
+    since: float | None = None
+    until: float | None = None
+    rejected: int = 0
+    """Lines or entries that were not valid events (left out)."""
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.location) if self.kind == "trace" else None
+
+    @property
+    def event_range(self) -> tuple[float, float]:
+        """First and last user-event time (unix s); (0, 0) when empty."""
+        if not len(self.table):
+            return (0.0, 0.0)
+        return (float(self.table.ts_ms[0]) / 1000, float(self.table.ts_ms[-1]) / 1000)
+
+    def describe(self) -> dict[str, Any]:
+        first, last = self.event_range
+        return {
+            "kind": self.kind,
+            "location": self.location,
+            "since": self.since,
+            "until": self.until,
+            "events": len(self.table),
+            "users": len(set(self.table.user.tolist())) if len(self.table) else 0,
+            "first_ts": first,
+            "last_ts": last,
+            "rejected": self.rejected,
+        }
+
+
+def window_bounds(
+    since: float | None, until: float | None, window_hours: float | None, latest: float | None
+) -> tuple[float | None, float | None]:
+    """``(since, until)`` with a window of ``window_hours`` ending at ``until`` or ``latest``.
+
+    An explicit ``since`` wins over the window. ``latest`` is the newest event's time (the
+    window then includes it).
+    """
+    if window_hours is None or since is not None:
+        return since, until
+    if not (window_hours > 0 and math.isfinite(window_hours)):
+        raise ValueError(f"window must be a positive number of hours, not {window_hours}")
+    end = until if until is not None else (None if latest is None else latest)
+    if end is None:
+        return None, until
+    return end - window_hours * 3600.0, until
+
+
+def from_trace(
+    path: Path,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    window_hours: float | None = None,
+    now: float,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> EventSource:
+    """User events of a ``.jsonl`` or ``.parquet`` trace in the range (or window)."""
+    from features.transfer import trace_format
+
+    if trace_format(path) == "parquet":
+        table = _read_parquet(path)
+        rejected = 0
+        if progress is not None:
+            progress(path.stat().st_size)
+    else:
+        table, rejected = _read_jsonl(path, now=now, limits=limits, progress=progress)
+    latest = float(table.ts_ms[-1]) / 1000 if len(table) else None
+    since, until = window_bounds(since, until, window_hours, latest)
+    return EventSource(
+        within(table, since, until), "trace", str(path), since, until, rejected=rejected
+    )
+
+
+def from_log(
+    log: EventLog,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    window_hours: float | None = None,
+    progress: Progress | None = None,
+) -> EventSource:
+    """User events of the event log in the range (or the window up to its latest event)."""
+    since, until = window_bounds(since, until, window_hours, latest_event_time(log))
+    events: list[Event] = []
+    rejected = 0
+    for batch in log.read(since, until):
+        events.extend(batch.events)
+        rejected += len(batch.rejected)
+        if progress is not None:
+            progress(len(batch.events) + len(batch.rejected))
+    return EventSource(
+        EventTable.from_events(events), "log", log.keys.stream, since, until, rejected=rejected
+    )
+
+
+def latest_event_time(log: EventLog) -> float | None:
+    """Time of the newest entry of the log (None when empty).
+
+    Entry IDs are derived from event times and never earlier, so the last entry holds the
+    newest event; its time is read from the entry (its ID's time if it does not decode).
+    """
+    from features.events import BadEvent
+
+    entries: Any = log.client.xrevrange(log.keys.stream, count=1)
+    if not entries:
+        return None
+    raw_id, fields = entries[0]
+    entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+    flat = [x for pair in fields.items() for x in pair]
+    try:
+        return log.decode_entry(entry_id, flat).ts
+    except BadEvent:
+        return int(entry_id.partition("-")[0]) / 1000
+
+
+def within(table: EventTable, since: float | None, until: float | None) -> EventTable:
+    """The events of ``table`` with ``since <= ts < until``; users without events dropped."""
+    if since is None and until is None:
+        return table
+    keep = np.ones(len(table), dtype=bool)
+    if since is not None:
+        keep &= table.ts_ms >= round(since * 1000)
+    if until is not None:
+        keep &= table.ts_ms < round(until * 1000)
+    if keep.all():
+        return table
+    users, codes = np.unique(table.user[keep], return_inverse=True)
+    return EventTable(
+        table.ts_ms[keep],
+        table.kind[keep],
+        codes.astype(np.int32),
+        tuple(table.user_ids[u] for u in users),
+    )
+
+
+def _read_jsonl(
+    path: Path, *, now: float, limits: Limits, progress: Progress | None
+) -> tuple[EventTable, int]:
+    events: list[Event] = []
+    rejected = 0
+    reported = 0
+    with path.open("rb") as source:
+        for count, item in enumerate(parse_lines(source, now=now, limits=limits), start=1):
+            if isinstance(item, RejectedLine):
+                rejected += 1
+            else:
+                events.append(item)
+            if progress is not None and count % PROGRESS_EVERY == 0:
+                position = source.tell()
+                progress(position - reported)
+                reported = position
+        if progress is not None:
+            progress(source.tell() - reported)
+    return EventTable.from_events(events), rejected
+
+
+def _read_parquet(path: Path) -> EventTable:
+    import pyarrow.parquet as pq
+
+    return EventTable.from_arrow(pq.read_table(path, columns=["ts", "channel", "user_id"]))
+
+
+def to_arrow(table: EventTable) -> pa.Table:
+    """The user events of ``table`` in the Parquet trace layout (``features.trace``)."""
+    import pyarrow as pa
+
+    ts = table.ts_ms / 1000.0
+    channels = np.array([_CHANNEL_OF_KIND[k] for k in range(3)], dtype=object)[table.kind]
+    user_ids: Any = np.array(table.user_ids, dtype=object)[table.user] if len(table) else []
+    stamp = np.where(table.kind == ACTIVITY, np.floor(ts), np.nan)
+    return pa.table(
+        {
+            "ts": pa.array(ts, type=pa.float64()),
+            "channel": pa.array(channels, type=pa.string()),
+            "user_id": pa.array(user_ids, type=pa.string()),
+            "node_id": pa.nulls(len(table), type=pa.string()),
+            "status": pa.nulls(len(table), type=pa.string()),
+            "timestamp": pa.array(stamp, type=pa.float64(), from_pandas=True).cast(pa.int64()),
+        }
+    ).select(list(PARQUET_COLUMNS))
+
+
+def write_snapshot(table: EventTable, path: Path) -> Path:
+    """Write ``table`` as a Parquet trace (importable, and readable by :func:`from_trace`)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(to_arrow(table), path)
+    return path
