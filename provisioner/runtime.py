@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,11 +18,10 @@ from provisioner.embedded_redis import EmbeddedRedis
 from provisioner.settings import Settings
 
 if TYPE_CHECKING:  # heavy (MLflow, LightGBM): imported where used, keeping the CLI fast
-    from training.promote import Tolerances
-    from training.tracking import TrackingConfig
-
     from models.registry import ModelRegistry
     from training.dataset import DatasetSpec
+    from training.promote import Tolerances
+    from training.tracking import TrackingConfig
     from training.train import TrainConfig
 
 
@@ -74,6 +75,18 @@ def event_log(settings: Settings, client: redis.Redis) -> EventLog:
 
 
 # -- model lifecycle -------------------------------------------------------------------------
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO logs would interleave with progress bars; bound its HTTP retries.
+
+    MLflow retries an unreachable server with backoff for minutes by default; a cron job
+    or a hot reload should fail within seconds. Explicit environment settings win.
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def tracking_uri(settings: Settings) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -105,6 +105,45 @@ class Settings(BaseSettings):
     )
     actor: str | None = Field(
         default=None, description="Who promotes or rolls back, for the audit tags (default: $USER)."
+    )
+
+    # -- online service ----------------------------------------------------------------------
+    instance: str = Field(
+        default="main",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Service instance name: its consumer group and its saved state.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the admin endpoints (unset: they are off)."
+    )
+    bridge: bool = Field(
+        default=True, description="`serve` also bridges pub/sub into the event log."
+    )
+    node_boot: str = Field(
+        default="uniform:10:29", description="Boot times of the built-in simulated nodes."
+    )
+    min_ready: int = Field(default=2, ge=0, description="Warm nodes always kept (seed: 2).")
+    scale_up_threshold: float = Field(
+        default=0.7, ge=0, le=1, description="Request nodes when the shortfall reaches this."
+    )
+    scale_down_threshold: float = Field(
+        default=0.3, ge=0, le=1, description="Terminate when this much surplus would remain."
+    )
+    max_idle_s: float = Field(default=600.0, gt=0, description="Idle ready nodes retire after.")
+    target_instant_rate: float = Field(
+        default=0.99, gt=0, lt=1, description="Wanted share of connects served at once."
+    )
+    max_nodes: int = Field(default=50, ge=1, description="Node budget: nodes alive at most.")
+    lead_time_s: float = Field(
+        default=40.0, gt=0, description="Time warm nodes must cover (a tick plus the slowest boot)."
+    )
+    tick_interval_s: float = Field(default=10.0, gt=0, description="Seconds between decisions.")
+    warm_history_hours: float = Field(
+        default=168.0, ge=0, description="Event-log hours replayed into the features at start."
+    )
+    model_check_s: float = Field(
+        default=30.0, gt=0, description="How often the service looks for a new champion."
     )
 
     @field_validator("home")

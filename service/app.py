@@ -9,7 +9,7 @@ many or malformed user ids a 422, a missing or wrong admin token a 401.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -46,14 +46,41 @@ class Efficiency(BaseModel):
     node_count: int
 
 
+def _live(request: Request) -> LiveService:
+    service: LiveService = request.app.state.service
+    if service.started_at is None:
+        raise HTTPException(503, "the service is starting")
+    return service
+
+
+Live = Annotated[LiveService, Depends(_live)]
+
+
+def _require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    expected: str | None = request.app.state.admin_token
+    if expected is None:
+        raise HTTPException(401, "admin endpoints are disabled: no admin token is set")
+    scheme, _, token = (authorization or "").partition(" ")
+    valid = scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), expected.encode())
+    if not valid:
+        raise HTTPException(
+            401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
 def create_app(
     service: LiveService,
     *,
     admin_token: str | None = None,
     max_body_bytes: int = 64 * 1024,
     manage_lifecycle: bool = True,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
-    """The API over ``service``; with ``manage_lifecycle`` the app starts and stops it."""
+    """The API over ``service``; with ``manage_lifecycle`` the app starts and stops it.
+
+    ``on_shutdown`` callbacks run after the service stopped, in the app's event loop
+    (where asyncio clients used by the service must be closed).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +91,8 @@ def create_app(
         finally:
             if manage_lifecycle:
                 await service.stop()
+            for callback in on_shutdown:
+                await callback()
 
     app = FastAPI(
         title="predictive-provisioner",
@@ -83,24 +112,8 @@ def create_app(
             )
         return await call_next(request)
 
-    def started() -> LiveService:
-        if service.started_at is None:
-            raise HTTPException(503, "the service is starting")
-        return service
-
-    Live = Annotated[LiveService, Depends(started)]
-
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        if admin_token is None:
-            raise HTTPException(401, "admin endpoints are disabled: no admin token is set")
-        scheme, _, token = (authorization or "").partition(" ")
-        valid = scheme.lower() == "bearer" and hmac.compare_digest(
-            token.encode(), admin_token.encode()
-        )
-        if not valid:
-            raise HTTPException(
-                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
+    app.state.service = service
+    app.state.admin_token = admin_token
 
     @app.post("/v1/predict", response_model=list[Prediction])
     def predict(body: PredictRequest, live: Live) -> list[Prediction]:
@@ -139,7 +152,7 @@ def create_app(
             return {"source": "heuristic", "alias": None, "version": None, "fallbacks": {}}
         return live.watcher.info() | {"fallbacks": live.watcher.fallbacks()}
 
-    @app.post("/v1/model/reload", dependencies=[Depends(require_admin)])
+    @app.post("/v1/model/reload", dependencies=[Depends(_require_admin)])
     async def reload(live: Live) -> dict[str, Any]:
         """Check the registry now and load a new champion if there is one (admin)."""
         if live.watcher is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from provisioner.cli import events, ml, node_api, simulate
+from provisioner.cli import events, ml, node_api, serve, simulate
 from provisioner.cli.common import console
 from provisioner.settings import Settings
 
@@ -31,6 +31,7 @@ events.register(app)
 simulate.register(app)
 node_api.register(app)
 ml.register(app)
+serve.register(app)
 
 
 @app.command()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Any
 
 import typer
@@ -45,6 +49,26 @@ def parse_time(value: str | None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+@contextmanager
+def graceful_signals() -> Iterator[None]:
+    """Keep SIGINT/SIGTERM from killing us after uvicorn's graceful shutdown.
+
+    uvicorn captures the signals while serving and re-raises them afterwards under the
+    handlers that were in place before; ours ignore that, so that what the command holds
+    (the embedded Redis, the final report) is stopped and printed cleanly.
+    """
+
+    def ignore(signum: int, frame: FrameType | None) -> None:
+        pass
+
+    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def print_json(data: dict[str, Any]) -> None:

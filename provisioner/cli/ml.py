@@ -7,8 +7,6 @@ unreachable) or 2 (bad usage). MLflow is imported inside the commands: it takes 
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,7 +78,7 @@ def train(
     """
     settings = settings_of(ctx)
     started = time.perf_counter()
-    _quiet_libraries()
+    runtime.quiet_mlflow()
     from training.retrain import train_and_register
 
     with _errors(), _JobProgress() as progress:
@@ -119,7 +117,7 @@ def promote(
     3: rejected; 1: error.
     """
     settings = settings_of(ctx)
-    _quiet_libraries()
+    runtime.quiet_mlflow()
     from training.promote import build_holdout, load_candidate
     from training.promote import promote as run_promotion
 
@@ -161,7 +159,7 @@ def rollback(
 ) -> None:
     """Move `champion` back to the `previous` version (checking it loads), audited."""
     settings = settings_of(ctx)
-    _quiet_libraries()
+    runtime.quiet_mlflow()
     from training.promote import rollback as run_rollback
 
     registry = runtime.model_registry(settings)
@@ -196,7 +194,7 @@ def retrain(
     """
     settings = settings_of(ctx)
     started = time.perf_counter()
-    _quiet_libraries()
+    runtime.quiet_mlflow()
     from training.retrain import retrain as run_retrain
 
     window = window_hours if window_hours is not None else settings.retrain_window_hours
@@ -330,16 +328,6 @@ def _errors() -> Iterator[None]:
         console.print(f"[red]error:[/] {e}", soft_wrap=True)
         print_json({"error": str(e), "kind": kind})
         raise typer.Exit(1) from e
-
-
-def _quiet_libraries() -> None:
-    """MLflow's INFO logs would interleave with the progress bars; bound its HTTP retries."""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # MLflow retries an unreachable server with backoff for minutes by default; a cron job
-    # should fail within seconds. Explicit environment settings win.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def _show_table(trained: TrainedVersion) -> None:

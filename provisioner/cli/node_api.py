@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from provisioner import runtime
-from provisioner.cli.common import console, print_json, settings_of
+from provisioner.cli.common import console, graceful_signals, print_json, settings_of
 from provisioner.settings import Settings
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
 
@@ -87,7 +83,7 @@ async def _serve(
         )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
         console.print(f"node API on http://{host}:{port} (boot {fleet.boot}; Ctrl-C to stop)")
-        with _graceful_signals():
+        with graceful_signals():
             await server.serve()
         if not server.started:
             console.print(f"[red]error:[/] the node API could not listen on {host}:{port}")
@@ -95,23 +91,3 @@ async def _serve(
         return node_api_state(app).report().as_dict() | {"nodes_live": len(fleet.live())}
     finally:
         await client.aclose()
-
-
-@contextmanager
-def _graceful_signals() -> Iterator[None]:
-    """Keep SIGINT/SIGTERM from killing us after uvicorn's graceful shutdown.
-
-    uvicorn captures the signals while serving and re-raises them afterwards under the
-    handlers that were in place before; ours ignore that so the embedded Redis is
-    stopped and the report printed.
-    """
-
-    def ignore(signum: int, frame: FrameType | None) -> None:
-        pass
-
-    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

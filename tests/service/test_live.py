@@ -4,89 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 
 import redis
-import redis.asyncio
 
-from features.bridge import Bridge
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
 from features.events import Event, UserActivity, UserConnect, UserDisconnect
-from features.online import OnlineFeatures
-from models.heuristic import HeuristicScorer
-from service.config import ServiceConfig
-from service.consumer import StreamConsumer
-from service.engine import Engine
-from service.live import LiveOptions, LiveService
 from service.pool import NodeState
-from service.state_store import StateStore
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
-from simulation.nodes.live import LiveFleet
-from simulation.nodes.provider import InProcessNodes
-
-SPEED = 50.0  # a 10-29 s boot takes 0.2-0.6 s; a 10 s tick 0.2 s
-
-
-@contextmanager
-def bridged(client: redis.Redis, log: EventLog, prefix: str) -> Iterator[None]:
-    """Node status announcements (pub/sub) into the event log, as `provisioner bridge`."""
-    bridge = Bridge(client, log, channel_prefix=prefix)
-    stop = threading.Event()
-    thread = threading.Thread(target=bridge.run, args=(stop,), kwargs={"poll_s": 0.05})
-    thread.start()
-    assert bridge.subscribed.wait(5)
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(5)
-
-
-@asynccontextmanager
-async def live_service(
-    redis_url: str, prefix: str, clock: ScaledClock, fleet: NodeFleet, consumer: str = "c1"
-) -> AsyncIterator[LiveService]:
-    client = redis.Redis.from_url(redis_url)
-    async_client = redis.asyncio.from_url(redis_url)
-    log = EventLog(client, LogKeys(prefix))
-    nodes = InProcessNodes(LiveFleet(fleet, async_client.publish, clock, channel_prefix=prefix))
-    config = ServiceConfig(min_ready=2, max_nodes=10)
-
-    def factory(saved: dict[str, object] | None, features: OnlineFeatures) -> Engine:
-        scorer = HeuristicScorer()
-        if saved is None:
-            return Engine(scorer, config, features=features)
-        return Engine.from_dict(saved, scorer, features=features)
-
-    service = LiveService(
-        engine_factory=factory,
-        log_=log,
-        consumer=StreamConsumer(log, "service", consumer, claim_idle_ms=0),
-        store=StateStore(client, f"{prefix}service:state"),
-        provider=nodes,
-        clock=clock,
-        options=LiveOptions(read_block_ms=50, reconcile_every_s=5.0),
-    )
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
-        await nodes.aclose()
-        await async_client.aclose()
-        client.close()
-
-
-async def until(predicate: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+from tests.service.live_harness import SPEED, bridged, live_service, until
 
 
 def test_keeps_warm_nodes_serves_connects_and_survives_a_restart(

@@ -1,0 +1,164 @@
+"""The HTTP API over a running live service: real Redis, real MLflow store, real socket."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from features.clock import ScaledClock
+from features.eventlog import EventLog, LogKeys
+from features.events import UserActivity, UserConnect
+from models.model_scorer import ModelScorer
+from models.registry import CHAMPION, ModelRegistry
+from service.app import MAX_PREDICT_USERS, create_app
+from service.live import LiveService
+from service.model_watch import RegistryWatcher
+from simulation.nodes.boot import UniformBoot
+from simulation.nodes.fleet import NodeFleet
+from tests.lifecycle import register
+from tests.servers import serve
+from tests.service.live_harness import SPEED, bridged, make_service
+from training.tracking import TrackingConfig
+
+TOKEN = "s3cret-token"
+
+
+@contextmanager
+def api(
+    redis_url: str, redis_client: redis.Redis, prefix: str, watcher: RegistryWatcher | None
+) -> Iterator[tuple[TestClient, LiveService]]:
+    """A TestClient whose lifespan starts the service (in the client's event loop)."""
+    clock = ScaledClock(anchor=time.time(), speed=SPEED)
+    fleet = NodeFleet(UniformBoot(10, 29), random.Random(5))
+    log = EventLog(redis_client, LogKeys(prefix))
+    scorer = watcher.scorer if watcher is not None else None
+    harness = make_service(redis_url, prefix, clock, fleet, scorer=scorer, watcher=watcher)
+    # The app's lifespan starts the service and, in the same event loop, closes its clients.
+    app = create_app(harness.service, admin_token=TOKEN, on_shutdown=[harness.close])
+    with bridged(redis_client, log, prefix), TestClient(app) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.05)
+        yield client, harness.service
+
+
+@pytest.fixture
+def champion(tracking: TrackingConfig, registry: ModelRegistry) -> RegistryWatcher:
+    version = register(tracking).version
+    registry.client.set_registered_model_alias(registry.model_name, CHAMPION, version)
+    return RegistryWatcher(ModelScorer(), registry)
+
+
+def test_endpoints_with_a_champion(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str, champion: RegistryWatcher
+) -> None:
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    with api(redis_url, redis_client, key_prefix, champion) as (client, service):
+        assert client.get("/healthz").json() == {"status": "ok"}
+        deadline = time.monotonic() + 10  # the champion loads in the background after start
+        while (model := client.get("/v1/model").json())["source"] != "model":
+            assert time.monotonic() < deadline, model
+            time.sleep(0.05)
+        assert model["alias"] == "champion"
+        version = model["version"]
+        now = service.clock.now()
+        log.append_batch([UserActivity(now, "ann", int(now)), UserConnect(now + 0.01, "bob")])
+        deadline = time.monotonic() + 5
+        while "ann" not in service.engine.features:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+        answer = client.post("/v1/predict", json={"user_ids": ["ann", "never-seen"]})
+        assert answer.status_code == 200
+        rows = answer.json()
+        assert [r["user_id"] for r in rows] == ["ann", "never-seen"]
+        for row in rows:
+            assert 0.0 <= row["probability"] <= 1.0
+            assert row["source"] == "model" and row["model_version"] == version
+            assert row["horizon_s"] == 40.0
+
+        user = client.get("/v1/users/ann").json()
+        assert user["known"] and user["features"]["since_activity_s"] < 60
+        assert user["source"] == "model"
+
+        pool = client.get("/v1/pool").json()
+        assert set(pool["counts"]) >= {"ready", "booting", "allocated", "waiting"}
+        assert "reason" in pool and "nodes" in pool
+
+        efficiency = client.get("/api/efficiency").json()
+        assert set(efficiency) == {
+            "total_user_time_seconds",
+            "total_node_time_seconds",
+            "efficiency_percentage",
+            "user_count",
+            "node_count",
+        }
+        text = client.get("/metrics").text
+        assert "provisioner_events_consumed_total" in text
+        assert "provisioner_scorer_fallbacks" in text or "provisioner_ticks_total" in text
+
+
+def test_bad_requests_get_clear_4xx(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    with api(redis_url, redis_client, key_prefix, None) as (client, _):
+        assert client.post("/v1/predict", json={"user_ids": []}).status_code == 422
+        too_many = {"user_ids": [f"u{i}" for i in range(MAX_PREDICT_USERS + 1)]}
+        assert client.post("/v1/predict", json=too_many).status_code == 422
+        assert client.post("/v1/predict", json={"user_ids": [""]}).status_code == 422
+        assert client.post("/v1/predict", json={"users": ["a"]}).status_code == 422
+        assert client.post("/v1/predict", content=b"not json").status_code == 422
+        huge = b'{"user_ids": ["' + b"x" * 100_000 + b'"]}'
+        big = client.post("/v1/predict", content=huge, headers={"content-type": "application/json"})
+        assert big.status_code == 413 and "bytes" in big.json()["detail"]
+        assert client.get("/v1/users/" + "u" * 300).status_code == 422
+        # Without a registry the scorer is the heuristic.
+        assert client.get("/v1/model").json()["source"] == "heuristic"
+        assert client.post("/v1/model/reload").status_code == 401
+
+
+def test_reload_needs_the_token_and_swaps_the_champion(
+    redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tracking: TrackingConfig,
+    registry: ModelRegistry,
+) -> None:
+    watcher = RegistryWatcher(ModelScorer(), registry)  # no champion yet: the heuristic
+    with api(redis_url, redis_client, key_prefix, watcher) as (client, _):
+        assert client.get("/v1/model").json()["source"] == "heuristic"
+        version = register(tracking).version
+        registry.client.set_registered_model_alias(registry.model_name, CHAMPION, version)
+        assert client.post("/v1/model/reload").status_code == 401
+        wrong = client.post("/v1/model/reload", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = client.post("/v1/model/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200
+        assert ok.json()["source"] == "model" and ok.json()["version"] == version
+        answer = client.post("/v1/predict", json={"user_ids": ["x"]}).json()
+        assert answer[0]["source"] == "model" and answer[0]["model_version"] == version
+
+
+def test_predict_over_a_real_socket(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    clock = ScaledClock(anchor=time.time(), speed=SPEED)
+    fleet = NodeFleet(UniformBoot(10, 29), random.Random(6))
+
+    harness = make_service(redis_url, key_prefix, clock, fleet)
+    with serve(create_app(harness.service, on_shutdown=[harness.close])) as url:
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        answer = httpx.post(f"{url}/v1/predict", json={"user_ids": ["a", "b"]})
+        assert answer.status_code == 200 and len(answer.json()) == 2
+        assert answer.json()[0]["source"] == "heuristic"
