@@ -46,7 +46,7 @@ class Efficiency(BaseModel):
     node_count: int
 
 
-def _live(request: Request) -> LiveService:
+async def _live(request: Request) -> LiveService:
     service: LiveService = request.app.state.service
     if service.started_at is None:
         raise HTTPException(503, "the service is starting")
@@ -56,7 +56,9 @@ def _live(request: Request) -> LiveService:
 Live = Annotated[LiveService, Depends(_live)]
 
 
-def _require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def _require_admin(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> None:
     expected: str | None = request.app.state.admin_token
     if expected is None:
         raise HTTPException(401, "admin endpoints are disabled: no admin token is set")
@@ -114,9 +116,11 @@ def create_app(
 
     app.state.service = service
     app.state.admin_token = admin_token
+    # Every route is `async def`: it runs in the event loop that owns the engine, never in
+    # a worker thread beside it.
 
     @app.post("/v1/predict", response_model=list[Prediction])
-    def predict(body: PredictRequest, live: Live) -> list[Prediction]:
+    async def predict(body: PredictRequest, live: Live) -> list[Prediction]:
         """Probability that each user connects within the horizon; unknown users are
         scored from an empty history."""
         scores, _ = live.score(list(body.user_ids))
@@ -132,12 +136,12 @@ def create_app(
         ]
 
     @app.get("/v1/users/{user_id}")
-    def user(user_id: UserId, live: Live) -> dict[str, Any]:
+    async def user(user_id: UserId, live: Live) -> dict[str, Any]:
         """A user's features now, score, connection and last tick's score."""
         return live.user(user_id)
 
     @app.get("/v1/pool")
-    def pool(live: Live) -> dict[str, Any]:
+    async def pool(live: Live) -> dict[str, Any]:
         """Nodes by state, the desired warm nodes and the scaler's last reason."""
         engine = live.engine
         status = engine.status(live.clock.now()).to_dict()
@@ -146,7 +150,7 @@ def create_app(
         return status
 
     @app.get("/v1/model")
-    def model(live: Live) -> dict[str, Any]:
+    async def model(live: Live) -> dict[str, Any]:
         """The model in use (alias, version, loaded at) and the fallbacks so far."""
         if live.watcher is None:
             return {"source": "heuristic", "alias": None, "version": None, "fallbacks": {}}
@@ -161,7 +165,7 @@ def create_app(
         return live.watcher.info() | {"fallbacks": live.watcher.fallbacks()}
 
     @app.get("/api/efficiency", response_model=Efficiency)
-    def efficiency(live: Live) -> Efficiency:
+    async def efficiency(live: Live) -> Efficiency:
         """The original node API's efficiency report, from the pool's accounting."""
         engine = live.engine
         report = engine.metrics(live.clock.now())
@@ -174,22 +178,22 @@ def create_app(
         )
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """Ready when the event log is reachable and the consumer is alive."""
         ready = service.ready
         body = {"ready": ready, "watermark": service.watermark}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
-    def metrics() -> Response:
+    async def metrics() -> Response:
         return Response(generate_latest(service.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse)
-    def index() -> str:
+    async def index() -> str:
         return (
             "<!doctype html><title>predictive-provisioner</title>"
             "<h1>predictive-provisioner</h1><p><a href='/docs'>API docs</a> · "

@@ -1,0 +1,249 @@
+"""Online service throughput and latency. Prints one JSON object.
+
+- ``consume``: events/s from the event log through the consumer group into the decision
+  core (read, decode, apply, save state, acknowledge), one process;
+- ``tick``: one scaling decision for 100k tracked users, all recently active, scored by a
+  trained LightGBM model (features, model, calibration, demand, scaler);
+- ``state``: online state per user, bytes;
+- ``predict``: ``POST /v1/predict`` for one user over a real socket against
+  ``provisioner serve``, at a fixed request rate, latency percentiles.
+
+Uses ``REDIS_URL`` when set, else an embedded server in a temporary folder.
+
+    .venv/bin/python benchmarks/service.py [--events 500000] [--users 100000] [--rps 200]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this file's name would
+# hide the `service` package. Look for packages from the project instead.
+if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import numpy as np
+import redis
+
+from features.eventlog import EventLog, LogKeys
+from features.events import Event
+from features.online import OnlineFeatures
+from features.table import ACTIVITY, CONNECT, DISCONNECT, EventTable
+from models.model_scorer import ModelScorer
+from models.registry import LoadedModel
+from provisioner.embedded_redis import EmbeddedRedis
+from service.config import ServiceConfig
+from service.consumer import StreamConsumer
+from service.engine import Engine
+from service.state_store import StateStore
+from simulation.workloads import generate
+from training.dataset import build_dataset
+from training.train import TrainConfig, train
+
+
+@contextmanager
+def server_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
+        yield server.url
+
+
+def trained_scorer() -> ModelScorer:
+    table = EventTable.from_events(generate("seed", hours=12, seed=3))
+    result = train(build_dataset(table), TrainConfig(max_trees=200))
+    model = LoadedModel("bench", "1", result.classifier, result.split.test.X[:5])
+    return ModelScorer(model)
+
+
+def bench_consume(url: str, n: int) -> dict[str, Any]:
+    client = redis.Redis.from_url(url)
+    prefix = f"bench:{os.getpid()}:"
+    try:
+        log = EventLog(client, LogKeys(prefix))
+        events: list[Event] = []
+        users = max(50, n // 2000)
+        for event in generate("habits", hours=24 * 14, seed=5, users=users):
+            events.append(event)
+            if len(events) >= n:
+                break
+        log.append_many(events)
+        consumer = StreamConsumer(log, "bench", "c1", count=1000)
+        consumer.ensure_group("0")
+        store = StateStore(client, f"{prefix}state")
+        engine = Engine(trained_scorer(), ServiceConfig())
+        watermark: str | None = None
+        applied = 0
+        started = time.perf_counter()
+        while True:
+            delivery = consumer.read()
+            if not len(delivery):
+                break
+            fresh, ids = delivery.after(watermark)
+            for item in fresh:
+                engine.on_event(item, item.ts)
+            if ids:
+                watermark = ids[-1]
+            store.save(engine.to_dict(), watermark, time.time())
+            consumer.ack(delivery.all_ids)
+            applied += len(fresh)
+        seconds = time.perf_counter() - started
+        return {
+            "events": applied,
+            "users": len(engine.features),
+            "seconds": round(seconds, 2),
+            "events_per_s": round(applied / seconds),
+        }
+    finally:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def bench_tick(n_users: int, repeats: int = 5) -> dict[str, Any]:
+    rng = random.Random(1)
+    features = OnlineFeatures(capacity=n_users)
+    start_ms = 1_732_492_800_000
+    for i in range(n_users):
+        user = f"user-{i:06d}"
+        for _ in range(4):
+            features.apply(ACTIVITY, user, start_ms + rng.randint(0, 3_000_000))
+        if i % 3 == 0:
+            features.apply(CONNECT, user, start_ms + 1_000_000)
+            features.apply(DISCONNECT, user, start_ms + 1_500_000)
+    engine = Engine(trained_scorer(), ServiceConfig(max_nodes=500), features=features)
+    now = start_ms / 1000 + 3_000
+    times = []
+    for k in range(repeats):
+        started = time.perf_counter()
+        engine.tick(now + 10 * k)
+        times.append(time.perf_counter() - started)
+    source = engine.last_scores
+    return {
+        "users": n_users,
+        "scored": len(source),
+        "from_model": int(np.count_nonzero(source.from_model)),
+        "tick_ms_median": round(1000 * float(np.median(times)), 1),
+        "tick_ms_max": round(1000 * max(times), 1),
+        "state_bytes_per_user": round(features.bytes_per_user(), 1),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def load(url: str, rps: int, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+
+        async def one(user: str) -> None:
+            started = time.perf_counter()
+            answer = await client.post("/v1/predict", json={"user_ids": [user]})
+            answer.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+        tasks = []
+        begin = time.perf_counter()
+        for i in range(int(rps * seconds)):
+            delay = begin + i / rps - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(f"user-{i % 50}")))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def bench_predict(rps: int, seconds: float) -> dict[str, Any]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as home:
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env["PROVISIONER_HOME"] = home
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "provisioner",
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("provisioner serve did not become ready")
+                time.sleep(0.2)
+            asyncio.run(load(url, rps, 2.0))  # warm up
+            latencies = np.array(asyncio.run(load(url, rps, seconds))) * 1000
+        finally:
+            server.terminate()
+            server.wait(30)
+    return {
+        "rps": rps,
+        "requests": len(latencies),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "max_ms": round(float(latencies.max()), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--rps", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    with server_url() as url:
+        consume = bench_consume(url, args.events)
+    result = {
+        "benchmark": "service",
+        "consume": consume,
+        "tick": bench_tick(args.users),
+        "predict": bench_predict(args.rps, args.seconds),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
