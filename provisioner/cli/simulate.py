@@ -48,7 +48,11 @@ def simulate(
     ] = None,
     start: Annotated[
         str | None,
-        typer.Option(help="Start of the trace, unix s or ISO 8601 [default: 2024-11-25 UTC]."),
+        typer.Option(
+            help="Start of the workload, unix s or ISO 8601 [default: 2024-11-25 UTC; "
+            "--realtime: now]. With --realtime, a start in the past continues a history: "
+            "events before now are skipped."
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write a trace file, .jsonl or .parquet.")
@@ -86,12 +90,11 @@ def simulate(
             "give one: --out FILE writes a trace, --realtime publishes on pub/sub",
             param_hint="--out / --realtime",
         )
+    try:
+        begin = parse_time(start)
+    except typer.BadParameter as e:
+        raise typer.BadParameter(str(e), param_hint="--start") from e
     if realtime:
-        if start is not None:
-            raise typer.BadParameter(
-                "does not apply with --realtime: events start at the clock's now",
-                param_hint="--start",
-            )
         if speed is not None and not (speed > 0 and math.isfinite(speed)):
             raise typer.BadParameter(f"must be > 0, not {speed}", param_hint="--speed")
         _publish(
@@ -101,6 +104,7 @@ def simulate(
             seed=seed,
             users=users,
             speed=speed,
+            start=begin,
         )
         return
     assert out is not None
@@ -110,10 +114,6 @@ def simulate(
         raise typer.BadParameter(
             "how many virtual hours to write is required with --out", param_hint="--hours"
         )
-    try:
-        begin = parse_time(start)
-    except typer.BadParameter as e:
-        raise typer.BadParameter(str(e), param_hint="--start") from e
     _write(out=out, workload=workload, hours=hours, seed=seed, users=users, start=begin)
 
 
@@ -180,6 +180,7 @@ def _publish(
     seed: int,
     users: int | None,
     speed: float | None,
+    start: float | None,
 ) -> None:
     from provisioner import runtime
     from simulation.workloads import population
@@ -215,6 +216,7 @@ def _publish(
                 users=users,
                 channel_prefix=prefix,
                 on_progress=show,
+                start=start,
             )
     summary = _summary(workload, seed, len(population(workload, seed=seed, users=users)), hours)
     print_json(

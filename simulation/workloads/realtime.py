@@ -101,10 +101,21 @@ def run_realtime(
     users: int | None = None,
     channel_prefix: str = "",
     on_progress: Progress | None = None,
+    start: float | None = None,
 ) -> PublishReport:
-    """Generate ``workload`` from ``clock.now()`` for ``hours`` (default: until ``stop``)
-    and publish it in real time with :func:`publish_realtime`."""
-    events = generate(workload, hours=hours, seed=seed, start=clock.now(), users=users)
+    """Generate ``workload`` from ``start`` (default ``clock.now()``) for ``hours`` (default:
+    until ``stop``) and publish it in real time with :func:`publish_realtime`.
+
+    A ``start`` in the past continues a history: the events before now are skipped (they
+    are what the history already holds) and the users carry on from their state at now.
+    """
+    now = clock.now()
+    begin = now if start is None else start
+    events: Iterable[UserEvent] = generate(
+        workload, hours=hours, seed=seed, start=begin, users=users
+    )
+    if begin < now:
+        events = (event for event in events if event.ts >= now)
     return publish_realtime(
         client, clock, events, stop=stop, channel_prefix=channel_prefix, on_progress=on_progress
     )

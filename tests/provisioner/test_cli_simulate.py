@@ -87,7 +87,6 @@ def test_writes_parquet_with_start_and_users(tmp_path: Path, home: Path) -> None
         (["--hours", "1", "--out", "x.jsonl", "--start", "yesterday"], "ISO 8601"),
         (["--hours", "1", "--out", "x.jsonl", "--start", "-5"], "start"),
         (["--hours", "1", "--out", "x.jsonl", "--users", "0"], "--users"),
-        (["--realtime", "--start", "2024-11-25"], "--start"),
         (["--realtime", "--speed", "0"], "> 0"),
     ],
 )
