@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from provisioner.cli import events, ml, node_api, serve, simulate
+from provisioner.cli import demo, events, ml, node_api, serve, simulate
 from provisioner.cli.common import console
 from provisioner.settings import Settings
 
@@ -32,12 +32,7 @@ simulate.register(app)
 node_api.register(app)
 ml.register(app)
 serve.register(app)
-
-
-@app.command()
-def demo() -> None:
-    """Run the whole system on this machine (not yet: lands with the demo issue)."""
-    console.print("not yet: `provisioner demo` lands with the demo issue (#6).")
+demo.register(app)
 
 
 def main() -> None:

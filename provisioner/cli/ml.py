@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
-from rich.progress import Progress, TaskID
 
 from provisioner import runtime
-from provisioner.cli.common import console, count_progress, parse_time, print_json, settings_of
+from provisioner.cli.common import JobProgress, console, parse_time, print_json, settings_of
 
 if TYPE_CHECKING:
     from provisioner.settings import Settings
@@ -25,16 +24,6 @@ if TYPE_CHECKING:
     from training.sources import EventSource
 
 EXIT_REJECTED: Final = 3
-STAGES: Final = {
-    "read": "read events",
-    "features": "features (rows)",
-    "lightgbm": "LightGBM (trees)",
-    "baseline": "baseline",
-    "calibrate": "calibrate",
-    "log": "log to MLflow",
-    "promote": "promotion gates",
-    "holdout": "holdout (rows)",
-}
 
 TraceOption = Annotated[
     Path | None,
@@ -81,7 +70,7 @@ def train(
     runtime.quiet_mlflow()
     from training.retrain import train_and_register
 
-    with _errors(), _JobProgress() as progress:
+    with _errors(), JobProgress() as progress:
         source = _read(settings, trace, parse_time(since), parse_time(until), None, progress)
         trained = train_and_register(
             source,
@@ -122,7 +111,7 @@ def promote(
     from training.promote import promote as run_promotion
 
     registry = runtime.model_registry(settings)
-    with _errors(), _JobProgress() as progress:
+    with _errors(), JobProgress() as progress:
         candidate = load_candidate(registry, None if version is None else str(version))
         source = _read(
             settings,
@@ -198,7 +187,7 @@ def retrain(
     from training.retrain import retrain as run_retrain
 
     window = window_hours if window_hours is not None else settings.retrain_window_hours
-    with _errors(), _JobProgress() as progress:
+    with _errors(), JobProgress() as progress:
         source = _read(settings, trace, None, None, window, progress)
         outcome = run_retrain(
             source,
@@ -232,7 +221,7 @@ def _read(
     since: float | None,
     until: float | None,
     window_hours: float | None,
-    progress: _JobProgress,
+    progress: JobProgress,
 ) -> EventSource:
     from training.sources import NoEvents, from_log, from_trace
 
@@ -274,33 +263,6 @@ def _read(
     if source.rejected:
         console.print(f"[yellow]{source.rejected} line(s) or entries were not events: skipped[/]")
     return source
-
-
-class _JobProgress:
-    """Rich progress bars on stderr, one per stage, created as stages start."""
-
-    def __init__(self) -> None:
-        self._progress: Progress = count_progress()
-        self._tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> _JobProgress:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._progress.__exit__(None, None, None)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        task = self._task(stage, total)
-        self._progress.update(task, completed=done, total=total)
-
-    def advance(self, stage: str, amount: int) -> None:
-        self._progress.advance(self._task(stage, None), amount)
-
-    def _task(self, stage: str, total: int | None) -> TaskID:
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(STAGES.get(stage, stage), total=total)
-        return self._tasks[stage]
 
 
 @contextmanager

@@ -34,6 +34,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node API call
     with runtime.redis_url(settings) as url:
         summary = asyncio.run(_serve(settings, url, host, port, log_level))
     print_json(summary)
