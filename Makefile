@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install test lint typecheck unit browser demo bench clean
 
 install: $(STAMP)
 
@@ -20,7 +20,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+browser:
+	@sh scripts/ensure-chromium.sh
+
+unit: install browser
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit

@@ -149,7 +149,9 @@ class OnlineFeatures:
 
     def users_ever_connected(self) -> int:
         """How many users have opened at least one session."""
-        return int(np.count_nonzero(_column(self._scalar["n_connects"])[: len(self._ids)]))
+        return int(
+            np.count_nonzero(_column(self._scalar["n_connects"], copy=False)[: len(self._ids)])
+        )
 
     def snapshot(self, now_ms: int, user_ids: Sequence[str] | None = None) -> Snapshot:
         """Histories at ``now_ms`` of ``user_ids`` (default: every user seen, in order).
@@ -204,7 +206,9 @@ class OnlineFeatures:
         self._capacity = capacity
 
     def _snapshot_rows(self, rows: slice | npt.NDArray[np.intp], now_ms: int) -> Snapshot:
-        v = {name: _column(values)[rows] for name, values in self._scalar.items()}
+        # Picking rows (an index array) copies them; a slice of every user must be copied.
+        whole = isinstance(rows, slice)
+        v = {name: _column(values, copy=whole)[rows] for name, values in self._scalar.items()}
         t = np.full(len(v["first_seen"]), now_ms, dtype=np.int64)
         # The wide columns are read through views; only derived arrays leave this call.
         recent = _column(self._recent, RECENT_K, copy=False)[rows]
@@ -230,7 +234,7 @@ class OnlineFeatures:
             last_activity_ms=v["last_activity"],
             last_connect_ms=v["last_connect"],
             last_disconnect_ms=v["last_disconnect"],
-            connected=_column(self._connected)[rows].astype(np.bool_),
+            connected=_column(self._connected, copy=False)[rows].astype(np.bool_),
             decay_60s=decayed_sum(t, recent),
             n_activity=v["n_activity"],
             n_connects=v["n_connects"],

@@ -1,7 +1,9 @@
 """The HTTP API of the live service (FastAPI; OpenAPI docs at /docs).
 
 Thin routes over :class:`service.live.LiveService`: scoring on demand, the pool, the
-model in use, the original node API's efficiency report, health and Prometheus metrics.
+model in use, the original node API's efficiency report, health and Prometheus metrics,
+and the operator's dashboard at ``/`` (one self-contained page polling ``/v1/pool``,
+``/v1/history`` and ``/v1/model``).
 Bad requests get a 4xx saying what is wrong: bodies over ``max_body_bytes`` a 413, too
 many or malformed user ids a 422, a missing or wrong admin token a 401.
 """
@@ -11,16 +13,22 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from importlib.resources import files
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, StringConstraints
 
+from service.body_limit import BodyLimit
 from service.live import LiveService
 
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Since = Annotated[
+    float | None,
+    Query(allow_inf_nan=False, description="Only points after this time (unix seconds)."),
+]
 MAX_PREDICT_USERS = 1000
 
 
@@ -103,16 +111,7 @@ def create_app(
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
-            return JSONResponse(
-                {"detail": f"request body over {max_body_bytes} bytes"}, status_code=413
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     app.state.service = service
     app.state.admin_token = admin_token
@@ -192,12 +191,24 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(service.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/v1/history")
+    async def history(live: Live, since: Since = None) -> dict[str, Any]:
+        """The pool after each tick (the last two hours of clock time at most), oldest
+        first; with ``since``, only the points after it (for incremental polling)."""
+        return live.history.to_dict(since) | {
+            "now": live.clock.now(),
+            "tick_interval_s": live.engine.config.tick_interval_s,
+        }
+
+    dashboard = _dashboard_html()
+
     @app.get("/", response_class=HTMLResponse)
-    async def index() -> str:
-        return (
-            "<!doctype html><title>predictive-provisioner</title>"
-            "<h1>predictive-provisioner</h1><p><a href='/docs'>API docs</a> · "
-            "<a href='/v1/pool'>pool</a> · <a href='/metrics'>metrics</a></p>"
-        )
+    async def index() -> HTMLResponse:
+        """The operator's dashboard (self-contained: no build step, no outside assets)."""
+        return HTMLResponse(dashboard, headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def _dashboard_html() -> str:
+    return files("service").joinpath("static", "dashboard.html").read_text(encoding="utf-8")

@@ -41,6 +41,7 @@ from models.scoring import Scores
 from service.commands import Command, RequestNode, TerminateNode
 from service.consumer import StreamConsumer, entry_key
 from service.engine import Engine
+from service.history import History
 from service.provider import NodeProvider, ProviderError
 from service.reconcile import reconcile
 from service.state_store import StateStore
@@ -105,6 +106,8 @@ class LiveService:
         self._last_read: float | None = None
         self._save_lock = asyncio.Lock()
         self.started_at: float | None = None
+        self.history = History()
+        """The pool after each tick, for the dashboard (``GET /v1/history``)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -230,7 +233,9 @@ class LiveService:
             commands = self.engine.tick(now)
             self.telemetry.scoring.observe(time.perf_counter() - started)
             self.telemetry.ticks.inc()
-            self.telemetry.observe_status(self.engine.status(now), self.engine.pool.metrics.waits)
+            status = self.engine.status(now)
+            self.telemetry.observe_status(status, self.engine.pool.metrics.waits)
+            self.history.record(status)
             if self.watcher is not None:
                 self.telemetry.observe_fallbacks(self.watcher.fallbacks())
             with contextlib.suppress(redis.RedisError):

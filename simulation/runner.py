@@ -32,16 +32,17 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from features.events import NodeStatus, NodeStatusChanged, UserEvent
+from features.events import Event, NodeStatus, NodeStatusChanged, UserEvent
 from models.heuristic import HeuristicScorer
 from models.scoring import Scorer
 from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
 from service.engine import Engine
+from service.metrics import MetricsReport
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC, BootTime, parse_boot_time
 from simulation.nodes.fleet import NodeFleet, Termination
 from simulation.nodes.usertime import UserTime
@@ -74,9 +75,30 @@ class RunResult:
         return asdict(self)
 
 
+class DecisionCore(Protocol):
+    """What the virtual-time runner drives (``service.engine.Engine`` is one)."""
+
+    @property
+    def config(self) -> ServiceConfig:
+        """Only ``tick_interval_s`` is read by the runner."""
+        ...
+
+    def on_event(self, event: Event, now: float) -> list[Command]: ...
+
+    def tick(self, now: float) -> list[Command]: ...
+
+    def node_created(self, token: str, node_id: str, now: float) -> None: ...
+
+    def request_failed(self, token: str, now: float) -> None: ...
+
+    def node_deleted(self, node_id: str, now: float) -> None: ...
+
+    def metrics(self, now: float) -> MetricsReport: ...
+
+
 def run(
     events: Iterable[UserEvent],
-    engine: Engine,
+    engine: DecisionCore,
     *,
     start: float,
     end: float,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from provisioner.cli import demo, events, ml, node_api, serve, simulate
+from provisioner.cli import bench, demo, events, ml, node_api, serve, simulate
 from provisioner.cli.common import console
 from provisioner.settings import Settings
 
@@ -33,6 +33,7 @@ node_api.register(app)
 ml.register(app)
 serve.register(app)
 demo.register(app)
+bench.register(app)
 
 
 def main() -> None:

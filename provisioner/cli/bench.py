@@ -1,0 +1,207 @@
+"""``provisioner bench``: replay a workload or a trace through every policy, and compare."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from provisioner.cli.common import console, print_json
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from simulation.bench import BenchRequest, PolicyResult, Progress
+
+
+TABLE_WIDTH = 120
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+def bench(
+    *,
+    workload: Annotated[str, typer.Option(help="Workload: seed or habits.")] = "seed",
+    hours: Annotated[
+        float | None,
+        typer.Option(help="Virtual hours scored [default: 24; with --trace: all of it]."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the workload and of the simulated boot times.")
+    ] = 1,
+    users: Annotated[
+        int | None, typer.Option(min=1, help="Population size (default: the workload's).")
+    ] = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option(help="Replay a recorded trace (.jsonl or .parquet) instead of a workload."),
+    ] = None,
+    train_trace: Annotated[
+        Path | None, typer.Option(help="Train the model on this trace (must precede --trace).")
+    ] = None,
+    train_fraction: Annotated[
+        float | None,
+        typer.Option(help="Train the model on this earlier part of --trace; score the rest."),
+    ] = None,
+    train_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Hours of the model's training workload (another seed) [default: --hours]."
+        ),
+    ] = None,
+    boot: Annotated[
+        str, typer.Option(help="Boot times: uniform:A:B, fixed:S or normal:MEAN:SD:MIN:MAX.")
+    ] = "uniform:10:29",
+    policies: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: static:K, seed-rule, heuristic[:TARGET], model[:TARGET], oracle."
+        ),
+    ] = "static:4,seed-rule,heuristic,model,oracle",
+    target: Annotated[
+        float | None,
+        typer.Option(help="Service-level target of heuristic and model [default: the config's]."),
+    ] = None,
+    max_nodes: Annotated[int, typer.Option(min=1, help="Node budget of every policy.")] = 500,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Another service config field, KEY=VALUE (e.g. max_idle_s=60); repeatable.",
+        ),
+    ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option("--sweep", help="Vary each policy's knob (K, the target): the frontier."),
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the JSON result to this file.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw instant rate against efficiency into this PNG.")
+    ] = None,
+) -> None:
+    """Compare provisioning policies on the same events, on a virtual clock.
+
+    Runs the service's decision core (and the baselines) against a simulated node API, and
+    scores every policy the same way: instant rate, waits, efficiency. A table goes to
+    stderr; one JSON summary line to stdout (the --json file holds the same, without the
+    wall times).
+    """
+    from simulation.bench import (
+        BenchError,
+        BenchRequest,
+        parse_override,
+        plot_frontier,
+        run_bench,
+    )
+    from simulation.policies import BadPolicySpec, parse_policies
+    from simulation.workloads import WORKLOADS
+
+    if trace is None and workload not in WORKLOADS:
+        raise typer.BadParameter(
+            f"{workload!r} is not a workload; choose one of: {', '.join(WORKLOADS)}",
+            param_hint="--workload",
+        )
+    for name, value in (("--hours", hours), ("--train-hours", train_hours)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise typer.BadParameter(f"must be a number of hours > 0, not {value}", param_hint=name)
+    if target is not None and not 0.0 < target < 1.0:
+        raise typer.BadParameter(f"must be in (0, 1), not {target}", param_hint="--target")
+    for name, path in (("--json", json_out), ("--plot", plot)):
+        if path is not None and not path.parent.is_dir():
+            raise typer.BadParameter(f"folder {path.parent} does not exist", param_hint=name)
+    try:
+        specs = parse_policies(policies)
+    except BadPolicySpec as e:
+        raise typer.BadParameter(str(e), param_hint="--policies") from e
+    try:
+        overrides = tuple(parse_override(text) for text in settings or ())
+    except BenchError as e:
+        raise typer.BadParameter(str(e), param_hint="--set") from e
+    try:
+        request = BenchRequest(
+            workload=workload,
+            trace=trace,
+            hours=hours,
+            seed=seed,
+            users=users,
+            boot=boot,
+            policies=specs,
+            train_trace=train_trace,
+            train_fraction=train_fraction,
+            train_hours=train_hours,
+            target=target,
+            max_nodes=max_nodes,
+            overrides=overrides,
+        )
+    except BenchError as e:
+        raise typer.BadParameter(str(e)) from e
+    started = time.perf_counter()
+    try:
+        with _progress() as progress:
+            result = run_bench(request, sweep=sweep, progress=progress)
+    except BenchError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+    _show(result.policies, title="bench")
+    if result.sweep:
+        _show(result.sweep, title="sweep")
+    data = result.to_dict()
+    if json_out is not None:
+        json_out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    if plot is not None:
+        plot_frontier(result.sweep or result.policies, plot, title=_title(request, data))
+        console.print(f"plot: {plot}")
+    wall = {p.policy: round(p.wall_s, 3) for p in (*result.policies, *result.sweep)}
+    if result.setup.model is not None:
+        wall["train model"] = round(result.setup.model.seconds, 3)
+    print_json(data | {"seconds": round(time.perf_counter() - started, 3), "wall_s": wall})
+
+
+def _show(results: Sequence[PolicyResult], *, title: str) -> None:
+    from rich.console import Console
+
+    from simulation.bench import render_table
+
+    table = render_table(results, title=title)
+    if console.is_terminal:
+        console.print(table)
+    else:  # a log or a pipe: wide enough for every column (rich assumes 80 otherwise)
+        Console(stderr=True, width=TABLE_WIDTH).print(table)
+
+
+def _title(request: BenchRequest, data: dict[str, Any]) -> str:
+    what = f"trace {request.trace.name}" if request.trace is not None else request.workload
+    return f"{what}, {data['hours']:g} h, seed {request.seed}, boot {data['boot']}"
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    tasks: dict[str, Any] = {}
+
+    def report(label: str, done: float, total: float) -> None:
+        task = tasks.get(label)
+        if task is None:
+            task = tasks[label] = bar.add_task(label, total=total)
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield report

@@ -1,0 +1,81 @@
+"""``provisioner bench`` as a user runs it: a subprocess, a few virtual hours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.provisioner.cli_runner import home_env, last_json, run_cli
+
+
+def test_bench_prints_a_table_and_one_json_line_and_writes_the_json(
+    tmp_path: Path, home: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    result = run_cli(
+        "bench",
+        "--hours",
+        "1",
+        "--seed",
+        "2",
+        "--policies",
+        "static:3,seed-rule,heuristic,oracle",
+        "--json",
+        str(out),
+        env=home_env(home),
+    )
+    summary = last_json(result)
+    written = json.loads(out.read_text())
+    assert {k: v for k, v in summary.items() if k not in ("seconds", "wall_s")} == written
+    assert (written["workload"], written["seed"], written["hours"]) == ("seed", 2, 1.0)
+    assert written["boot"] == "uniform:10:29"
+    names = [p["policy"] for p in written["policies"]]
+    assert names == ["static:3", "seed-rule", "heuristic", "oracle"]
+    assert set(summary["wall_s"]) == set(names)
+    assert "efficiency" in result.stderr and "oracle" in result.stderr  # the table
+    assert len(result.stdout.strip().splitlines()) == 1
+
+
+def test_bench_on_a_trace_with_a_model_and_a_sweep_plot(tmp_path: Path, home: Path) -> None:
+    trace = tmp_path / "seed.jsonl"
+    run_cli("simulate", "--hours", "4", "--seed", "6", "--out", str(trace), env=home_env(home))
+    plot = tmp_path / "frontier.png"
+    result = run_cli(
+        "bench",
+        "--trace",
+        str(trace),
+        "--train-fraction",
+        "0.5",
+        "--policies",
+        "static:2,model,oracle",
+        "--sweep",
+        "--plot",
+        str(plot),
+        env=home_env(home),
+        timeout=300,
+    )
+    summary = last_json(result)
+    assert summary["workload"] == "trace" and summary["hours"] == 2.0
+    assert summary["model"]["trained_on"]["hours"] == 2.0
+    assert summary["model"]["trained_on"]["end"] <= summary["scored"]["start"]
+    assert summary["wall_s"]["train model"] > 0
+    families = {p["policy"].split(":")[0] for p in summary["sweep"]}
+    assert families == {"static", "model", "oracle"}
+    assert set(summary["frontier"]) == families
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_input_exits_2_and_says_what_is_wrong(tmp_path: Path, home: Path) -> None:
+    bad = [
+        (["--policies", "static"], "static needs a pool size"),
+        (["--workload", "nope"], "not a workload"),
+        (["--train-fraction", "0.5"], "needs a trace"),
+        (["--trace", str(tmp_path / "missing.jsonl"), "--policies", "oracle"], "no trace file"),
+        (["--trace", str(tmp_path / "missing.jsonl")], "needs a training trace"),
+        (["--json", str(tmp_path / "no" / "out.json")], "does not exist"),
+    ]
+    for args, message in bad:
+        result = run_cli("bench", "--hours", "0.1", *args, env=home_env(home), check=False)
+        assert result.returncode == 2, (args, result.stderr)
+        text = " ".join(result.stderr.replace("\u2502", " ").split())  # unbox rich's panel
+        assert message in text, (args, result.stderr)

@@ -1,0 +1,426 @@
+"""The operator's dashboard in a real browser: headless Chromium (Debian's, driven by
+Playwright) against a live service on real Redis, served on a real socket.
+
+The browser is required, not optional: when ``/usr/bin/chromium`` is missing the test tries
+``scripts/ensure-chromium.sh`` (apt-get, as root) and otherwise fails saying what to do.
+The screenshot lands in ``out/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import redis
+
+from features.clock import ScaledClock
+from features.eventlog import EventLog, LogKeys
+from features.events import Event, UserActivity, UserConnect, UserDisconnect
+from models.scoring import Source
+from service.app import create_app
+from service.engine import EngineStatus, UserScore
+from service.history import History
+from service.metrics import MetricsReport
+from service.pool import PoolCounts
+from simulation.nodes.boot import UniformBoot
+from simulation.nodes.fleet import NodeFleet
+from tests.servers import serve
+from tests.service.live_harness import bridged, make_service
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page, Route
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ENSURE = ROOT / "scripts" / "ensure-chromium.sh"
+SCREENSHOT = ROOT / "out" / "dashboard.png"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SPEED = 20.0
+"""Clock speed: a tick (10 s) every 0.5 s of wall time, a 3-8 s boot in 0.15-0.4 s."""
+
+READ_DOM = """() => {
+  const read = (el) => ({ text: el.textContent.trim(), value: el.dataset.value ?? null });
+  const out = { poolAt: document.body.dataset.poolAt ?? null, fields: {}, rows: [], charts: {} };
+  for (const el of document.querySelectorAll("[data-testid]")) {
+    if (!el.closest("[data-testid=top-user]") && el.dataset.testid !== "top-user") {
+      out.fields[el.dataset.testid] = read(el);
+    }
+  }
+  for (const tr of document.querySelectorAll("[data-testid=top-user]")) {
+    const cell = (id) => read(tr.querySelector(`[data-testid=${id}]`));
+    out.rows.push({ user: cell("top-user-id"), probability: cell("top-user-probability"),
+                    demand: cell("top-user-demand"), source: cell("top-user-source") });
+  }
+  for (const id of ["chart-nodes", "chart-warm", "chart-rates"]) {
+    const box = document.querySelector(`[data-testid=${id}]`);
+    const paths = box.querySelectorAll("path").length;
+    out.charts[id] = { points: Number(box.dataset.points), paths };
+  }
+  return out;
+}"""
+
+
+def chromium() -> Path:
+    """Debian's Chromium, installed now if it is missing and this process may install it."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    detail = "not running as root with apt-get, so it was not installed"
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        done = subprocess.run(
+            ["sh", str(ENSURE)], capture_output=True, text=True, timeout=900, check=False
+        )
+        if CHROMIUM.exists():
+            return CHROMIUM
+        detail = f"{ENSURE.name} exited {done.returncode}: {done.stderr.strip()[-1500:]}"
+    pytest.fail(
+        f"the dashboard test needs Debian's Chromium at {CHROMIUM} ({detail}); "
+        f"install it with `sudo sh {ENSURE.relative_to(ROOT)}` (apt-get install -y chromium)",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    executable = chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        pytest.fail(
+            f"the dashboard test needs Playwright's Python package ({e}); "
+            "install the dev extras: pip install -e '.[dev]'",
+            pytrace=False,
+        )
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(executable),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 800},
+        )
+        context.set_default_timeout(10_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def wait_until(url: str, check: Callable[[Any], bool], what: str, timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = httpx.get(url, timeout=5)
+        if answer.status_code == 200 and check(answer.json()):
+            return answer.json()
+        assert time.monotonic() < deadline, f"{what}: last answer {answer.text[:500]}"
+        time.sleep(0.05)
+
+
+def close(a: float, b: float, tolerance: float) -> bool:
+    return math.isclose(a, b, rel_tol=0, abs_tol=tolerance)
+
+
+def percent_shown(text: str) -> float:
+    assert text.endswith("%"), text
+    return float(text[:-1]) / 100.0
+
+
+def check_page_shows(dom: dict[str, Any], pool: dict[str, Any]) -> None:
+    """Every number on the page is the one in ``pool`` (the body the page rendered)."""
+    fields = dom["fields"]
+    metrics, counts = pool["metrics"], pool["counts"]
+
+    def value(testid: str) -> str | None:
+        found: str | None = fields[testid]["value"]
+        return found
+
+    def text(testid: str) -> str:
+        shown: str = fields[testid]["text"]
+        return shown
+
+    for testid, expected in (
+        ("connects", metrics["connects"]),
+        ("instant", metrics["instant"]),
+        ("waited", metrics["waited"]),
+        ("abandoned", metrics["abandoned"]),
+        ("nodes-created", metrics["nodes_created"]),
+        ("waiting", counts["waiting"]),
+        ("warm", counts["warm"]),
+        ("live", counts["live"]),
+        ("desired-warm", pool["desired_warm"]),
+    ):
+        assert text(testid) == str(expected), (testid, text(testid), expected)
+        assert value(testid) == str(expected), (testid, value(testid), expected)
+    for testid, expected in (
+        ("instant-rate", metrics["instant_rate"]),
+        ("efficiency", metrics["efficiency"]),
+    ):
+        assert float(value(testid) or "nan") == expected, (testid, value(testid), expected)
+        assert close(percent_shown(text(testid)), expected, 0.0005 + 1e-9), (testid, expected)
+    assert float(value("expected-demand") or "nan") == pool["expected_demand"]
+    assert close(float(text("expected-demand")), pool["expected_demand"], 0.005 + 1e-9)
+    assert text("scaler-reason") == pool["reason"]
+    assert text("warm-split") == " · ".join(
+        str(counts[state]) for state in ("ready", "booting", "requested")
+    )
+    assert text("busy-split") == f"{counts['allocated']} · {counts['terminating']}"
+    assert text("users") == f"{pool['scored_users']} · {pool['tracked_users']}"
+
+    rows = dom["rows"]
+    assert len(rows) == len(pool["top_users"]) > 0
+    for row, user in zip(rows, pool["top_users"], strict=True):
+        assert row["user"]["text"] == user["user_id"]
+        assert float(row["probability"]["value"]) == user["probability"]
+        assert close(percent_shown(row["probability"]["text"]), user["probability"], 0.0005)
+        assert float(row["demand"]["value"]) == user["demand_probability"]
+        assert row["source"]["value"] == row["source"]["text"] == user["source"]
+
+
+def check_model_shown(dom: dict[str, Any], model: dict[str, Any]) -> None:
+    fields = dom["fields"]
+    assert fields["model-source"]["text"] == model["source"]
+    version = model.get("version")
+    assert fields["model-version"]["text"] == ("" if version is None else f"v{version}")
+    total = sum(model["fallbacks"].values())
+    assert fields["fallbacks-total"]["text"] == fields["fallbacks-total"]["value"] == str(total)
+    for reason, count in model["fallbacks"].items():
+        if count:
+            assert fields[f"fallback-{reason}"]["value"] == str(count)
+        else:
+            assert f"fallback-{reason}" not in fields
+
+
+TICK_STABLE = ("desired_warm", "reason", "expected_demand", "counts")
+
+
+def read_aligned(page: Page, base: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The page's next ``/v1/pool`` body, the DOM once it shows that body (read in one go),
+    and ``/v1/pool`` fetched by the test right after the page's own request."""
+    with page.expect_response(lambda r: r.url.startswith(f"{base}/v1/pool")) as info:
+        pass
+    rendered: dict[str, Any] = info.value.json()
+    fetched: dict[str, Any] = httpx.get(f"{base}/v1/pool", timeout=5).json()
+    handle = page.wait_for_function(
+        f"at => Number(document.body.dataset.poolAt) === at && ({READ_DOM})()",
+        arg=rendered["at"],
+    )
+    dom: dict[str, Any] = handle.json_value()
+    assert float(dom["poolAt"]) == rendered["at"]
+    return dom, rendered, fetched
+
+
+def test_dashboard_shows_the_pool_live(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str, browser: BrowserContext
+) -> None:
+    clock = ScaledClock(anchor=time.time(), speed=SPEED)
+    fleet = NodeFleet(UniformBoot(3, 8), random.Random(21))
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    harness = make_service(redis_url, key_prefix, clock, fleet)
+    app = create_app(harness.service, on_shutdown=[harness.close])
+    with bridged(redis_client, log, key_prefix), serve(app) as base:
+        wait_until(f"{base}/readyz", lambda _: True, "never ready")
+        wait_until(f"{base}/v1/pool", lambda p: p["counts"]["ready"] >= 2, "no warm nodes")
+        # Users show activity; some connect (two instantly, on the warm nodes, the others
+        # after a boot), one leaves again; the rest stay candidates for the next connect.
+        users = [f"user-{i:02d}" for i in range(12)]
+        now = clock.now()
+        events: list[Event] = [
+            UserActivity(now + i * 0.01, u, int(now)) for i, u in enumerate(users)
+        ]
+        events += [UserConnect(now + 1 + i * 0.01, u) for i, u in enumerate(users[:5])]
+        log.append_batch(events)
+        wait_until(f"{base}/v1/pool", lambda p: p["counts"]["allocated"] == 5, "not all served")
+        log.append(UserDisconnect(clock.now(), users[0]))
+        log.append_batch([UserActivity(clock.now(), u, int(clock.now())) for u in users[6:9]])
+        wait_until(f"{base}/v1/pool", lambda p: p["counts"]["allocated"] == 4, "no disconnect")
+
+        page = browser.new_page()
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{base}/")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=connects]').textContent === '5'"
+            " && document.querySelectorAll('[data-testid=top-user]').length > 0"
+            " && Number(document.querySelector('[data-testid=chart-nodes]').dataset.points) >= 3"
+        )
+
+        model = httpx.get(f"{base}/v1/model", timeout=5).json()
+        for attempt in range(4):
+            dom, rendered, fetched = read_aligned(page, base)
+            # The page shows exactly what it received ...
+            check_page_shows(dom, rendered)
+            # ... which is what /v1/pool says at about the same moment: connects and waits
+            # are settled; what a tick decides must match unless a tick fell in between.
+            shown = dom["fields"]
+            assert shown["connects"]["text"] == str(fetched["metrics"]["connects"]) == "5"
+            assert float(shown["instant-rate"]["value"]) == fetched["metrics"]["instant_rate"]
+            assert close(
+                float(shown["efficiency"]["value"]), fetched["metrics"]["efficiency"], 0.01
+            )
+            if all(rendered[key] == fetched[key] for key in TICK_STABLE):
+                check_page_shows(dom, fetched | {"metrics": rendered["metrics"]})
+                break
+            assert attempt < 3, "a tick fell between the page's and the test's reads each time"
+
+        check_model_shown(dom, model)
+        fields = dom["fields"]
+        assert fields["model-source"]["text"] == "heuristic"
+        assert fields["status"]["text"] == "live"
+        assert fields["banner"]["text"] == ""
+        history = httpx.get(f"{base}/v1/history", timeout=5).json()["points"]
+        for chart in dom["charts"].values():
+            assert 3 <= chart["points"] <= len(history) and chart["paths"] >= 2
+        # Nothing is fetched from outside the machine, and the script raised nothing.
+        assert requests and all(url.startswith(base) for url in requests), requests
+        assert errors == []
+
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+    # The server is gone: the page says so and keeps the last numbers, dimmed.
+    page.wait_for_function(
+        "document.querySelector('[data-testid=status]').dataset.state === 'unreachable'"
+    )
+    assert "Cannot reach the service" in page.get_by_test_id("banner").inner_text()
+    assert page.get_by_test_id("connects").inner_text() == "5"
+    page.close()
+
+
+def test_dashboard_says_when_the_service_is_not_ready(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str, browser: BrowserContext
+) -> None:
+    clock = ScaledClock(anchor=time.time(), speed=SPEED)
+    harness = make_service(
+        redis_url, key_prefix, clock, NodeFleet(UniformBoot(3, 8), random.Random(22))
+    )
+    # Never started: every route that needs the engine answers 503.
+    app = create_app(harness.service, manage_lifecycle=False, on_shutdown=[harness.close])
+    with serve(app) as base:
+        assert httpx.get(f"{base}/v1/pool", timeout=5).status_code == 503
+        page = browser.new_page()
+        page.goto(f"{base}/")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=status]').dataset.state === 'not-ready'"
+        )
+        banner = page.get_by_test_id("banner")
+        assert banner.is_visible()
+        assert "not ready" in banner.inner_text() and "503" in banner.inner_text()
+        assert page.get_by_test_id("connects").inner_text() == "—"
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT.with_name("dashboard-not-ready.png")))
+        page.close()
+
+
+# -- every field, from data where no two numbers coincide ----------------------------------------
+
+ORIGIN = "http://dashboard.test"
+
+
+def crafted_status(at: float, *, waiting: int = 2) -> EngineStatus:
+    """A status whose numbers all differ, so a field showing the wrong one is caught."""
+    counts = PoolCounts(
+        requested=1, booting=2, ready=3, allocated=7, terminating=1, waiting=waiting
+    )
+    metrics = MetricsReport(
+        connects=23,
+        instant=17,
+        instant_rate=17 / 23,
+        waited=5,
+        mean_wait_s=4.4,
+        p95_wait_s=9.5,
+        abandoned=1,
+        user_seconds=1234.5,
+        node_seconds=4321.0,
+        efficiency=1234.5 / 4321.0,
+        nodes_created=19,
+    )
+    return EngineStatus(
+        at=at,
+        counts=counts,
+        desired_warm=6,
+        need=5.43,
+        reason="up 2; need 5.43 (E[D] 3.21), warm 4 in [6, 7]",
+        expected_demand=3.21,
+        baseline_per_s=0.0125,
+        scored_users=40,
+        tracked_users=55,
+        metrics=metrics,
+    )
+
+
+def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> None:
+    """The page over fixed answers (the shapes the service's own classes produce)."""
+    now = 1_800_000_000.0
+    history = History()
+    for i in range(30):
+        history.record(crafted_status(now - 300 + 10 * i, waiting=i % 3))
+    pool: dict[str, Any] = crafted_status(now).to_dict() | {"nodes": []}
+    pool["top_users"] = [
+        UserScore(f"u{i}", 0.9 - 0.1 * i, source, version, 0.8 - 0.07 * i).to_dict()
+        for i, (source, version) in enumerate(
+            [(Source.MODEL, "7"), (Source.HEURISTIC, None), (Source.MODEL, "7")]
+        )
+    ]
+    model = {
+        "source": "model",
+        "name": "connect-model",
+        "alias": "champion",
+        "version": "7",
+        "last_error": None,
+        "fallbacks": {"no_model": 3, "load_failed": 0, "predict_error": 1},
+    }
+    answers: dict[str, Any] = {
+        "/v1/pool": pool,
+        "/v1/history": history.to_dict() | {"now": now, "tick_interval_s": 10.0},
+        "/v1/model": model,
+        "/readyz": {"ready": True, "watermark": "1-0"},
+    }
+    html = (ROOT / "service" / "static" / "dashboard.html").read_text(encoding="utf-8")
+
+    def answer(route: Route) -> None:
+        path = route.request.url.removeprefix(ORIGIN).split("?")[0]
+        if path == "/":
+            route.fulfill(body=html, content_type="text/html")
+        elif path in answers:
+            route.fulfill(body=json.dumps(answers[path]), content_type="application/json")
+        else:
+            route.fulfill(status=404, body="{}", content_type="application/json")
+
+    page = browser.new_page()
+    page.route(f"{ORIGIN}/**", answer)
+    page.goto(f"{ORIGIN}/")
+    handle = page.wait_for_function(
+        f"at => Number(document.body.dataset.poolAt) === at && ({READ_DOM})()", arg=now
+    )
+    dom: dict[str, Any] = handle.json_value()
+    check_page_shows(dom, pool)
+    check_model_shown(dom, model)
+    fields = dom["fields"]
+    assert fields["warm"]["text"] == "4" and fields["desired-warm"]["text"] == "6"
+    assert fields["waiting"]["text"] == "2" and fields["live"]["text"] == "14"
+    assert fields["mean-wait"]["text"] == "4.4 s"
+    assert fields["p95-wait"]["text"] == "9.5 s"
+    assert fields["need"]["text"] == "5.43"
+    assert fields["baseline"]["text"] == "0.75 / min"
+    assert [row["source"]["text"] for row in dom["rows"]] == ["model", "heuristic", "model"]
+    for chart in dom["charts"].values():
+        assert chart["points"] == 30
+    page.close()

@@ -1,0 +1,261 @@
+"""The bench: scoring on tiny traces, the JSON, determinism, a model that never sees its test
+events, the sweep and its plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import simulation.bench as bench_module
+from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
+from features.trace import write_jsonl
+from service.config import ServiceConfig
+from simulation.bench import (
+    BenchError,
+    BenchRequest,
+    BenchSetup,
+    History,
+    PolicyResult,
+    TrainingLeak,
+    best_at,
+    check_separate,
+    frontiers,
+    plot_frontier,
+    prepare,
+    run_bench,
+    run_policy,
+    run_sweep,
+    split_history,
+    trace_history,
+    workload_history,
+)
+from simulation.nodes.boot import FixedBoot
+from simulation.policies import PolicyKind, PolicySpec, parse_policies
+from simulation.workloads import DEFAULT_START, generate
+
+T0 = DEFAULT_START
+FAST = parse_policies("static:2,seed-rule,heuristic,oracle")
+POLICY_KEYS = {
+    "policy",
+    "connects",
+    "instant_rate",
+    "mean_wait_s",
+    "p95_wait_s",
+    "efficiency",
+    "node_seconds",
+    "user_seconds",
+    "nodes_created",
+    "knob",
+}
+
+
+def tiny_setup(events: list[UserEvent], seconds: float) -> BenchSetup:
+    history = History(tuple(events), T0, T0 + seconds, "hand-made")
+    return BenchSetup(history, FixedBoot(20), seed=1, config=ServiceConfig())
+
+
+def test_every_policy_is_scored_by_the_same_code_on_a_hand_made_trace() -> None:
+    events: list[UserEvent] = [
+        UserConnect(T0 + 100, "a"),
+        UserDisconnect(T0 + 200, "a"),
+        UserConnect(T0 + 210, "b"),  # 10 s after a's node was freed
+        UserDisconnect(T0 + 300, "b"),
+    ]
+    setup = tiny_setup(events, 400)
+    oracle = run_policy(PolicySpec(PolicyKind.ORACLE), setup)
+    # one node, created at 80 (a 20 s boot before a's connect), reused for b: 80 -> 300
+    assert (oracle.connects, oracle.instant_rate, oracle.nodes_created) == (2, 1.0, 1)
+    assert oracle.node_seconds == 220.0 and oracle.user_seconds == 190.0
+    assert oracle.efficiency == pytest.approx(190 / 220)
+    assert oracle.knob is None
+    static = run_policy(PolicySpec(PolicyKind.STATIC, k=1), setup)
+    # t=0: one node (ready 20). a takes it at 100: a replacement is requested (ready 120).
+    # a frees its node at 200: two idle, the one idle the longest (the replacement) goes.
+    # b takes a's old node at 210: another replacement (ready 230), which goes at 300 when b
+    # frees the first node again. Node time: 0 -> 400, 100 -> 200, 210 -> 300.
+    assert (static.connects, static.instant_rate, static.nodes_created) == (2, 1.0, 3)
+    assert static.node_seconds == pytest.approx(400 + 100 + 90)
+    assert static.user_seconds == 190.0
+    assert static.efficiency == pytest.approx(190 / 590)
+    assert static.knob == 1.0
+
+
+def test_the_json_holds_every_policy_in_order_with_the_same_fields() -> None:
+    result = run_bench(BenchRequest(hours=1, seed=3, policies=FAST))
+    data = result.to_dict()
+    assert {"workload", "seed", "hours", "boot", "policies"} <= set(data)
+    assert (data["workload"], data["seed"], data["hours"]) == ("seed", 3, 1.0)
+    assert data["boot"] == "uniform:10:29"
+    assert [p["policy"] for p in data["policies"]] == [
+        "static:2",
+        "seed-rule",
+        "heuristic",
+        "oracle",
+    ]
+    for policy in data["policies"]:
+        assert set(policy) == POLICY_KEYS
+        assert 0.0 <= policy["instant_rate"] <= 1.0
+        assert policy["efficiency"] == pytest.approx(
+            policy["user_seconds"] / policy["node_seconds"]
+        )
+    connects = {p["connects"] for p in data["policies"]}
+    users = {p["user_seconds"] for p in data["policies"]}
+    assert len(connects) == 1 and len(users) == 1  # the same events for every policy
+    oracle = data["policies"][-1]
+    assert oracle["instant_rate"] == 1.0
+    assert all(p["node_seconds"] >= oracle["node_seconds"] for p in data["policies"])
+    assert "model" not in data and "sweep" not in data
+
+
+def test_same_inputs_same_json_other_seed_other_json() -> None:
+    a = run_bench(BenchRequest(hours=1, seed=5, policies=FAST)).to_dict()
+    b = run_bench(BenchRequest(hours=1, seed=5, policies=FAST)).to_dict()
+    c = run_bench(BenchRequest(hours=1, seed=6, policies=FAST)).to_dict()
+    assert a == b
+    assert a["policies"] != c["policies"]
+
+
+def spy_training(monkeypatch: pytest.MonkeyPatch) -> list[tuple[UserEvent, ...]]:
+    """Record the events every model is trained on (the model is still trained)."""
+    seen: list[tuple[UserEvent, ...]] = []
+    train_model = bench_module.train_model
+
+    def spying(history: History, **kwargs: Any) -> bench_module.TrainedModel:
+        seen.append(history.events)
+        return train_model(history, **kwargs)
+
+    monkeypatch.setattr(bench_module, "train_model", spying)
+    return seen
+
+
+def keys(events: tuple[UserEvent, ...]) -> set[tuple[str, float, str]]:
+    return {(type(e).__name__, e.ts, e.user_id) for e in events}
+
+
+def test_the_model_never_sees_its_test_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = spy_training(monkeypatch)
+    request = BenchRequest(hours=2, seed=2, policies=parse_policies("model,oracle"))
+    result = run_bench(request)
+    assert len(seen) == 1
+    scored = result.setup.scored
+    trained = seen[0]
+    assert trained and scored.events
+    assert not keys(trained) & keys(scored.events)
+    assert not {e.user_id for e in trained} & scored.users  # another seed, other users
+    data = result.to_dict()
+    assert data["model"]["trained_on"]["source"] == "workload seed, seed 1002"
+    assert data["model"]["rows"] > 0 and data["model"]["horizon_s"] == 40.0
+    model = data["policies"][0]
+    assert model["policy"] == "model" and model["connects"] == data["policies"][1]["connects"]
+    assert result.setup.warmup is None
+    again = run_bench(request).to_dict()  # the model too: same inputs, same JSON
+    assert again == data
+
+
+def test_a_trace_split_trains_on_the_earlier_part_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "trace.jsonl"
+    write_jsonl(path, generate("seed", hours=4, seed=8))
+    seen = spy_training(monkeypatch)
+    setup = prepare(
+        BenchRequest(trace=path, train_fraction=0.5, policies=parse_policies("model,oracle"))
+    )
+    scored = setup.scored
+    assert max(e.ts for e in seen[0]) < scored.start <= min(e.ts for e in scored.events)
+    assert scored.start == pytest.approx(T0 + 2 * 3600, abs=1.0)
+    assert setup.warmup is not None and setup.warmup.events == seen[0]  # features only
+    assert not keys(seen[0]) & keys(scored.events)
+
+
+def test_training_on_the_scored_events_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "trace.jsonl"
+    write_jsonl(path, generate("seed", hours=1, seed=8))
+    request = BenchRequest(trace=path, train_trace=path, policies=parse_policies("model"))
+    with pytest.raises(TrainingLeak, match="share 50 users"):
+        prepare(request)
+
+
+def test_check_separate_accepts_the_past_or_other_users_only() -> None:
+    past = History((UserConnect(T0, "a"),), T0, T0 + 10, "past")
+    now = History((UserConnect(T0 + 20, "a"),), T0 + 10, T0 + 30, "now")
+    others = History((UserConnect(T0 + 20, "b"),), T0, T0 + 30, "others")
+    check_separate(past, now)
+    check_separate(others, now)
+    with pytest.raises(TrainingLeak):
+        check_separate(now, now)
+    with pytest.raises(TrainingLeak):
+        check_separate(History(now.events, T0, T0 + 30, "overlap"), now)
+
+
+def test_split_and_trace_windows(tmp_path: Path) -> None:
+    events: list[UserEvent] = [
+        UserActivity(T0 + 0.5, "a", int(T0)),
+        UserConnect(T0 + 10, "a"),
+        UserDisconnect(T0 + 99.5, "a"),
+    ]
+    path = tmp_path / "t.jsonl"
+    write_jsonl(path, events)
+    history = trace_history(path, now=T0 + 1000)
+    assert (history.start, history.end, len(history.events)) == (T0, T0 + 100, 3)
+    assert history.connects == 1 and history.users == {"a"}
+    early, late = split_history(history, 0.25)
+    assert early.end == late.start == T0 + 25
+    assert [type(e) for e in early.events] == [UserActivity, UserConnect]
+    assert trace_history(path, hours=0.001, now=T0 + 1000).events == history.events[:1]
+    with pytest.raises(BenchError):
+        split_history(history, 1.0)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(BenchError, match="no user events"):
+        trace_history(tmp_path / "empty.jsonl")
+
+
+def test_request_problems_are_reported_together() -> None:
+    with pytest.raises(BenchError, match="needs a trace") as e:
+        BenchRequest(train_fraction=0.5, hours=-1)
+    assert "hours must be > 0" in str(e.value)
+    with pytest.raises(BenchError, match="needs a training trace or a training fraction"):
+        BenchRequest(trace=Path("t.jsonl"), policies=parse_policies("model"))
+    with pytest.raises(BenchError, match=r"use a \.jsonl or \.parquet file"):
+        prepare(BenchRequest(trace=Path(__file__), policies=parse_policies("oracle")))
+
+
+def test_a_small_sweep_gives_frontiers_and_writes_a_png(tmp_path: Path) -> None:
+    history = workload_history("seed", hours=1, seed=4)
+    setup = BenchSetup(history, FixedBoot(15), seed=4, config=ServiceConfig())
+    specs = parse_policies("static:1,seed-rule,heuristic,oracle")
+    swept = run_sweep(specs, setup, targets=(0.9, 0.99), static_max=3)
+    names = [r.policy for r in swept]
+    assert names[:4] == ["static:0", "static:1", "static:2", "static:3"][: names.index("seed-rule")]
+    assert {"seed-rule", "heuristic:0.9", "heuristic:0.99", "oracle"} <= set(names)
+    fronts = frontiers(swept)
+    assert set(fronts) == {"static", "seed-rule", "heuristic", "oracle"}
+    for points in fronts.values():
+        rates = [p.instant_rate for p in points]
+        effs = [p.efficiency for p in points]
+        assert rates == sorted(rates) and effs == sorted(effs, reverse=True)
+    path = tmp_path / "frontier.png"
+    plot_frontier(swept, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def point(policy: str, instant: float, efficiency: float) -> PolicyResult:
+    return PolicyResult(policy, 10, instant, 0.0, 0.0, efficiency, 1.0, 1.0, 1)
+
+
+def test_frontier_keeps_the_points_nothing_beats() -> None:
+    points = [
+        point("static:1", 0.90, 0.9),
+        point("static:2", 0.99, 0.8),
+        point("static:3", 0.98, 0.7),  # beaten by static:2 on both
+        point("static:4", 0.999, 0.6),
+        point("model:0.9", 0.95, 0.95),
+    ]
+    fronts = frontiers(points)
+    assert [p.policy for p in fronts["static"]] == ["static:1", "static:2", "static:4"]
+    assert [p.policy for p in fronts["model"]] == ["model:0.9"]
+    best = best_at(points, "static", 0.98)
+    assert best is not None and best.policy == "static:2"
+    assert best_at(points, "static", 0.9995) is None
