@@ -46,6 +46,10 @@ class ServiceConfig:
     """The demand distribution is exact (Poisson-binomial) over this many users with the
     highest probabilities; the rest, all small, are summed as one Poisson. Time and memory
     grow with its square (256: about 3 ms a tick)."""
+    free_credit: float = 0.5
+    """Share of the nodes expected to be freed by disconnects within the lead time that the
+    sizing counts on (a freed node serves the connects after it: about half of them when
+    both are spread over the window). 0 counts on none."""
     calibrate: bool = True
     """Rescale scores to the connect rate observed for their score band (per source), so
     that an uncalibrated scorer (the heuristic) still sizes right. Identity until enough
@@ -79,6 +83,8 @@ class ServiceConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a finite number > 0, not {value}")
+        if not 0.0 <= self.free_credit <= 1.0:
+            problems.append(f"free_credit must be in [0, 1], not {self.free_credit}")
         if self.exact_users < 1:
             problems.append(f"exact_users must be >= 1, not {self.exact_users}")
         if not (math.isfinite(self.calibration_prior) and self.calibration_prior > 0):

@@ -6,8 +6,13 @@ connects nobody scored. It is computed exactly over the ``exact`` most likely us
 with a Poisson for the many small rest (Le Cam: the error is at most twice the sum of the
 squared small probabilities), truncated to the warm counts that can matter.
 
-With ``s`` warm nodes, the expected shortfall is ``E[(D - s)+]``: the connects expected to
-find no warm node. :meth:`Demand.need` is the warm count at which that shortfall is at most
+Nodes freed by disconnects within the lead time are supply too: ``F`` is their number (a
+Poisson-binomial of the given free probabilities), and the connects that find no node are
+``(D - F - s)+``. Callers pass thinned free probabilities: a node freed late in the window
+only serves the connects after it.
+
+With ``s`` warm nodes, the expected shortfall is ``E[(D - F - s)+]``: the connects expected
+to find no warm node. :meth:`Demand.need` is the warm count at which that shortfall is at most
 ``1 - target`` of the expected demand, so that the expected share of instant connects is the
 target (a fill rate); it is the quantile of ``D`` at which the target is met, interpolated
 between whole nodes so that the scaler's thresholds act on fractions of a node.
@@ -29,22 +34,30 @@ _NEGLIGIBLE = 1e-12
 @dataclass(frozen=True, slots=True)
 class Demand:
     mean: float
-    """``E[D]``."""
+    """``E[D]``: the connects expected."""
     tail: Floats
-    """``tail[k] = P(D > k)`` for ``k = 0 .. support - 1``."""
+    """``tail[k] = P(D - F > k)`` for ``k = 0 .. support - 1``."""
+    uncovered: float = -1.0
+    """``E[(D - F)+]`` (the shortfall with no warm node); defaults to ``mean`` (no frees)."""
+    frees: float = 0.0
+    """``E[F]``: nodes expected to be freed in time to serve a connect."""
+
+    def __post_init__(self) -> None:
+        if self.uncovered < 0:
+            object.__setattr__(self, "uncovered", self.mean)
 
     @property
     def support(self) -> int:
         return len(self.tail)
 
     def shortfall(self, warm: int) -> float:
-        """``E[(D - warm)+]``, for ``0 <= warm <= support``."""
+        """``E[(D - F - warm)+]``, for ``0 <= warm <= support``."""
         warm = min(max(warm, 0), self.support)
-        return max(0.0, self.mean - float(self.tail[:warm].sum()))
+        return max(0.0, self.uncovered - float(self.tail[:warm].sum()))
 
     def shortfalls(self) -> Floats:
-        """``E[(D - s)+]`` for ``s = 0 .. support``."""
-        es = self.mean - np.concatenate(([0.0], np.cumsum(self.tail)))
+        """``E[(D - F - s)+]`` for ``s = 0 .. support``."""
+        es = self.uncovered - np.concatenate(([0.0], np.cumsum(self.tail)))
         clipped: Floats = np.maximum(es, 0.0)
         return clipped
 
@@ -74,29 +87,60 @@ class Demand:
 
 
 def demand(
-    probabilities: Floats, *, baseline: float = 0.0, support: int, exact: int = 256
+    probabilities: Floats,
+    *,
+    baseline: float = 0.0,
+    support: int,
+    exact: int = 256,
+    frees: Floats | None = None,
 ) -> Demand:
-    """The distribution of the number of connects.
+    """The distribution of the number of connects, net of the nodes freed meanwhile.
 
     ``probabilities`` are per user (NaN counts as 0, values are clipped to [0, 1]);
     ``baseline`` is the expected number of other connects (Poisson); ``support`` bounds the
-    warm counts of interest (the tail is exact below it).
+    warm counts of interest (the tail is exact below it); ``frees`` are the probabilities
+    that busy nodes are freed in time to serve a connect.
     """
     if support < 1:
         raise ValueError(f"support must be >= 1, not {support}")
-    p = np.clip(np.nan_to_num(np.asarray(probabilities, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    p = _probabilities(probabilities)
     baseline = max(0.0, float(baseline)) if math.isfinite(baseline) else 0.0
     mean = float(p.sum()) + baseline
+    f = _probabilities(frees if frees is not None else np.zeros(0))
+    free_pmf = _pmf(f, 0.0, exact, min(len(f), support) + 1)
+    free_pmf[-1] += max(0.0, 1.0 - float(free_pmf.sum()))  # more frees than that: as many
+    width = support + len(free_pmf)  # connects beyond this cannot matter, net of frees
+    connect_pmf = _pmf(p, baseline, exact, width + 1)
+    net = np.convolve(connect_pmf, free_pmf[::-1])  # index i: D - F = i - (len(free_pmf) - 1)
+    zero = len(free_pmf) - 1
+    positive = net[zero + 1 :]
+    tail = np.maximum(1.0 - float(net[: zero + 1].sum()) - np.cumsum(positive[: support - 1]), 0.0)
+    tail = np.concatenate(([max(0.0, 1.0 - float(net[: zero + 1].sum()))], tail))[:support]
+    uncovered = float(np.dot(np.arange(1, len(positive) + 1), positive))
+    if not len(f):
+        uncovered = mean  # exact, whatever the truncation
+    return Demand(mean=mean, tail=tail, uncovered=uncovered, frees=float(f.sum()))
+
+
+def _probabilities(values: Floats) -> Floats:
+    clipped: Floats = np.clip(
+        np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0), 0.0, 1.0
+    )
+    return clipped
+
+
+def _pmf(p: Floats, baseline: float, exact: int, length: int) -> Floats:
+    """The pmf, over 0 .. length - 1, of a Poisson-binomial of ``p`` plus a Poisson
+    ``baseline``: exact over the ``exact`` largest probabilities, Poisson for the rest."""
     if len(p) > exact:
         top = np.argpartition(p, len(p) - exact)[len(p) - exact :]
         exact_p = p[top]
-        rest = max(0.0, mean - baseline - float(exact_p.sum())) + baseline
+        rest = max(0.0, float(p.sum()) - float(exact_p.sum())) + baseline
     else:
         exact_p, rest = p, baseline
     exact_pmf = _poisson_binomial_pmf(exact_p[exact_p > _NEGLIGIBLE])
-    pmf = np.convolve(exact_pmf[: support + 1], _poisson_pmf(rest, support + 1))[: support + 1]
-    tail = np.maximum(1.0 - np.cumsum(pmf[:support]), 0.0)
-    return Demand(mean=mean, tail=tail)
+    pmf: Floats = np.convolve(exact_pmf[:length], _poisson_pmf(rest, length))[:length]
+    return pmf
 
 
 def _poisson_binomial_pmf(p: Floats) -> Floats:

@@ -44,6 +44,7 @@ from service.demand import demand
 from service.metrics import MetricsReport
 from service.pool import ConnectResult, NodePool, PoolCounts
 from service.scaler import Decision, decide
+from service.sessions import SessionLengths
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -160,6 +161,7 @@ class Engine:
             half_life_s=self.config.calibration_half_life_s,
             prior=self.config.calibration_prior,
         )
+        self.sessions = SessionLengths()
         self.last_decision: Decision | None = None
         self.last_tick: float | None = None
         self._next_token = 0
@@ -191,7 +193,9 @@ class Engine:
             self.calibration.connect(user, now)
             return self._on_demand(now) if result is ConnectResult.WAITING else []
         assert isinstance(event, UserDisconnect)
-        self.pool.disconnect(event.user_id, now)
+        started = self.pool.metrics.sessions.get(event.user_id)
+        if self.pool.disconnect(event.user_id, now) and started is not None:
+            self.sessions.add(now - started)
         self._connected[user] = self.pool.is_connected(event.user_id)
         return []
 
@@ -214,7 +218,11 @@ class Engine:
         if config.calibrate:
             baseline = self.calibration.baseline_rate() * config.lead_time_s
         distribution = demand(
-            calibrated, baseline=baseline, support=config.max_nodes + 1, exact=config.exact_users
+            calibrated,
+            baseline=baseline,
+            support=config.max_nodes + 1,
+            exact=config.exact_users,
+            frees=self._frees(now),
         )
         decision = decide(distribution, self.pool.view(), config, now)
         commands: list[Command] = []
@@ -262,6 +270,7 @@ class Engine:
             "config": self.config.to_dict(),
             "pool": self.pool.to_dict(),
             "calibration": self.calibration.to_dict(),
+            "sessions": self.sessions.to_dict(),
             "next_token": self._next_token,
             "last_tick": self.last_tick,
         }
@@ -283,6 +292,7 @@ class Engine:
             pool=NodePool.from_dict(data["pool"]),
         )
         engine.calibration.load(data["calibration"])
+        engine.sessions.load(data.get("sessions", {}))
         engine._next_token = int(data["next_token"])
         last_tick = data.get("last_tick")
         engine.last_tick = None if last_tick is None else float(last_tick)
@@ -318,6 +328,18 @@ class Engine:
         else:
             calibrated = lead
         return rows, probability, from_model, scores.model_version, calibrated
+
+    def _frees(self, now: float) -> Floats:
+        """Per busy node, the (credited) probability that it is freed within the lead time."""
+        credit = self.config.free_credit
+        if credit <= 0.0:
+            return _EMPTY_FLOATS
+        sessions = self.pool.metrics.sessions
+        ages = np.array(
+            [now - sessions[user] for user in self.pool.busy_users() if user in sessions],
+            dtype=np.float64,
+        )
+        return credit * self.sessions.end_probability(ages, self.config.lead_time_s)
 
     def _on_demand(self, now: float) -> list[Command]:
         """Request nodes at once for waiting users no coming node will serve (within budget)."""

@@ -309,6 +309,10 @@ class NodePool:
         """Nodes not gone: requested ones first, then the others in the order they came."""
         return [*self._requested.values(), *self._nodes.values()]
 
+    def busy_users(self) -> list[str]:
+        """Users who hold a node now."""
+        return list(self._allocated)
+
     def node_of(self, user_id: str) -> str | None:
         return self._allocated.get(user_id)
 

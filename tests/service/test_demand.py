@@ -101,3 +101,32 @@ def test_a_higher_target_never_needs_fewer_nodes(
     shortfalls = d.shortfalls()
     assert np.all(np.diff(shortfalls) <= 1e-12)  # more nodes, less shortfall
     assert d.quantile(low) <= d.quantile(high)
+
+
+def test_frees_cover_part_of_the_demand() -> None:
+    p = np.full(10, 0.3)
+    plain = demand(p, support=20)
+    covered = demand(p, support=20, frees=np.full(6, 0.5))
+    assert covered.frees == pytest.approx(3.0)
+    assert covered.mean == plain.mean  # the connects expected do not change
+    for warm in range(6):
+        assert covered.shortfall(warm) < plain.shortfall(warm)
+    assert covered.need(0.99) < plain.need(0.99)
+
+
+def test_frees_match_a_brute_force_net_distribution() -> None:
+    rng = np.random.default_rng(3)
+    p, f = rng.uniform(0, 0.6, 7), rng.uniform(0, 0.8, 5)
+    got = demand(p, support=12, frees=f)
+    draws = 400_000
+    net = (rng.random((draws, 7)) < p).sum(axis=1) - (rng.random((draws, 5)) < f).sum(axis=1)
+    for warm in range(4):
+        brute = float(np.maximum(net - warm, 0).mean())
+        assert got.shortfall(warm) == pytest.approx(brute, abs=0.01)
+
+
+def test_no_frees_leaves_the_demand_as_it_was() -> None:
+    p = np.linspace(0.01, 0.9, 30)
+    with_none, plain = demand(p, support=40, frees=np.zeros(0)), demand(p, support=40)
+    assert with_none.mean == plain.mean and with_none.uncovered == plain.uncovered
+    np.testing.assert_allclose(with_none.tail, plain.tail, atol=1e-12)

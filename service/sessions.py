@@ -1,0 +1,72 @@
+"""How long sessions last, learned online: when will a busy node be free again?
+
+A node serving a user becomes idle when the user disconnects, and an idle node serves the
+next connect at once, without a boot. So the nodes that will be freed within the lead time
+are supply the scaler can count on. This keeps the empirical distribution of completed
+session lengths (a histogram of ``bin_s`` bins up to ``max_s``, older sessions forgotten
+exponentially) and answers, for sessions of given ages, the probability that each ends
+within a window: ``(S(a) - S(a + w)) / S(a)`` with ``S`` the survival function.
+
+Until ``min_sessions`` have been seen it says 0 (no free is counted on): the scaler then
+sizes as if no node would be freed, the cautious side.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+
+
+class SessionLengths:
+    def __init__(
+        self,
+        *,
+        bin_s: float = 10.0,
+        max_s: float = 6 * 3600.0,
+        half_life_sessions: float = 500.0,
+        min_sessions: int = 20,
+    ) -> None:
+        self.bin_s = bin_s
+        self.bins = math.ceil(max_s / bin_s)
+        self.decay = 0.5 ** (1.0 / half_life_sessions)
+        self.min_sessions = min_sessions
+        self.seen = 0
+        self._counts = np.zeros(self.bins + 1, dtype=np.float64)  # last bin: >= max_s
+
+    def add(self, length_s: float) -> None:
+        """Record one completed session."""
+        if not math.isfinite(length_s) or length_s < 0:
+            return
+        self._counts *= self.decay
+        self._counts[min(int(length_s // self.bin_s), self.bins)] += 1.0
+        self.seen += 1
+
+    def end_probability(self, ages_s: Floats, within_s: float) -> Floats:
+        """P(a session of age ``a`` ends within ``within_s`` more seconds), per age."""
+        ages = np.maximum(np.asarray(ages_s, dtype=np.float64), 0.0)
+        if self.seen < self.min_sessions or not len(ages):
+            return np.zeros(len(ages), dtype=np.float64)
+        # survival[k] = share of sessions at least k bins long
+        survival = np.concatenate(([0.0], np.cumsum(self._counts[::-1])))[::-1]
+        survival = survival / survival[0]
+        now = np.minimum((ages // self.bin_s).astype(np.int64), self.bins)
+        later = np.minimum(((ages + within_s) // self.bin_s).astype(np.int64), self.bins)
+        alive, still = survival[now], survival[later]
+        probability = np.where(alive > 0, (alive - still) / np.where(alive > 0, alive, 1.0), 0.0)
+        clipped: Floats = np.clip(probability, 0.0, 1.0)
+        return clipped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bin_s": self.bin_s, "seen": self.seen, "counts": self._counts.tolist()}
+
+    def load(self, data: dict[str, Any]) -> None:
+        counts = np.asarray(data.get("counts", []), dtype=np.float64)
+        if float(data.get("bin_s", self.bin_s)) != self.bin_s or len(counts) != len(self._counts):
+            return  # another binning: start afresh rather than misread it
+        self._counts = counts
+        self.seen = int(data.get("seen", 0))
