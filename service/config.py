@@ -50,6 +50,9 @@ class ServiceConfig:
     """Share of the nodes expected to be freed by disconnects within the lead time that the
     sizing counts on (a freed node serves the connects after it: about half of them when
     both are spread over the window). 0 counts on none."""
+    replace_at_once: bool = True
+    """After a connect takes a warm node, size again at once (requests only) instead of at
+    the next tick, so the node taken is replaced within a boot time."""
     calibrate: bool = True
     """Rescale scores to the connect rate observed for their score band (per source), so
     that an uncalibrated scorer (the heuristic) still sizes right. Identity until enough

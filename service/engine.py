@@ -191,7 +191,9 @@ class Engine:
                 return []
             self._connected[user] = True
             self.calibration.connect(user, now)
-            return self._on_demand(now) if result is ConnectResult.WAITING else []
+            if result is ConnectResult.WAITING:
+                return self._on_demand(now)
+            return self._replace(now)
         assert isinstance(event, UserDisconnect)
         started = self.pool.metrics.sessions.get(event.user_id)
         if self.pool.disconnect(event.user_id, now) and started is not None:
@@ -340,6 +342,26 @@ class Engine:
             dtype=np.float64,
         )
         return credit * self.sessions.end_probability(ages, self.config.lead_time_s)
+
+    def _replace(self, now: float) -> list[Command]:
+        """After a connect took a warm node: size again at once (requests only), on the last
+        tick's scores less the users connected since, so the node taken is replaced without
+        waiting for the next tick."""
+        last = self._last_scores
+        if not self.config.replace_at_once or last.at is None:
+            return []
+        still_out = ~self._connected[last.rows]
+        distribution = demand(
+            last.demand_probability[still_out],
+            baseline=self.calibration.baseline_rate() * self.config.lead_time_s
+            if self.config.calibrate
+            else 0.0,
+            support=self.config.max_nodes + 1,
+            exact=self.config.exact_users,
+            frees=self._frees(now),
+        )
+        decision = decide(distribution, self.pool.view(), self.config, now)
+        return [self._request(now) for _ in range(decision.request)]
 
     def _on_demand(self, now: float) -> list[Command]:
         """Request nodes at once for waiting users no coming node will serve (within budget)."""

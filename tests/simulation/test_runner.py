@@ -22,16 +22,18 @@ def replay(events: list[UserEvent], seconds: float, **config: object) -> tuple[R
     return result, engine
 
 
+HAND_MADE: list[UserEvent] = [
+    UserConnect(T0 + 15, "a"),
+    UserConnect(T0 + 25, "b"),
+    UserDisconnect(T0 + 60, "a"),
+]
+
+
 def test_a_hand_made_trace_gives_the_numbers_worked_out_by_hand() -> None:
-    # t=0 tick: 1 node (min_ready), ready at 10. a connects at 15: instant. Tick 20: a
-    # second node, ready at 30. b connects at 25 and waits 5 s for it. Tick 30: a third,
-    # ready at 40. a leaves at 60: two idle, one goes (the one idle longest, since 40).
-    events: list[UserEvent] = [
-        UserConnect(T0 + 15, "a"),
-        UserConnect(T0 + 25, "b"),
-        UserDisconnect(T0 + 60, "a"),
-    ]
-    result, engine = replay(events, 90, min_ready=1)
+    # Sizing at ticks only. t=0 tick: 1 node (min_ready), ready at 10. a connects at 15:
+    # instant. Tick 20: a second node, ready at 30. b connects at 25 and waits 5 s for it.
+    # Tick 30: a third, ready at 40. a leaves at 60: two idle, one goes (idle longest).
+    result, engine = replay(HAND_MADE, 90, min_ready=1, replace_at_once=False)
     assert (result.connects, result.instant, result.waited) == (2, 1, 1)
     assert result.instant_rate == 0.5
     assert result.mean_wait_s == 5.0 and result.p95_wait_s == 5.0
@@ -41,6 +43,14 @@ def test_a_hand_made_trace_gives_the_numbers_worked_out_by_hand() -> None:
     assert result.efficiency == pytest.approx(110 / 190)
     assert (result.events, result.ticks) == (3, 9)
     assert engine.pool.counts().live == 2
+
+
+def test_a_node_taken_is_replaced_at_once() -> None:
+    # As above, but a's connect at 15 sizes again at once: a second node is requested at 15,
+    # ready at 25, in time for b, who connects at 25 and is served at once too.
+    result, _ = replay(HAND_MADE, 90, min_ready=1, replace_at_once=True)
+    assert (result.connects, result.instant, result.waited) == (2, 2, 0)
+    assert result.nodes_created == 3
 
 
 def test_activity_warms_a_node_before_the_connect() -> None:
