@@ -187,7 +187,9 @@ def test_a_shorter_boot_created_later_is_ready_first(
     redis_url: str, redis_client: redis.Redis, key_prefix: str, clock: ScaledClock
 ) -> None:
     client = redis.asyncio.from_url(redis_url)
-    fleet = NodeFleet(Scripted([25.0, 5.0]), random.Random(1))
+    # 100 s against 5 s: two wall seconds apart, so a slow machine between the two
+    # requests cannot let the slow node finish before the fast one starts
+    fleet = NodeFleet(Scripted([100.0, 5.0]), random.Random(1))
     app = create_node_api(fleet, client, clock=clock, channel_prefix=key_prefix)
     status = Listener(redis_client, f"{key_prefix}node:status", clock)
     with serve(app, client) as url:
@@ -196,7 +198,7 @@ def test_a_shorter_boot_created_later_is_ready_first(
         started = clock.now()
         data = []
         for _ in range(4):
-            message = status.next()
+            message = status.next(timeout=5.0)
             assert message is not None
             data.append((message[0], json.loads(message[1])))
     status.close()
