@@ -4,6 +4,12 @@ Creates are retried only when the request cannot have reached the API (connectio
 refused) or the API says it made nothing (5xx); a create that timed out may have
 happened, so it is not blindly repeated: the reconcile loop finds such a node by listing
 (``GET /api/nodes``) and deals with it. Deletes are idempotent and retried freely.
+
+Every attempt goes through a circuit breaker (``service.breaker``): after
+``failure_threshold`` failed attempts in a row (refused connection, timeout, 5xx) calls
+fail fast with :class:`CircuitOpen` for a cool-down, then one probe decides whether the
+API is back. An API that is down therefore costs one quick error per call, not a round of
+retries per call.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
-from service.provider import ProviderError, ProviderNode
+from service.breaker import CircuitBreaker
+from service.provider import CircuitOpen, ProviderError, ProviderNode
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -43,9 +51,11 @@ class HttpNodeProvider:
         retry: RetryPolicy | None = None,
         client: httpx.AsyncClient | None = None,
         seed: int | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
         self._client = client or httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
         self._rng = random.Random(seed)
 
@@ -94,20 +104,37 @@ class HttpNodeProvider:
         self, what: str, attempt: Callable[[], Awaitable[_T]], *, retry_timeouts: bool
     ) -> _T:
         last: Exception | None = None
+        breaker = self.breaker
         for n in range(self.retry.attempts):
+            if not breaker.allow(time.monotonic()):
+                retry_in = breaker.retry_in(time.monotonic())
+                raise CircuitOpen(
+                    f"{what}: the node API is failing; circuit open (next probe in "
+                    f"{retry_in:.1f} s)" + (f"; last error: {last}" if last else "")
+                )
             try:
-                return await attempt()
+                result = await attempt()
             except (_Retryable, httpx.ConnectError) as e:
+                breaker.failure(time.monotonic())
                 last = e
             except httpx.TimeoutException as e:
+                breaker.failure(time.monotonic())
                 if not retry_timeouts:
                     raise ProviderError(f"{what}: timed out (it may have happened)") from e
                 last = e
             except (httpx.HTTPError, ValueError, KeyError) as e:
+                breaker.failure(time.monotonic())
                 raise ProviderError(f"{what}: {e!r}") from e
-            delay = self.retry.delay(n, self._rng)
-            log.warning("%s failed (%s); retry %d in %.2f s", what, last, n + 1, delay)
-            await asyncio.sleep(delay)
+            except ProviderError:  # an answer that makes no sense: the API is not well
+                breaker.failure(time.monotonic())
+                raise
+            else:
+                breaker.success(time.monotonic())
+                return result
+            if n + 1 < self.retry.attempts:
+                delay = self.retry.delay(n, self._rng)
+                log.warning("%s failed (%s); retry %d in %.2f s", what, last, n + 1, delay)
+                await asyncio.sleep(delay)
         raise ProviderError(f"{what}: gave up after {self.retry.attempts} attempts: {last}")
 
 

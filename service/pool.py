@@ -309,6 +309,10 @@ class NodePool:
         """Nodes not gone: requested ones first, then the others in the order they came."""
         return [*self._requested.values(), *self._nodes.values()]
 
+    def gone_ids(self) -> frozenset[str]:
+        """Ids of the last ``GONE_MEMORY`` nodes that went (late news of them is ignored)."""
+        return frozenset(self._gone)
+
     def busy_users(self) -> list[str]:
         """Users who hold a node now."""
         return list(self._allocated)

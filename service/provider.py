@@ -20,6 +20,10 @@ class ProviderError(RuntimeError):
     """The provider could not do what was asked (after its retries)."""
 
 
+class CircuitOpen(ProviderError):
+    """Refused without calling the provider: its circuit breaker is open (it keeps failing)."""
+
+
 class NodeProvider(Protocol):
     """Creates and terminates nodes; their state arrives as ``node:status`` events."""
 

@@ -7,15 +7,22 @@ this pure function says how to converge, by one documented rule:
 - a node the provider has (booting or ready) that the pool does not know, older than
   ``grace_s`` (so a create whose answer is still on its way is not mistaken for it), is
   **adopted** (fed to the pool as its status event): it is paid for, so it is better put
-  to use, and the scaler terminates it if it is surplus;
+  to use, and the scaler terminates it if it is surplus. A node the pool already saw go
+  (it terminated or forgot it) is not adopted again: it is **terminated again**;
 - a node the pool holds that the provider reports terminated, or no longer lists, is
   **forgotten** (the pool treats it as deleted; a user on it waits for another node);
+- a node the pool holds as booting that the provider reports ready is **marked ready**
+  (its ``ready`` event was lost, e.g. published while Redis was down);
+- a node the pool is terminating that the provider still lists alive is **terminated
+  again** (the delete failed or was lost; deletes are idempotent), so no node the
+  service gave up stays paid for;
 - a request that got no node id within ``request_timeout_s`` is **expired** (failed);
   if the node was in fact created, the first rule adopts it later.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from features.events import NodeStatus
@@ -31,9 +38,11 @@ class Reconciliation:
     forget: list[str] = field(default_factory=list)
     expire: list[str] = field(default_factory=list)
     """Request tokens."""
+    ready: list[str] = field(default_factory=list)
+    terminate: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.adopt or self.forget or self.expire)
+        return bool(self.adopt or self.forget or self.expire or self.ready or self.terminate)
 
 
 def reconcile(
@@ -41,14 +50,19 @@ def reconcile(
     provider_nodes: list[ProviderNode],
     now: float,
     *,
+    gone: Collection[str] = (),
     grace_s: float = 30.0,
     request_timeout_s: float = 60.0,
 ) -> Reconciliation:
+    """How to converge; ``gone``: ids of nodes the pool saw go (``NodePool.gone_ids``)."""
     listed = {node.id: node for node in provider_nodes}
     known = {node.node_id for node in pool_nodes if node.node_id is not None}
     result = Reconciliation()
     for node in provider_nodes:
         if node.id in known or node.status not in _ALIVE:
+            continue
+        if node.id in gone:
+            result.terminate.append(node.id)
             continue
         if node.created_at is not None and now - node.created_at < grace_s:
             continue
@@ -61,7 +75,11 @@ def reconcile(
                 result.expire.append(pool_node.token)
             continue
         seen = listed.get(pool_node.node_id)
-        vanished = seen is None or seen.status == NodeStatus.TERMINATED.value
-        if vanished and now - pool_node.created_at >= grace_s:
-            result.forget.append(pool_node.node_id)
+        if seen is None or seen.status == NodeStatus.TERMINATED.value:
+            if now - pool_node.created_at >= grace_s:
+                result.forget.append(pool_node.node_id)
+        elif pool_node.state is NodeState.TERMINATING:
+            result.terminate.append(pool_node.node_id)
+        elif pool_node.state is NodeState.BOOTING and seen.status == NodeStatus.READY.value:
+            result.ready.append(pool_node.node_id)
     return result

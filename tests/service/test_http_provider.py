@@ -11,6 +11,7 @@ import redis.asyncio
 from fastapi import FastAPI, Response
 
 from features.clock import ScaledClock
+from service.breaker import BreakerState, CircuitBreaker
 from service.http_provider import HttpNodeProvider, RetryPolicy
 from service.provider import ProviderError
 from simulation.nodes.api import create_node_api
@@ -143,3 +144,56 @@ def test_a_refused_connection_is_retried_then_reported() -> None:
 
     with pytest.raises(ProviderError, match="gave up"):
         asyncio.run(scenario())
+
+
+def test_the_backoff_is_jittered_and_capped() -> None:
+    policy = RetryPolicy(attempts=6, base_delay_s=0.2, max_delay_s=1.0)
+    rng = random.Random(4)
+    for attempt in range(6):
+        cap = min(1.0, 0.2 * 2**attempt)
+        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        assert all(0.0 <= d <= cap for d in delays)
+        assert len(set(delays)) == len(delays)  # jittered: no two callers in step
+        assert max(delays) > 0.8 * cap  # and spread over the whole range
+
+
+def test_a_failing_api_opens_the_breaker_and_calls_fail_fast() -> None:
+    app, calls = flaky_api(failures=1000)
+    breaker = CircuitBreaker(failure_threshold=2, reset_after_s=60.0)
+    with serve(app) as url:
+
+        async def scenario() -> list[str]:
+            provider = HttpNodeProvider(url, retry=FAST, breaker=breaker)
+            errors = []
+            try:
+                for _ in range(3):
+                    try:
+                        await provider.create()
+                    except ProviderError as e:
+                        errors.append(type(e).__name__)
+            finally:
+                await provider.aclose()
+            return errors
+
+        errors = asyncio.run(scenario())
+    # Two failed attempts open it; the third attempt and the next calls never leave.
+    assert calls == ["create", "create"]
+    assert errors == ["CircuitOpen", "CircuitOpen", "CircuitOpen"]
+    assert breaker.state is BreakerState.OPEN and breaker.rejected == 3
+
+
+def test_a_probe_that_succeeds_closes_the_breaker() -> None:
+    app, calls = flaky_api(failures=2)
+    breaker = CircuitBreaker(failure_threshold=2, reset_after_s=0.0)
+    with serve(app) as url:
+
+        async def scenario() -> str:
+            provider = HttpNodeProvider(url, retry=FAST, breaker=breaker)
+            try:
+                return await provider.create()  # fails twice, opens, probes at once: ok
+            finally:
+                await provider.aclose()
+
+        assert asyncio.run(scenario()) == "node-00000003"
+    assert calls == ["create"] * 3
+    assert breaker.state is BreakerState.CLOSED and breaker.opened == 1

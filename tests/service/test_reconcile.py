@@ -1,0 +1,71 @@
+"""The reconcile rule alone: the pool's nodes and the provider's list in, actions out."""
+
+from __future__ import annotations
+
+from features.events import NodeStatus
+from service.pool import NodeState, PoolNode
+from service.provider import ProviderNode
+from service.reconcile import reconcile
+
+NOW = 1_000.0
+
+
+def node(
+    node_id: str | None, state: NodeState, created_at: float, token: str | None = None
+) -> PoolNode:
+    return PoolNode(node_id, token, state, created_at)
+
+
+def test_agreeing_views_need_nothing() -> None:
+    pool = [node("a", NodeState.READY, 0.0), node("b", NodeState.BOOTING, 990.0)]
+    listed = [ProviderNode("a", "ready", 0.0), ProviderNode("b", "booting", 990.0)]
+    assert not reconcile(pool, listed, NOW)
+
+
+def test_an_unknown_live_node_is_adopted_after_the_grace_only() -> None:
+    listed = [
+        ProviderNode("old", "ready", NOW - 31.0),
+        ProviderNode("young", "booting", NOW - 5.0),  # its create's answer may be on its way
+        ProviderNode("dead", "terminated", NOW - 100.0),
+    ]
+    plan = reconcile([], listed, NOW, grace_s=30.0)
+    assert plan.adopt == [("old", NodeStatus.READY)]
+    assert reconcile([], listed, NOW + 30.0, grace_s=30.0).adopt == [
+        ("old", NodeStatus.READY),
+        ("young", NodeStatus.BOOTING),
+    ]
+
+
+def test_a_node_the_pool_saw_go_is_terminated_not_adopted() -> None:
+    plan = reconcile([], [ProviderNode("gone", "ready", 0.0)], NOW, gone={"gone"})
+    assert plan.adopt == [] and plan.terminate == ["gone"]
+
+
+def test_a_lost_ready_event_is_repaired() -> None:
+    plan = reconcile([node("a", NodeState.BOOTING, 0.0)], [ProviderNode("a", "ready", 0.0)], NOW)
+    assert plan.ready == ["a"]
+
+
+def test_a_delete_that_did_not_happen_is_repeated() -> None:
+    plan = reconcile(
+        [node("a", NodeState.TERMINATING, 0.0)], [ProviderNode("a", "ready", 0.0)], NOW
+    )
+    assert plan.terminate == ["a"]
+
+
+def test_nodes_gone_at_the_provider_are_forgotten_after_the_grace() -> None:
+    pool = [
+        node("listed-dead", NodeState.READY, 0.0),
+        node("unlisted", NodeState.ALLOCATED, 0.0),
+        node("just-created", NodeState.BOOTING, NOW - 1.0),  # not listed yet
+    ]
+    plan = reconcile(pool, [ProviderNode("listed-dead", "terminated", 0.0)], NOW, grace_s=30.0)
+    assert plan.forget == ["listed-dead", "unlisted"]
+
+
+def test_requests_without_an_answer_expire() -> None:
+    pool = [
+        node(None, NodeState.REQUESTED, NOW - 61.0, token="late"),
+        node(None, NodeState.REQUESTED, NOW - 10.0, token="recent"),
+    ]
+    assert reconcile(pool, [], NOW, request_timeout_s=60.0).expire == ["late"]
