@@ -16,6 +16,7 @@ both from one local directory; nothing is pickled.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
@@ -148,13 +149,16 @@ class ConnectClassifier:
         return self.calibration.apply(self.raw_probability(features))
 
     def describe(self) -> dict[str, Any]:
-        """The content of ``classifier.json``."""
+        """The content of ``classifier.json``: with the SHA-256 of the booster's model file
+        (LightGBM writes ``model_to_string()``), checked when the model is loaded."""
+        booster_text: str = self.booster.model_to_string()
         return {
             "format": FORMAT,
             "horizon_s": self.horizon_s,
             "feature_names": list(self.feature_names),
             "calibration": self.calibration.to_dict(),
             "data": dict(self.data),
+            "booster_sha256": hashlib.sha256(booster_text.encode()).hexdigest(),
         }
 
 
@@ -255,11 +259,11 @@ def load_model(path: Path) -> SavedModel:
     Raises :class:`ClassifierFormatError` when ``classifier.json`` or the input example is
     missing or malformed; errors of MLflow or LightGBM reading the booster propagate.
     """
-    import mlflow.lightgbm
     from mlflow.models import Model
 
     described = _read_description(path / "extra_files" / CLASSIFIER_FILE)
-    booster = mlflow.lightgbm.load_model(str(path))
+    model = Model.load(str(path))
+    booster = _load_booster(path, model.flavors.get("lightgbm"), described.get("booster_sha256"))
     try:
         calibration = calibration_from_dict(described["calibration"])
         classifier = ConnectClassifier(
@@ -276,11 +280,63 @@ def load_model(path: Path) -> SavedModel:
             f"the booster's features {booster.feature_name()} differ from "
             f"{CLASSIFIER_FILE}'s {list(classifier.feature_names)}"
         )
-    example: Any = Model.load(str(path)).load_input_example(str(path))
+    example: Any = model.load_input_example(str(path))
     if example is None:
         raise ClassifierFormatError("the model has no stored input example")
     matrix = np.asarray(example[list(classifier.feature_names)], dtype=np.float64)
     return SavedModel(classifier, matrix)
+
+
+def _load_booster(path: Path, flavor: Mapping[str, Any] | None, sha256: object) -> Any:
+    """The booster of a model directory, checked before LightGBM parses it.
+
+    LightGBM does not survive every damaged model file: a truncated or overwritten one can
+    abort or crash the whole process (``terminate called``, a segmentation fault) instead
+    of raising, or load as another model. So the file is checked first: against the
+    SHA-256 that ``classifier.json`` records (models logged since it does), and for its
+    structure (every tree the header lists, of the size it lists, then ``end of trees``).
+    The trees are then parsed in sequence (without the header's sizes LightGBM does not
+    parse in parallel, where its errors abort), so what damage is left raises.
+    """
+    import lightgbm as lgb
+
+    if flavor is None or "data" not in flavor:
+        raise ClassifierFormatError("the model has no lightgbm flavor")
+    model_class = flavor.get("model_class", "lightgbm.basic.Booster")
+    if model_class != "lightgbm.basic.Booster":
+        raise ClassifierFormatError(f"the model holds a {model_class}, not a Booster")
+    try:
+        raw = (path / str(flavor["data"])).read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClassifierFormatError(f"unreadable booster file: {e}") from e
+    if isinstance(sha256, str) and hashlib.sha256(raw).hexdigest() != sha256:
+        raise ClassifierFormatError("the booster file is damaged: its SHA-256 differs")
+    lines = check_booster_text(text)
+    return lgb.Booster(model_str="\n".join(lines))
+
+
+def check_booster_text(text: str) -> list[str]:
+    """The lines of a LightGBM model file without its ``tree_sizes`` header line;
+    :class:`ClassifierFormatError` unless its trees are all there, at the sizes listed."""
+    lines = text.split("\n")
+    sizes_line = next((line for line in lines if line.startswith("tree_sizes=")), None)
+    end = text.find("\nend of trees\n")
+    if end < 0:
+        raise ClassifierFormatError("the booster file is damaged: no end of trees")
+    if sizes_line is not None:
+        try:
+            sizes = [int(size) for size in sizes_line.removeprefix("tree_sizes=").split()]
+        except ValueError as e:
+            raise ClassifierFormatError(f"the booster file is damaged: {e}") from e
+        position = text.find("\nTree=0\n") + 1
+        for index, size in enumerate(sizes):
+            if position <= 0 or not text.startswith(f"Tree={index}\n", position):
+                raise ClassifierFormatError(f"the booster file is damaged at tree {index}")
+            position += size
+        if not text.startswith("end of trees\n", position):
+            raise ClassifierFormatError("the booster file is damaged: its trees do not add up")
+    return [line for line in lines if not line.startswith("tree_sizes=")]
 
 
 def _read_description(path: Path) -> dict[str, Any]:

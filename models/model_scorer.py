@@ -4,7 +4,9 @@ For every call, rows the model cannot answer are scored by the fallback (the ori
 heuristic) instead, and counted by reason:
 
 - ``no_model``: no version is loaded (none registered, or no ``champion`` yet);
-- ``load_failed``: the last load failed and no earlier model is held;
+- ``registry_unavailable``: no version is loaded and the registry cannot be reached;
+- ``load_failed``: the last load failed (corrupt or unreadable artifacts, a model that
+  cannot score its own input example) and no earlier model is held;
 - ``bad_features``: the matrix does not have the model's columns (all rows), the model was
   trained on other features (all rows), or a row holds NaN or infinity (that row);
 - ``predict_error``: the model raised (all rows of the call);
@@ -32,6 +34,7 @@ from models.registry import (
     ModelNotFound,
     ModelRegistry,
     RegistryError,
+    RegistryUnavailable,
 )
 from models.scoring import Bools, Floats, Scorer, Scores
 
@@ -43,6 +46,7 @@ DEFAULT_HORIZON_S: Final = 40.0
 
 class FallbackReason(StrEnum):
     NO_MODEL = "no_model"
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
     LOAD_FAILED = "load_failed"
     BAD_FEATURES = "bad_features"
     PREDICT_ERROR = "predict_error"
@@ -106,6 +110,12 @@ class ModelScorer:
         return self._state.error
 
     @property
+    def fallback_reason(self) -> FallbackReason | None:
+        """Why every call falls back now (None while a model is held)."""
+        state = self._state
+        return state.missing if state.model is None else None
+
+    @property
     def horizon_s(self) -> float:
         model = self._state.model
         return model.horizon_s if model is not None else self._default_horizon_s
@@ -121,19 +131,28 @@ class ModelScorer:
         """Load ``alias`` and swap it in; True on success.
 
         On failure the current model (if any) stays in service; without one, calls fall
-        back with reason ``no_model`` (nothing registered under ``alias``) or
-        ``load_failed`` (anything else), and :attr:`last_error` says why.
+        back with reason ``no_model`` (nothing registered under ``alias``),
+        ``registry_unavailable`` (the store did not answer) or ``load_failed`` (anything
+        else), and :attr:`last_error` says why.
         """
         try:
             model = registry.load_alias(alias)
         except ModelNotFound as e:
             self._failed(FallbackReason.NO_MODEL, str(e))
             return False
+        except RegistryUnavailable as e:
+            self._failed(FallbackReason.REGISTRY_UNAVAILABLE, str(e))
+            return False
         except RegistryError as e:
             self._failed(FallbackReason.LOAD_FAILED, str(e))
             return False
         self.swap(model)
         return True
+
+    def note_failure(self, reason: FallbackReason, error: str) -> None:
+        """Record why no model could be had (a watcher that could not even resolve the
+        alias); the model held, if any, stays in service."""
+        self._failed(reason, error)
 
     def _failed(self, reason: FallbackReason, error: str) -> None:
         with self._lock:

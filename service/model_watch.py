@@ -14,8 +14,9 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from models.model_scorer import ModelScorer
+from models.model_scorer import FallbackReason, ModelScorer
 from models.registry import CHAMPION, ModelRegistry, RegistryError
+from service.redact import scrub
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,16 @@ class RegistryWatcher:
             try:
                 version = await asyncio.to_thread(self.registry.alias_version, self.alias)
             except RegistryError as e:
+                self.scorer.note_failure(FallbackReason.REGISTRY_UNAVAILABLE, str(e))
                 self._failed(f"registry unreachable: {e}")
                 return
-            if version is None or version == self.scorer.model_version:
-                self.last_error = None if version is not None else self.last_error
+            if version is None:
+                message = f"{self.registry.model_name!r} has no version with alias {self.alias!r}"
+                self.scorer.note_failure(FallbackReason.NO_MODEL, message)
+                self.last_error = None  # the registry answered: nothing is wrong
+                return
+            if version == self.scorer.model_version:
+                self.last_error = None
                 return
             loaded = await asyncio.to_thread(self.scorer.reload, self.registry, self.alias)
             if loaded:
@@ -51,8 +58,10 @@ class RegistryWatcher:
 
     def info(self) -> dict[str, Any]:
         model = self.scorer.model
+        reason = self.scorer.fallback_reason
         return {
             "source": "model" if model is not None else "heuristic",
+            "fallback_reason": None if reason is None else reason.value,
             "name": self.registry.model_name,
             "alias": self.alias,
             "version": None if model is None else model.version,
@@ -69,6 +78,7 @@ class RegistryWatcher:
         return self.scorer.fallback_calls()
 
     def _failed(self, message: str) -> None:
+        message = scrub(message)  # client errors quote URLs, credentials included
         if message != self.last_error:
             log.warning("%s (serving %s)", message, self.scorer.model_version or "the heuristic")
         self.last_error = message

@@ -142,7 +142,7 @@ def test_reload_from_the_registry(registry: ModelRegistry, tracking: TrackingCon
     location = registry.client.get_model_version_download_uri(registry.model_name, "2")
     (Path(urlparse(location).path) / "model.lgb").write_text("garbage")
     assert not scorer.reload(registry)  # keeps serving version 1
-    assert scorer.model_version == "1" and "could not be loaded" in (scorer.last_error or "")
+    assert scorer.model_version == "1" and "damaged" in (scorer.last_error or "")
     assert scorer.score(features()).from_model.all()
 
     fresh = ModelScorer.from_registry(registry)  # no model held: load_failed
