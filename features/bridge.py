@@ -19,7 +19,7 @@ import redis
 
 from features.clock import WALL_CLOCK, Clock
 from features.eventlog import DeadLetter, EventLog
-from features.events import BadEvent, Channel, Event, parse_message
+from features.events import BadEvent, Channel, Event, Rejection, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,11 @@ class Bridge:
             data = message["data"]
             now = self.clock.now()
             try:
-                channel = self._channels[name].value
-                self._events.append(parse_message(channel, data, now=now, limits=self.log.limits))
+                channel = self._channels.get(name)
+                if channel is None:  # not one we subscribed to (a pattern subscription?)
+                    raise BadEvent(Rejection.UNKNOWN_CHANNEL, f"channel {name[:64]!r}")
+                events = self._events
+                events.append(parse_message(channel.value, data, now=now, limits=self.log.limits))
             except BadEvent as e:
                 raw = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
                 self._letters.append(

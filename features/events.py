@@ -210,7 +210,8 @@ def event_from_payload(
         ts = check_timestamp(ts, "ts", now=now, limits=limits)
     if channel is _NODE_STATUS:
         node_id = _identifier(payload, "node_id", limits)
-        status = _STATUSES.get(payload.get("status"))  # type: ignore[arg-type]
+        raw = payload.get("status")
+        status = _STATUSES.get(raw) if type(raw) is str else None  # a list is unhashable
         if status is None:
             raw_status = _field(payload, "status", str)
             raise BadEvent(Rejection.UNKNOWN_STATUS, f"status {raw_status[:32]!r}")
@@ -237,7 +238,8 @@ def parse_trace_record(record: object, *, now: float, limits: Limits = DEFAULT_L
     ts = record.get("ts")
     if type(ts) is not float:
         ts = _field(record, "ts", float)
-    channel = _CHANNELS.get(record.get("channel"))  # type: ignore[arg-type]
+    raw_channel = record.get("channel")
+    channel = _CHANNELS.get(raw_channel) if type(raw_channel) is str else None
     if channel is None:
         channel = parse_channel(_field(record, "channel", str))
     return event_from_payload(channel, record.get("payload"), now=now, ts=ts, limits=limits)

@@ -109,6 +109,8 @@ BAD_MESSAGES = [
     ("node:status", '{"node_id":"node-1","status":"rebooting"}', Rejection.UNKNOWN_STATUS),
     ("node:status", '{"node_id":"node-1"}', Rejection.MISSING_FIELD),
     ("node:status", '{"user_id":"u1","status":"ready"}', Rejection.MISSING_FIELD),
+    ("node:status", '{"node_id":"node-1","status":["ready"]}', Rejection.WRONG_TYPE),
+    ("node:status", '{"node_id":"node-1","status":{"ready":1}}', Rejection.WRONG_TYPE),
 ]
 
 
@@ -144,6 +146,7 @@ def test_limits_are_configurable() -> None:
         ({"ts": 1.0, "channel": "user:connect", "payload": "u1"}, Rejection.NOT_OBJECT),
         ({"ts": 1.0, "channel": "user:connect"}, Rejection.NOT_OBJECT),
         ([1, 2], Rejection.NOT_OBJECT),
+        ({"ts": 1.0, "channel": ["user:connect"], "payload": {}}, Rejection.WRONG_TYPE),
     ],
 )
 def test_bad_trace_records(record: object, reason: Rejection) -> None:
