@@ -16,8 +16,9 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -44,6 +45,32 @@ class Prediction(BaseModel):
     horizon_s: float
 
 
+class Readiness(BaseModel):
+    ready: bool
+    watermark: str | None
+    """The ID of the last event log entry applied."""
+
+
+class ErrorBody(BaseModel):
+    """A 4xx or 503 answer: what is wrong."""
+
+    detail: str
+
+
+_ERRORS: dict[int, str] = {
+    400: "The body is not JSON text (e.g. not UTF-8).",
+    401: "A missing or wrong admin bearer token, or no admin token configured.",
+    409: "The service runs without a model registry.",
+    413: "The request body is over the size limit.",
+    503: "The service is starting.",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error answers a route can give besides 422."""
+    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
+
+
 class Efficiency(BaseModel):
     """The original node API's report, computed from the pool."""
 
@@ -64,15 +91,22 @@ async def _live(request: Request) -> LiveService:
 Live = Annotated[LiveService, Depends(_live)]
 
 
+_bearer = HTTPBearer(auto_error=False, description="The admin token (`admin_token`).")
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Whether ``given`` is the admin token, in time independent of where they differ."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 async def _require_admin(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     expected: str | None = request.app.state.admin_token
     if expected is None:
         raise HTTPException(401, "admin endpoints are disabled: no admin token is set")
-    scheme, _, token = (authorization or "").partition(" ")
-    valid = scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), expected.encode())
-    if not valid:
+    if credentials is None or not token_matches(credentials.credentials, expected):
         raise HTTPException(
             401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
         )
@@ -84,16 +118,20 @@ def create_app(
     admin_token: str | None = None,
     max_body_bytes: int = 64 * 1024,
     manage_lifecycle: bool = True,
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
     """The API over ``service``; with ``manage_lifecycle`` the app starts and stops it.
 
-    ``on_shutdown`` callbacks run after the service stopped, in the app's event loop
-    (where asyncio clients used by the service must be closed).
+    ``on_startup`` callbacks run before the service starts, ``on_shutdown`` ones after it
+    stopped, both in the app's event loop (where the asyncio clients and tasks the
+    service uses live: e.g. a leader lease's keeper, clients to close).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for callback in on_startup:
+            await callback()
         if manage_lifecycle:
             await service.start()
         try:
@@ -118,7 +156,7 @@ def create_app(
     # Every route is `async def`: it runs in the event loop that owns the engine, never in
     # a worker thread beside it.
 
-    @app.post("/v1/predict", response_model=list[Prediction])
+    @app.post("/v1/predict", response_model=list[Prediction], responses=_errors(400, 413, 503))
     async def predict(body: PredictRequest, live: Live) -> list[Prediction]:
         """Probability that each user connects within the horizon; unknown users are
         scored from an empty history."""
@@ -134,28 +172,34 @@ def create_app(
             for i, user_id in enumerate(body.user_ids)
         ]
 
-    @app.get("/v1/users/{user_id}")
+    @app.get("/v1/users/{user_id}", responses=_errors(503))
     async def user(user_id: UserId, live: Live) -> dict[str, Any]:
         """A user's features now, score, connection and last tick's score."""
         return live.user(user_id)
 
-    @app.get("/v1/pool")
+    @app.get("/v1/pool", responses=_errors(503))
     async def pool(live: Live) -> dict[str, Any]:
-        """Nodes by state, the desired warm nodes and the scaler's last reason."""
+        """Nodes by state, the desired warm nodes, the scaler's last reason and the node
+        provider's health (its circuit breaker)."""
         engine = live.engine
         status = engine.status(live.clock.now()).to_dict()
         status["nodes"] = [node.to_dict() for node in engine.pool.nodes()]
         status["top_users"] = [score.to_dict() for score in engine.last_scores.top(10)]
+        status["provider"] = live.provider_status()
         return status
 
-    @app.get("/v1/model")
+    @app.get("/v1/model", responses=_errors(503))
     async def model(live: Live) -> dict[str, Any]:
         """The model in use (alias, version, loaded at) and the fallbacks so far."""
         if live.watcher is None:
             return {"source": "heuristic", "alias": None, "version": None, "fallbacks": {}}
         return live.watcher.info() | {"fallbacks": live.watcher.fallbacks()}
 
-    @app.post("/v1/model/reload", dependencies=[Depends(_require_admin)])
+    @app.post(
+        "/v1/model/reload",
+        dependencies=[Depends(_require_admin)],
+        responses=_errors(401, 409, 503),
+    )
     async def reload(live: Live) -> dict[str, Any]:
         """Check the registry now and load a new champion if there is one (admin)."""
         if live.watcher is None:
@@ -163,7 +207,7 @@ def create_app(
         await live.watcher.check()
         return live.watcher.info() | {"fallbacks": live.watcher.fallbacks()}
 
-    @app.get("/api/efficiency", response_model=Efficiency)
+    @app.get("/api/efficiency", response_model=Efficiency, responses=_errors(503))
     async def efficiency(live: Live) -> Efficiency:
         """The original node API's efficiency report, from the pool's accounting."""
         engine = live.engine
@@ -180,18 +224,24 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready."}},
+    )
     async def readyz() -> JSONResponse:
         """Ready when the event log is reachable and the consumer is alive."""
         ready = service.ready
         body = {"ready": ready, "watermark": service.watermark}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
+        if service.started_at is not None:
+            service.refresh_telemetry()
         return Response(generate_latest(service.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/history")
+    @app.get("/v1/history", responses=_errors(503))
     async def history(live: Live, since: Since = None) -> dict[str, Any]:
         """The pool after each tick (the last two hours of clock time at most), oldest
         first; with ``since``, only the points after it (for incremental polling)."""

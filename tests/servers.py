@@ -11,11 +11,11 @@ from contextlib import contextmanager
 
 import redis.asyncio
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
 @contextmanager
-def serve(app: FastAPI, client: redis.asyncio.Redis | None = None) -> Iterator[str]:
+def serve(app: ASGIApp, client: redis.asyncio.Redis | None = None) -> Iterator[str]:
     """Run ``app`` with uvicorn on a free port in a thread; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))

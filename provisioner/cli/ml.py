@@ -272,6 +272,7 @@ def _errors() -> Iterator[None]:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from models.registry import RegistryError
+    from service.redact import scrub
     from training.promote import PromotionError
     from training.sources import NoEvents
     from training.train import BadTrainingData
@@ -287,8 +288,9 @@ def _errors() -> Iterator[None]:
         RedisConnectionError,
     ) as e:
         kind = type(e).__name__
-        console.print(f"[red]error:[/] {e}", soft_wrap=True)
-        print_json({"error": str(e), "kind": kind})
+        message = scrub(str(e))  # errors quote the store's URI, credentials included
+        console.print(f"[red]error:[/] {message}", soft_wrap=True)
+        print_json({"error": message, "kind": kind})
         raise typer.Exit(1) from e
 
 

@@ -65,6 +65,7 @@ async def _serve(
     import uvicorn
     from redis.exceptions import RedisError
 
+    from service.redact import redact_url
     from simulation.nodes.api import create_node_api, node_api_state
 
     client = redis.asyncio.from_url(url, socket_connect_timeout=5.0)
@@ -72,7 +73,7 @@ async def _serve(
         try:
             await client.ping()
         except (RedisError, OSError) as e:
-            console.print(f"[red]error:[/] cannot reach Redis at {url}: {e}")
+            console.print(f"[red]error:[/] cannot reach Redis at {redact_url(url)}: {e}")
             raise typer.Exit(1) from e
         app = create_node_api(
             fleet,

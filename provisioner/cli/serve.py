@@ -46,6 +46,9 @@ async def _serve(
     import uvicorn
 
     from provisioner.serving import running_service
+    from service.redact import redact_url
+
+    nodes = redact_url(settings.node_api_url) if settings.node_api_url else "built-in simulator"
 
     async with running_service(settings, url) as running:
         server = uvicorn.Server(
@@ -53,7 +56,7 @@ async def _serve(
         )
         console.print(
             f"service on http://{host}:{port} (docs: /docs, metrics: /metrics); "
-            f"nodes: {settings.node_api_url or 'built-in simulator'}; Ctrl-C to stop"
+            f"nodes: {nodes}; Ctrl-C to stop"
         )
         with graceful_signals():
             await server.serve()

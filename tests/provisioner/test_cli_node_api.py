@@ -151,9 +151,10 @@ def test_bad_boot_spec_exits_with_a_clear_message(spec: str, message: str, home:
 
 
 def test_unreachable_redis_exits_with_a_clear_message(home: Path) -> None:
+    url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}"
     result = subprocess.run(
         [*COMMAND, "node-api", "--port", str(free_port())],
-        env=environment(PROVISIONER_HOME=str(home), REDIS_URL=f"redis://127.0.0.1:{free_port()}"),
+        env=environment(PROVISIONER_HOME=str(home), REDIS_URL=url),
         capture_output=True,
         check=False,
         text=True,
@@ -161,3 +162,5 @@ def test_unreachable_redis_exits_with_a_clear_message(home: Path) -> None:
     )
     assert result.returncode == 1
     assert "cannot reach Redis" in result.stderr
+    assert "redis://:***@127.0.0.1" in result.stderr  # which server, without its password
+    assert "s3cret-pw" not in result.stderr + result.stdout

@@ -7,13 +7,13 @@ from features.events import UserConnect, UserDisconnect
 from features.table import EventTable
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
 from simulation.workloads import generate
-from tests.lifecycle import FAST, trace_source
+from tests.lifecycle import FAST, register, trace_source, trained
 from training.dataset import DatasetSpec
-from training.promote import Tolerances
+from training.promote import Tolerances, load_candidate, promote
 from training.retrain import retrain, train_and_register
 from training.sources import EventSource
 from training.tracking import TrackingConfig
-from training.train import BadTrainingData
+from training.train import BadTrainingData, TrainConfig
 
 
 def run_retrain(
@@ -97,3 +97,27 @@ def test_bad_data_registers_nothing(
     if experiment is not None:
         runs = mlflow.MlflowClient(tracking.tracking_uri).search_runs([experiment.experiment_id])
         assert runs == []
+
+
+def test_a_worse_retrained_candidate_is_registered_but_never_promoted(
+    tracking: TrackingConfig, registry: ModelRegistry
+) -> None:
+    register(tracking)  # version 1, trained on the same trace with FAST, is the champion
+    promote(registry, load_candidate(registry), trained().split.test, actor="alice")
+    # Two stumps instead of a forest: registered (it is a run), rejected by the gates.
+    crippled = TrainConfig(max_trees=2, num_leaves=2, early_stopping_rounds=1)
+    outcome = retrain(
+        trace_source(),
+        DatasetSpec(),
+        crippled,
+        tracking,
+        registry,
+        tolerances=Tolerances(),
+        actor="cron",
+    )
+    decision = outcome.decision
+    assert outcome.trained.logged.version == "2"
+    assert not decision.promote and decision.applied and decision.reference == "version 1"
+    assert {"log_loss", "brier"} & {g.metric for g in decision.gates if not g.passed}
+    assert registry.aliases() == {CHAMPION: "1"}
+    assert registry.version_info("2").tags["promotion.decision"] == "rejected"

@@ -94,3 +94,10 @@ def test_a_tiny_range_is_refused() -> None:
     assert 0 < data.positives < len(data)
     with pytest.raises(BadTrainingData, match="slice has"):
         train(data, TrainConfig(max_trees=5))
+
+
+def test_a_range_of_connects_only_is_refused() -> None:
+    data = seed_dataset()
+    only_connects = dataclasses.replace(data, y=np.ones(len(data), dtype=np.bool_))
+    with pytest.raises(BadTrainingData, match=r"every one of \d+ rows is a connect"):
+        train(only_connects, FAST)
