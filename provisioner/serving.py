@@ -14,7 +14,10 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 from fastapi import FastAPI
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from features.bridge import Bridge
 from features.online import OnlineFeatures
@@ -27,6 +30,7 @@ from service.config import ServiceConfig
 from service.consumer import StreamConsumer
 from service.engine import Engine
 from service.http_provider import HttpNodeProvider
+from service.lease import FencedProvider, Leadership, Lease
 from service.live import LiveOptions, LiveService
 from service.model_watch import RegistryWatcher
 from service.provider import NodeProvider
@@ -52,6 +56,52 @@ def service_config(settings: Settings) -> ServiceConfig:
     )
 
 
+REDIS_RETRIES = 3
+"""Quick retries of one Redis command (about 0.5 s at most) before it raises: the service
+has its own reconnect loop, and must notice within a tick that it no longer sees events."""
+REDIS_SOCKET_TIMEOUT_S = 5.0
+"""Longer than the consumer's blocking read (0.5 s)."""
+
+
+def redis_clients(url: str) -> tuple[redis.Redis, redis.asyncio.Redis]:
+    """The service's synchronous and asyncio clients for ``url``."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+    }
+    client = redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.25), REDIS_RETRIES),
+        **options,
+    )
+    async_client = redis.asyncio.from_url(
+        url,
+        retry=redis.asyncio.retry.Retry(
+            ExponentialWithJitterBackoff(base=0.05, cap=0.25), REDIS_RETRIES
+        ),
+        **options,
+    )
+    return client, async_client
+
+
+def leader_lease(settings: Settings, client: redis.Redis) -> Leadership | None:
+    """With ``leader_lease_s`` set (replicas), the lease only whose holder scales."""
+    if settings.leader_lease_s is None:
+        return None
+    lease = Lease(
+        client,
+        f"{settings.key_prefix}service:leader",
+        ttl_ms=max(1, round(settings.leader_lease_s * 1000)),
+        holder=f"{settings.instance}@{socket.gethostname()}-{os.getpid()}",
+    )
+    if settings.bridge:
+        log.warning(
+            "leader lease on and bridging pub/sub: with several replicas, let one process "
+            "bridge (PROVISIONER_BRIDGE=false on the others), or events are logged twice"
+        )
+    return Leadership(lease)
+
+
 @dataclass
 class Running:
     """What ``serve`` holds while the service runs."""
@@ -68,8 +118,7 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
     The service itself is started and stopped by the app's lifespan.
     """
     runtime.quiet_mlflow()
-    client = redis.Redis.from_url(redis_url)
-    async_client = redis.asyncio.from_url(redis_url)
+    client, async_client = redis_clients(redis_url)
     clock = runtime.clock(settings)
     log_ = runtime.event_log(settings, client)
     nodes: NodeProvider
@@ -91,6 +140,8 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
             return Engine(scorer, config, features=features)
         return Engine.from_dict(saved, scorer, features=features, config=config)
 
+    leadership = leader_lease(settings, client)
+    provider = nodes if leadership is None else FencedProvider(nodes, leadership)
     service = LiveService(
         engine_factory=engine,
         log_=log_,
@@ -98,16 +149,22 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
             log_, f"service-{settings.instance}", f"{socket.gethostname()}-{os.getpid()}"
         ),
         store=StateStore(client, f"{settings.key_prefix}service:{settings.instance}:state"),
-        provider=nodes,
+        provider=provider,
         clock=clock,
         options=LiveOptions(
             warm_history_s=settings.warm_history_hours * 3600.0,
             model_check_every_s=settings.model_check_s,
         ),
         watcher=watcher,
+        leader=None if leadership is None else leadership.is_leader,
     )
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    app = create_app(service, admin_token=token)
+    app = create_app(
+        service,
+        admin_token=token,
+        on_startup=[] if leadership is None else [leadership.begin],
+        on_shutdown=[] if leadership is None else [leadership.stop],  # after the service
+    )
     stop = threading.Event()
     bridge_thread: threading.Thread | None = None
     if settings.bridge:

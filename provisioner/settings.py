@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token of the admin endpoints (unset: they are off)."
     )
+    leader_lease_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Replicas: only the holder of a leader lease of this many seconds in "
+        "Redis ticks and sends node commands (unset: this process always does).",
+    )
     bridge: bool = Field(
         default=True, description="`serve` also bridges pub/sub into the event log."
     )

@@ -1,11 +1,16 @@
 """The live shell's reader: a Redis Streams consumer group over the event log.
 
 Delivery is at-least-once: an entry is acknowledged only after it has been applied. A
-consumer that died leaves entries pending in the group; the next one claims those that
-have been idle long enough (``XAUTOCLAIM``) and its own pending ones first, so nothing
-is lost. Applying must therefore be idempotent on redelivery: the service keeps the ID
-of the last entry it applied (its *watermark*, saved with its state) and skips entries
-at or below it. Entries that are not valid events are dead-lettered and acknowledged.
+consumer that died leaves entries pending in the group. A service starting up takes over
+every pending entry of its group at once (:meth:`StreamConsumer.take_over`: one process
+consumes a group, so they all belong to a dead predecessor) and reads them, in log order,
+before anything new; while running it also claims those idle long enough
+(``XAUTOCLAIM``). After a Redis error (the server restarted, a reply was lost) it reads its
+own pending entries again first, so an entry delivered with a reply that never arrived is
+not overtaken by newer ones. Nothing is lost. Applying must therefore be idempotent on
+redelivery: the service keeps the ID of the last entry it applied (its *watermark*, saved
+with its state) and skips entries at or below it. Entries that are not valid events are
+dead-lettered and acknowledged.
 """
 
 from __future__ import annotations
@@ -90,9 +95,42 @@ class StreamConsumer:
             raise
         return True
 
+    def take_over(self) -> int:
+        """Make every pending entry of the group this consumer's (at start); how many.
+
+        The next reads return them first, in log order, then new entries. Only right when
+        this is the group's one live consumer (see the module doc).
+        """
+        cursor = "0-0"
+        taken = 0
+        while True:
+            reply: Any = self._raw.xautoclaim(
+                self.log.keys.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=0,
+                start_id=cursor,
+                count=self.count,
+                justid=True,
+            )
+            taken += len(reply[1])
+            cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+            if cursor == "0-0":
+                break
+        self._own_pending_done = False
+        return taken
+
     def read(self, block_ms: int | None = None) -> Delivery:
-        """The next entries for this consumer: its own pending ones after a restart, then
-        stale ones of dead consumers, then new ones (waiting up to ``block_ms``)."""
+        """The next entries for this consumer: its own pending ones after a restart or a
+        Redis error, then stale ones of dead consumers, then new ones (waiting up to
+        ``block_ms``). Raises ``redis.RedisError`` when Redis cannot be reached."""
+        try:
+            return self._read(block_ms)
+        except redis.RedisError:
+            self._own_pending_done = False  # a reply may have been lost: pending first again
+            raise
+
+    def _read(self, block_ms: int | None) -> Delivery:
         if not self._own_pending_done:
             entries = self._read_group("0", block_ms=None)
             if entries:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from service.breaker import BreakerState, CircuitBreaker
 from service.engine import EngineStatus
 
 
@@ -61,6 +62,27 @@ class Telemetry:
             "provisioner_reconciled", "Reconciliation actions.", ["action"], registry=r
         )
         self.ready = Gauge("provisioner_ready", "1 when the service sees events.", registry=r)
+        self.log_outages = Counter(
+            "provisioner_event_log_outages",
+            "Times the event log became unreachable (the service went blind).",
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "provisioner_provider_breaker_state",
+            "The node API circuit breaker: 1 for the state it is in, 0 for the others.",
+            ["state"],
+            registry=r,
+        )
+        self.breaker_opened = Gauge(
+            "provisioner_provider_breaker_opened",
+            "Times the node API circuit breaker opened.",
+            registry=r,
+        )
+        self.breaker_rejected = Gauge(
+            "provisioner_provider_breaker_rejected",
+            "Node API calls refused by the open circuit breaker.",
+            registry=r,
+        )
         self._waits_seen = 0
 
     def observe_status(self, status: EngineStatus, waits: list[float]) -> None:
@@ -74,6 +96,12 @@ class Telemetry:
         for wait in waits[self._waits_seen :]:
             self.waits.observe(wait)
         self._waits_seen = len(waits)
+
+    def observe_breaker(self, breaker: CircuitBreaker) -> None:
+        for state in BreakerState:
+            self.breaker_state.labels(state=state.value).set(1 if breaker.state is state else 0)
+        self.breaker_opened.set(breaker.opened)
+        self.breaker_rejected.set(breaker.rejected)
 
     def observe_fallbacks(self, counts: dict[str, int]) -> None:
         for reason, value in counts.items():

@@ -94,3 +94,26 @@ def test_bad_entries_are_dead_lettered_and_acknowledged(
 def test_entry_keys_order_like_redis() -> None:
     assert entry_key("1732492800000-10") > entry_key("1732492800000-9")
     assert entry_key("1732492800001-0") > entry_key("1732492800000-99")
+
+
+def test_a_starting_consumer_takes_over_every_pending_entry_in_log_order(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    events = random_events(900, seed=5)
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    log.append_many(events[:600])
+    first = make(redis_client, key_prefix, "first", count=200)
+    second = make(redis_client, key_prefix, "second", count=200)
+    applied: list[Event] = []
+    watermark: list[str] = []
+    delivered = first.read()  # applied and saved, never acknowledged: then the process died
+    applied.extend(delivered.events)
+    watermark.append(delivered.ids[-1])
+    second.read()  # handed to a consumer that died before applying anything
+    first.read()
+    heir = make(redis_client, key_prefix, "heir", count=250)  # claims only after 30 s idle
+    assert heir.take_over() == 600
+    log.append_many(events[600:])
+    drain(heir, applied, watermark)
+    assert applied == events
+    assert heir.pending() == 0
