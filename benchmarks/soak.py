@@ -1,0 +1,545 @@
+"""Soak: the live stack on loopback for a long while, per workload. Prints one JSON object.
+
+For each workload (``seed``, then ``habits``), in a fresh temporary home with its own
+embedded Redis: a model is trained on a day of history of the same workload under another
+seed and promoted to ``champion`` (``--no-model``: the heuristic serves), then
+``provisioner serve`` (which also bridges pub/sub into the event log),
+``provisioner node-api`` and ``provisioner simulate --realtime`` run as processes on one
+accelerated clock (``PROVISIONER_SPEED``, ``PROVISIONER_CLOCK_ANCHOR``), while a bounded
+request loop asks ``POST /v1/predict`` at a fixed rate. Every ``--sample-s`` seconds it
+records the events consumed (``/metrics``), the service process' CPU and resident memory
+(``/proc``), the stream length and the pool. Then the simulator stops, the service
+drains the log, and the end state is checked:
+
+- **lost events**: entries of the event log neither applied nor dead-lettered
+  (``stream length - consumed - dead letters``), and events the simulator published that
+  never reached the log; the service's watermark must be the log's last entry;
+- **leaked nodes**: nodes alive at the node API that the service's pool does not hold
+  (and, the other way, nodes the pool holds that the node API does not have).
+
+Memory growth is the slope of a least-squares line through the RSS samples once warm
+(after ``--warm-fraction`` of the run), in MB per minute.
+
+    .venv/bin/python benchmarks/soak.py [--minutes 10] [--speed 60] [--habits-speed 240]
+        [--habits-users 300] [--rps 20] [--out soak.json]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this file's name would
+# hide the `service` package. Look for packages from the project instead.
+if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import httpx
+import redis
+
+from features.eventlog import EventLog, LogKeys
+from provisioner.embedded_redis import EmbeddedRedis
+from simulation.workloads import population
+
+PREFIX = "soak:"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    path: Path
+
+    def stop(self, timeout_s: float = 30.0) -> str:
+        """SIGTERM, wait, SIGKILL if needed; the last JSON line it printed, if any."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        lines = self.path.read_text(errors="replace").splitlines()
+        return next((line for line in reversed(lines) if line.startswith("{")), "")
+
+
+@dataclass
+class Stack:
+    home: Path
+    redis_url: str
+    speed: float
+    anchor: float
+    children: list[Child] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        return env | {
+            "REDIS_URL": self.redis_url,
+            "PROVISIONER_HOME": str(self.home),
+            "PROVISIONER_KEY_PREFIX": PREFIX,
+            "PROVISIONER_CHANNEL_PREFIX": PREFIX,
+            "PROVISIONER_SPEED": repr(self.speed),
+            "PROVISIONER_CLOCK_ANCHOR": repr(self.anchor),
+            "PROVISIONER_INSTANCE": "soak",
+            "COLUMNS": "200",
+            **extra,
+        }
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
+        path = self.home / f"{name}.log"
+        log = path.open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", *args],
+            env=env if env is not None else self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        child = Child(name, process, log, path)
+        self.children.append(child)
+        return child
+
+    def check_alive(self) -> None:
+        for child in self.children:
+            if child.process.poll() is not None:
+                tail = child.path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{child.name} exited ({child.process.returncode}):\n{tail}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(what: str, probe: Any, stack: Stack, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if probe():
+                return
+        except httpx.HTTPError:
+            pass
+        stack.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not up after {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+# -- process sampling ----------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@dataclass
+class Sample:
+    t: float
+    consumed: float
+    dead: float
+    cpu_s: float
+    rss_mb: float
+    stream: int
+    nodes_live: int
+    ready: int
+
+
+@dataclass
+class Predicts:
+    """The bounded request loop: one request at a time, ``rps`` at most."""
+
+    url: str
+    user_ids: list[str]
+    rps: float
+    batch: int = 20
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        rng = random.Random(7)
+        period = 1 / self.rps
+        with httpx.Client(base_url=self.url, timeout=10.0) as http:
+            next_at = time.monotonic()
+            while not self.stop.is_set():
+                body = {"user_ids": rng.sample(self.user_ids, min(self.batch, len(self.user_ids)))}
+                started = time.perf_counter()
+                try:
+                    answer = http.post("/v1/predict", json=body)
+                    self.statuses[answer.status_code] += 1
+                    self.latencies_ms.append((time.perf_counter() - started) * 1000)
+                except httpx.HTTPError:
+                    self.errors += 1
+                next_at += period
+                self.stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
+
+        return {
+            "requests": len(lat) + self.errors,
+            "rps_target": self.rps,
+            "users_per_request": self.batch,
+            "status": {str(k): v for k, v in sorted(self.statuses.items())},
+            "errors": self.errors,
+            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0)},
+        }
+
+
+# -- one workload --------------------------------------------------------------------------
+
+
+def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    home = root / workload
+    home.mkdir()
+    users = args.habits_users if workload == "habits" else None
+    speed = args.habits_speed if workload == "habits" else args.speed
+    ids = [user.user_id for user in population(workload, seed=args.seed, users=users)]
+    with EmbeddedRedis(home / "redis") as server:
+        stack = Stack(home, server.url, speed, time.time())
+        client = redis.Redis.from_url(server.url)
+        log = EventLog(client, LogKeys(PREFIX))
+        service_port, api_port = free_port(), free_port()
+        service_url = f"http://127.0.0.1:{service_port}"
+        api_url = f"http://127.0.0.1:{api_port}"
+        predicts = Predicts(service_url, ids, args.rps)
+        try:
+            if args.model:
+                prepare_model(stack, workload, users, args)
+            serve = stack.start(
+                "serve",
+                "serve",
+                "--port",
+                str(service_port),
+                "--log-level",
+                "warning",
+                env=stack.env(PROVISIONER_NODE_API_URL=api_url),
+            )
+            wait_until(
+                "the service", lambda: httpx.get(f"{service_url}/readyz").status_code == 200, stack
+            )
+            stack.start("node-api", "node-api", "--port", str(api_port))
+            wait_until("the node API", lambda: httpx.get(f"{api_url}/").status_code == 200, stack)
+            sim_args = ["simulate", "--workload", workload, "--realtime", "--seed", str(args.seed)]
+            if users is not None:
+                sim_args += ["--users", str(users)]
+            simulator = stack.start("simulate", *sim_args)
+            requester = threading.Thread(target=predicts.run, name="predicts")
+            requester.start()
+            samples = run_samples(stack, serve.process.pid, service_url, log, args)
+            predicts.stop.set()
+            requester.join(30)
+            published = json.loads(simulator.stop() or "{}")
+            stack.children.remove(simulator)
+            drained = drain(service_url, log, client, stack)
+            time.sleep(args.settle_s)  # a few ticks: in-flight commands finish
+            nodes = compare_nodes(service_url, api_url)
+            final = final_counts(service_url, log, client)
+            efficiency = httpx.get(f"{service_url}/api/efficiency").json()
+            model = httpx.get(f"{service_url}/v1/model").json()
+            serve_summary = json.loads(serve.stop() or "{}")
+            stack.children.remove(serve)
+        finally:
+            predicts.stop.set()
+            for child in reversed(stack.children):
+                child.stop()
+            client.close()
+    user_events = sum(n for ch, n in final["stream_by_channel"].items() if ch.startswith("user:"))
+    final["lost_published"] = int(published.get("events") or 0) - user_events
+    return summarize(workload, users or len(ids), speed, args, samples, published, drained) | {
+        "end": final,
+        "nodes": nodes,
+        "predict": predicts.summary(),
+        "efficiency": efficiency,
+        "model": {k: model.get(k) for k in ("source", "version", "fallback_reason", "fallbacks")},
+        "service_metrics": serve_summary.get("metrics"),
+    }
+
+
+def prepare_model(stack: Stack, workload: str, users: int | None, args: argparse.Namespace) -> None:
+    """A day of history before the run (another seed), trained on and promoted, as the
+    service would find it in production; the history is not in the event log."""
+    history = stack.home / "history.jsonl"
+    begin = stack.anchor - args.history_hours * 3600
+    steps = [
+        ["simulate", "--workload", workload, "--hours", str(args.history_hours)]
+        + ["--seed", str(args.seed + 1000), "--start", repr(begin), "--out", str(history)]
+        + ([] if users is None else ["--users", str(users)]),
+        ["train", "--trace", str(history)],
+        ["promote"],
+    ]
+    for step in steps:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "provisioner", *step],
+            env=stack.env(),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace")[-2000:]
+            raise RuntimeError(f"provisioner {step[0]} failed ({done.returncode}):\n{tail}")
+        print(f"{workload}: {step[0]} {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def run_samples(
+    stack: Stack, pid: int, url: str, log: EventLog, args: argparse.Namespace
+) -> list[Sample]:
+    samples: list[Sample] = []
+    end = time.monotonic() + args.minutes * 60
+    with httpx.Client(base_url=url, timeout=10.0) as http:
+        while True:
+            stack.check_alive()
+            text = http.get("/metrics").text
+            pool = http.get("/v1/pool").json()
+            counts = pool["counts"]
+            samples.append(
+                Sample(
+                    t=time.monotonic(),
+                    consumed=metric(text, "provisioner_events_consumed_total"),
+                    dead=metric(text, "provisioner_dead_letters_total"),
+                    cpu_s=cpu_seconds(pid),
+                    rss_mb=rss_mb(pid),
+                    stream=log.length(),
+                    nodes_live=sum(
+                        counts[k] for k in ("requested", "booting", "ready", "allocated")
+                    ),
+                    ready=counts["ready"],
+                )
+            )
+            if time.monotonic() >= end:
+                return samples
+            time.sleep(min(args.sample_s, max(0.0, end - time.monotonic())))
+
+
+def drain(url: str, log: EventLog, client: redis.Redis, stack: Stack) -> dict[str, Any]:
+    """Wait until the service has applied the whole log; how long it took."""
+    started = time.monotonic()
+    last: Any = None
+    while time.monotonic() - started < 60:
+        stack.check_alive()
+        entries: Any = client.xrevrange(log.keys.stream, count=1)
+        last = entries[0][0].decode() if entries else None
+        if httpx.get(f"{url}/readyz").json().get("watermark") == last:
+            break
+        time.sleep(0.2)
+    return {"drain_s": round(time.monotonic() - started, 2), "last_entry": last}
+
+
+def final_counts(url: str, log: EventLog, client: redis.Redis) -> dict[str, Any]:
+    text = httpx.get(f"{url}/metrics").text
+    consumed = int(metric(text, "provisioner_events_consumed_total"))
+    dead = int(metric(text, "provisioner_dead_letters_total"))
+    per_channel: Counter[str] = Counter()
+    rejected = 0
+    for batch in log.read():
+        for event in batch.events:
+            per_channel[event.channel.value] += 1
+        rejected += len(batch.rejected)
+    length = log.length()
+    entries: Any = client.xrevrange(log.keys.stream, count=1)
+    last = entries[0][0].decode() if entries else None
+    watermark = httpx.get(f"{url}/readyz").json().get("watermark")
+    return {
+        "stream_entries": length,
+        "stream_by_channel": dict(sorted(per_channel.items())),
+        "consumed": consumed,
+        "dead_letters": dead,
+        "dead_letter_stream": int(client.xlen(log.keys.dead)),
+        "lost_in_log": length - consumed - dead,
+        "watermark_is_last_entry": watermark == last,
+    }
+
+
+def compare_nodes(service_url: str, api_url: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Nodes alive at the node API vs nodes the service holds, once they agree (or not)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        at_api = {
+            n["id"] for n in httpx.get(f"{api_url}/api/nodes").json() if n["status"] != "terminated"
+        }
+        pool = httpx.get(f"{service_url}/v1/pool").json()
+        held = {n["node_id"] for n in pool["nodes"] if n["node_id"] and n["state"] != "gone"}
+        terminating = {n["node_id"] for n in pool["nodes"] if n["state"] == "terminating"}
+        leaked = at_api - held
+        phantom = held - at_api - terminating
+        if (not leaked and not phantom) or time.monotonic() > deadline:
+            return {
+                "alive_at_node_api": len(at_api),
+                "held_by_service": len(held),
+                "leaked": sorted(leaked),
+                "phantom": sorted(phantom),
+                "counts": pool["counts"],
+            }
+        time.sleep(0.5)
+
+
+def summarize(
+    workload: str,
+    users: int,
+    speed: float,
+    args: argparse.Namespace,
+    samples: list[Sample],
+    published: dict[str, Any],
+    drained: dict[str, Any],
+) -> dict[str, Any]:
+    first, last = samples[0], samples[-1]
+    wall_s = last.t - first.t
+    rates = [(b.consumed - a.consumed) / (b.t - a.t) for a, b in itertools.pairwise(samples)]
+    cpu = [100 * (b.cpu_s - a.cpu_s) / (b.t - a.t) for a, b in itertools.pairwise(samples)]
+    warm = [s for s in samples if s.t - first.t >= args.warm_fraction * wall_s]
+    return {
+        "workload": workload,
+        "users": users,
+        "wall_s": round(wall_s, 1),
+        "speed": speed,
+        "virtual_hours": round(wall_s * speed / 3600, 2),
+        "samples": len(samples),
+        "events_per_s": {
+            "mean": round((last.consumed - first.consumed) / wall_s, 1) if wall_s else None,
+            "p50": round(statistics.median(rates), 1) if rates else None,
+            "max": round(max(rates), 1) if rates else None,
+        },
+        "cpu_percent": {
+            "mean": round(statistics.fmean(cpu), 1) if cpu else None,
+            "max": round(max(cpu), 1) if cpu else None,
+        },
+        "rss_mb": {
+            "first": round(first.rss_mb, 1),
+            "warm": round(warm[0].rss_mb, 1),
+            "last": round(last.rss_mb, 1),
+            "max": round(max(s.rss_mb for s in samples), 1),
+        },
+        "growth_mb_per_min": round(slope([(s.t, s.rss_mb) for s in warm]) * 60, 3),
+        "nodes_live": {"mean": round(statistics.fmean(s.nodes_live for s in samples), 1)},
+        "published": {
+            "events": published.get("events"),
+            "connects": published.get("connects"),
+            "failed": published.get("failed"),
+        },
+        "drain": drained,
+        "series": [
+            {
+                "t": round(s.t - first.t, 1),
+                "consumed": int(s.consumed),
+                "cpu_s": round(s.cpu_s, 1),
+                "rss_mb": round(s.rss_mb, 1),
+                "stream": s.stream,
+                "nodes": s.nodes_live,
+            }
+            for s in samples[:: max(1, len(samples) // args.series_points)]
+        ],
+    }
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x (0 with fewer than two points)."""
+    if len(points) < 2:
+        return 0.0
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall minutes per workload")
+    parser.add_argument("--speed", type=float, default=60.0, help="clock speed-up (seed)")
+    parser.add_argument(
+        "--habits-speed",
+        type=float,
+        default=240.0,
+        help="clock speed-up of the habits workload (its users follow the time of day: "
+        "240 covers 40 virtual hours in 10 minutes)",
+    )
+    parser.add_argument("--workloads", default="seed,habits")
+    parser.add_argument("--habits-users", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train and promote a model first (on another seed's history)",
+    )
+    parser.add_argument("--history-hours", type=float, default=24.0)
+    parser.add_argument("--rps", type=float, default=20.0, help="predict requests per second")
+    parser.add_argument("--sample-s", type=float, default=5.0)
+    parser.add_argument("--warm-fraction", type=float, default=0.25)
+    parser.add_argument("--settle-s", type=float, default=3.0)
+    parser.add_argument("--series-points", type=int, default=20)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    if platform.system() != "Linux":
+        parser.error("reads /proc: Linux only")
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        results = {w: soak(w, args, Path(tmp)) for w in args.workloads.split(",")}
+    report = {
+        "benchmark": "soak",
+        "started": started,
+        "minutes_per_workload": args.minutes,
+        "rps": args.rps,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "workloads": results,
+        "ok": all(
+            r["end"]["lost_in_log"] == 0
+            and r["end"]["lost_published"] == 0
+            and r["end"]["watermark_is_last_entry"]
+            and not r["nodes"]["leaked"]
+            for r in results.values()
+        ),
+    }
+    text = json.dumps(report, indent=2)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
