@@ -89,6 +89,7 @@ class Stack:
     redis_url: str
     speed: float
     anchor: float
+    """Unix time at which the shared clock equals the wall (see ``start_clock``)."""
     children: list[Child] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -102,6 +103,8 @@ class Stack:
             "PROVISIONER_SPEED": repr(self.speed),
             "PROVISIONER_CLOCK_ANCHOR": repr(self.anchor),
             "PROVISIONER_INSTANCE": "soak",
+            # the habits peak holds more connected users than the default budget of 50
+            "PROVISIONER_MAX_NODES": "500",
             "COLUMNS": "200",
             **extra,
         }
@@ -239,7 +242,8 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     speed = args.habits_speed if workload == "habits" else args.speed
     ids = [user.user_id for user in population(workload, seed=args.seed, users=users)]
     with EmbeddedRedis(home / "redis") as server:
-        stack = Stack(home, server.url, speed, time.time())
+        start = habits_start(time.time()) if workload == "habits" else time.time()
+        stack = Stack(home, server.url, speed, anchor=start)
         client = redis.Redis.from_url(server.url)
         log = EventLog(client, LogKeys(PREFIX))
         service_port, api_port = free_port(), free_port()
@@ -248,7 +252,12 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         predicts = Predicts(service_url, ids, args.rps)
         try:
             if args.model:
-                prepare_model(stack, workload, users, args)
+                prepare_model(stack, workload, start, args)
+            stack.anchor = anchor_for(start, speed)
+            # The node API first: a service that finds none opens its circuit breaker, and
+            # asks again only after the cool-down (30 s of wall time).
+            stack.start("node-api", "node-api", "--port", str(api_port))
+            wait_until("the node API", lambda: httpx.get(f"{api_url}/").status_code == 200, stack)
             serve = stack.start(
                 "serve",
                 "serve",
@@ -261,8 +270,6 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             wait_until(
                 "the service", lambda: httpx.get(f"{service_url}/readyz").status_code == 200, stack
             )
-            stack.start("node-api", "node-api", "--port", str(api_port))
-            wait_until("the node API", lambda: httpx.get(f"{api_url}/").status_code == 200, stack)
             sim_args = ["simulate", "--workload", workload, "--realtime", "--seed", str(args.seed)]
             if users is not None:
                 sim_args += ["--users", str(users)]
@@ -280,6 +287,7 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             final = final_counts(service_url, log, client)
             efficiency = httpx.get(f"{service_url}/api/efficiency").json()
             model = httpx.get(f"{service_url}/v1/model").json()
+            pool_end = httpx.get(f"{service_url}/v1/pool").json()
             serve_summary = json.loads(serve.stop() or "{}")
             stack.children.remove(serve)
         finally:
@@ -294,22 +302,26 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "nodes": nodes,
         "predict": predicts.summary(),
         "efficiency": efficiency,
+        "pool_metrics": pool_end.get("metrics"),
         "model": {k: model.get(k) for k in ("source", "version", "fallback_reason", "fallbacks")},
         "service_metrics": serve_summary.get("metrics"),
     }
 
 
-def prepare_model(stack: Stack, workload: str, users: int | None, args: argparse.Namespace) -> None:
-    """A day of history before the run (another seed), trained on and promoted, as the
-    service would find it in production; the history is not in the event log."""
+def prepare_model(stack: Stack, workload: str, start: float, args: argparse.Namespace) -> None:
+    """History before the run (another seed, the workload's whole population: habits users
+    connect a few times a day, fewer at weekends), trained on and promoted, as the service
+    would find it in production; the history is not in the event log."""
     history = stack.home / "history.jsonl"
-    begin = stack.anchor - args.history_hours * 3600
+    hours = args.habits_history_hours if workload == "habits" else args.history_hours
+    begin = start - hours * 3600
     steps = [
-        ["simulate", "--workload", workload, "--hours", str(args.history_hours)]
-        + ["--seed", str(args.seed + 1000), "--start", repr(begin), "--out", str(history)]
-        + ([] if users is None else ["--users", str(users)]),
+        [
+            *("simulate", "--workload", workload, "--hours", str(hours)),
+            *("--seed", str(args.seed + 1000), "--start", repr(begin), "--out", str(history)),
+        ],
         ["train", "--trace", str(history)],
-        ["promote"],
+        ["promote", "--trace", str(history)],
     ]
     for step in steps:
         started = time.monotonic()
@@ -324,6 +336,26 @@ def prepare_model(stack: Stack, workload: str, users: int | None, args: argparse
             tail = done.stderr.decode(errors="replace")[-2000:]
             raise RuntimeError(f"provisioner {step[0]} failed ({done.returncode}):\n{tail}")
         print(f"{workload}: {step[0]} {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def habits_start(now: float) -> float:
+    """The last Tuesday 07:00 UTC at least three days before ``now``: the habits users'
+    busy weekday hours come first, and the days before it are training history."""
+    day = 86_400.0
+    monday = (now // day - (time.gmtime(now).tm_wday)) * day  # this week's Monday 00:00 UTC
+    start = monday + day + 7 * 3600.0
+    while start > now - 3 * day:
+        start -= 7 * day
+    return start
+
+
+def anchor_for(start: float, speed: float) -> float:
+    """The clock anchor that makes the clock read ``start`` now (``ScaledClock`` reads
+    ``anchor + (wall - anchor) * speed``): the run happens at ``start`` on the clock."""
+    now = time.time()
+    if speed == 1.0 or abs(start - now) < 1e-3:
+        return now
+    return (speed * now - start) / (speed - 1.0)
 
 
 def run_samples(
@@ -506,19 +538,32 @@ def main() -> None:
         default=True,
         help="train and promote a model first (on another seed's history)",
     )
-    parser.add_argument("--history-hours", type=float, default=24.0)
+    parser.add_argument("--history-hours", type=float, default=24.0, help="seed: training history")
+    parser.add_argument(
+        "--habits-history-hours",
+        type=float,
+        default=72.0,
+        help="habits: training history (a day of weekend holds too few connects)",
+    )
     parser.add_argument("--rps", type=float, default=20.0, help="predict requests per second")
     parser.add_argument("--sample-s", type=float, default=5.0)
     parser.add_argument("--warm-fraction", type=float, default=0.25)
     parser.add_argument("--settle-s", type=float, default=3.0)
     parser.add_argument("--series-points", type=int, default=20)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--workdir", type=Path, help="a new folder to run in and keep (processes' logs, Redis)"
+    )
     args = parser.parse_args()
     if platform.system() != "Linux":
         parser.error("reads /proc: Linux only")
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        results = {w: soak(w, args, Path(tmp)) for w in args.workloads.split(",")}
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=False)
+        results = {w: soak(w, args, args.workdir) for w in args.workloads.split(",")}
+    else:
+        with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+            results = {w: soak(w, args, Path(tmp)) for w in args.workloads.split(",")}
     report = {
         "benchmark": "soak",
         "started": started,
