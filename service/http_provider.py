@@ -91,7 +91,12 @@ class HttpNodeProvider:
                 raise _Retryable(f"GET /api/nodes answered {response.status_code}")
             items: Any = response.json()
             return [
-                ProviderNode(str(item["id"]), str(item["status"]), item.get("created_at"))
+                ProviderNode(
+                    str(item["id"]),
+                    str(item["status"]),
+                    item.get("created_at"),
+                    item.get("ready_at"),
+                )
                 for item in items
             ]
 

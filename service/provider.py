@@ -14,6 +14,8 @@ class ProviderNode:
     status: str
     """``booting``, ``ready`` or ``terminated``."""
     created_at: float | None = None
+    ready_at: float | None = None
+    """When it became ready (None: not ready, or the provider does not say)."""
 
 
 class ProviderError(RuntimeError):

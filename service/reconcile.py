@@ -11,8 +11,9 @@ this pure function says how to converge, by one documented rule:
   (it terminated or forgot it) is not adopted again: it is **terminated again**;
 - a node the pool holds that the provider reports terminated, or no longer lists, is
   **forgotten** (the pool treats it as deleted; a user on it waits for another node);
-- a node the pool holds as booting that the provider reports ready is **marked ready**
-  (its ``ready`` event was lost, e.g. published while Redis was down);
+- a node the pool holds as booting that the provider reports ready since ``grace_s`` or
+  longer (by its ``ready_at``, else by its creation) is **marked ready** (its ``ready`` event
+  was lost, e.g. published while Redis was down, rather than still on its way);
 - a node the pool is terminating that the provider still lists alive is **terminated
   again** (the delete failed or was lost; deletes are idempotent), so no node the
   service gave up stays paid for;
@@ -81,5 +82,7 @@ def reconcile(
         elif pool_node.state is NodeState.TERMINATING:
             result.terminate.append(pool_node.node_id)
         elif pool_node.state is NodeState.BOOTING and seen.status == NodeStatus.READY.value:
-            result.ready.append(pool_node.node_id)
+            since = seen.ready_at if seen.ready_at is not None else pool_node.created_at
+            if now - since >= grace_s:
+                result.ready.append(pool_node.node_id)
     return result

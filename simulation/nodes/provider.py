@@ -36,7 +36,7 @@ class InProcessNodes:
     async def list_nodes(self) -> list[ProviderNode] | None:
         await self.live.settle()
         return [
-            ProviderNode(node.id, node.status.value, node.created_at)
+            ProviderNode(node.id, node.status.value, node.created_at, node.ready_at)
             for node in self.live.fleet.nodes()
         ]
 

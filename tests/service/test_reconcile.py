@@ -46,6 +46,18 @@ def test_a_lost_ready_event_is_repaired() -> None:
     assert plan.ready == ["a"]
 
 
+def test_a_ready_event_still_on_its_way_is_waited_for() -> None:
+    """Ready at the provider for less than the grace: its event may be in the pipeline."""
+    pool = [node("a", NodeState.BOOTING, NOW - 40.0)]
+    fresh = [ProviderNode("a", "ready", NOW - 40.0, ready_at=NOW - 5.0)]
+    assert not reconcile(pool, fresh, NOW, grace_s=30.0)
+    stale = [ProviderNode("a", "ready", NOW - 40.0, ready_at=NOW - 31.0)]
+    assert reconcile(pool, stale, NOW, grace_s=30.0).ready == ["a"]
+    # without ready_at, the node's age stands in for it
+    young = [node("b", NodeState.BOOTING, NOW - 10.0)]
+    assert not reconcile(young, [ProviderNode("b", "ready", NOW - 10.0)], NOW, grace_s=30.0)
+
+
 def test_a_delete_that_did_not_happen_is_repeated() -> None:
     plan = reconcile(
         [node("a", NodeState.TERMINATING, 0.0)], [ProviderNode("a", "ready", 0.0)], NOW
