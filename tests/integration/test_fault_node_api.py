@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,8 +135,10 @@ def test_a_failing_api_opens_the_breaker_and_the_pool_converges_after(
         # (a create, a delete or a listing): a few tens at most, not a retried call per
         # node wanted per tick.
         assert calls <= 25, f"{calls} calls reached a failing API"
-        # Refused at once, requests do not pile up: at most what one tick asks for.
-        assert max(requested) <= 6
+        # Refused at once, requests do not pile up: a tick's requests are failed as soon as
+        # they are made, so most of the time none is outstanding, and never many.
+        assert statistics.median(requested) == 0, requested
+        assert max(requested) <= 10, requested
         assert pool(url)["counts"]["waiting"] == 2
 
         proxy.faults.error = set()
@@ -224,6 +227,7 @@ def test_a_node_nobody_asked_for_is_adopted_after_the_grace(
         api.proxy.faults.mute = False
         figures["adopted_after_clock_s"] = round(node["created_at"] - born, 1)
         assert node["adopted"] and node["created_at"] - born >= GRACE_S
+
         # One warm node too many now: the scaler terminates one, and the pool and the API
         # agree again.
         def trimmed() -> tuple[dict[str, str], dict[str, str]] | None:

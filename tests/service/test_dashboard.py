@@ -280,7 +280,9 @@ def test_dashboard_shows_the_pool_live(
             if all(rendered[key] == fetched[key] for key in TICK_STABLE):
                 check_page_shows(dom, fetched | {"metrics": rendered["metrics"]})
                 break
-            assert attempt < attempts - 1, "a tick fell between the page's and the test's reads each time"
+            assert attempt < attempts - 1, (
+                "a tick fell between the page's and the test's reads each time"
+            )
 
         check_model_shown(dom, model)
         fields = dom["fields"]
