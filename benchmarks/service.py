@@ -80,7 +80,7 @@ def bench_consume(url: str, n: int) -> dict[str, Any]:
     try:
         log = EventLog(client, LogKeys(prefix))
         events: list[Event] = []
-        users = max(50, n // 2000)
+        users = max(50, n // 500)  # habits: about 700 events per user in 14 days
         for event in generate("habits", hours=24 * 14, seed=5, users=users):
             events.append(event)
             if len(events) >= n:
@@ -154,24 +154,52 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def load(url: str, rps: int, seconds: float) -> list[float]:
+async def load(port: int, rps: int, seconds: float, connections: int = 16) -> list[float]:
+    """Open-loop load at ``rps``: each request is sent at its scheduled time on a free
+    keep-alive connection; latency counts from the scheduled time (so a backlog shows).
+
+    A bare HTTP/1.1 client over asyncio streams, so that the load generator costs far less
+    CPU than the server it measures (both share this machine's cores)."""
     latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
 
-        async def one(user: str) -> None:
-            started = time.perf_counter()
-            answer = await client.post("/v1/predict", json={"user_ids": [user]})
-            answer.raise_for_status()
-            latencies.append(time.perf_counter() - started)
+    async def one(user: str, scheduled: float) -> None:
+        reader, writer = await idle.get()
+        body = b'{"user_ids":["' + user.encode() + b'"]}'
+        writer.write(
+            b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"answer: {head[:60]!r}")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - scheduled)
+        idle.put_nowait((reader, writer))
 
-        tasks = []
-        begin = time.perf_counter()
-        for i in range(int(rps * seconds)):
-            delay = begin + i / rps - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(f"user-{i % 50}")))
-        await asyncio.gather(*tasks)
+    tasks = []
+    begin = time.perf_counter()
+    for i in range(int(rps * seconds)):
+        scheduled = begin + i / rps
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(f"user-{i % 50}", scheduled)))
+    await asyncio.gather(*tasks)
+    while not idle.empty():
+        _, writer = idle.get_nowait()
+        writer.close()
     return latencies
 
 
@@ -207,8 +235,8 @@ def bench_predict(rps: int, seconds: float) -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("provisioner serve did not become ready")
                 time.sleep(0.2)
-            asyncio.run(load(url, rps, 2.0))  # warm up
-            latencies = np.array(asyncio.run(load(url, rps, seconds))) * 1000
+            asyncio.run(load(port, rps, 2.0))  # warm up
+            latencies = np.array(asyncio.run(load(port, rps, seconds))) * 1000
         finally:
             server.terminate()
             server.wait(30)
