@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import random
-import signal
 import socket
 import statistics
 import subprocess
@@ -55,6 +54,7 @@ import httpx
 import redis
 
 from features.eventlog import EventLog, LogKeys
+from provisioner.demo import terminate
 from provisioner.embedded_redis import EmbeddedRedis
 from simulation.workloads import population
 
@@ -71,13 +71,7 @@ class Child:
 
     def stop(self, timeout_s: float = 30.0) -> str:
         """SIGTERM, wait, SIGKILL if needed; the last JSON line it printed, if any."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout_s)
         self.log.close()
         lines = self.path.read_text(errors="replace").splitlines()
         return next((line for line in reversed(lines) if line.startswith("{")), "")

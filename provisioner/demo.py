@@ -125,15 +125,20 @@ class Demo:
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop every child, last started first: SIGTERM, then SIGKILL after a while."""
         for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-            try:
-                child.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
+            terminate(child.process, timeout_s)
             child.log_file.close()
         self.children.clear()
+
+
+def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after ``timeout_s``; waits for the end."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port(preferred: int) -> int:
