@@ -10,18 +10,23 @@ Prints one JSON object.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this file's name would
+# hide the `service` package. Look for packages from the project instead.
+if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
-import json
-import os
-import platform
 import resource
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from benchmarks.common import emit
 from features.table import EventTable
 from features.trace import write_parquet
 from simulation.workloads import generate
@@ -77,13 +82,8 @@ def main() -> None:
         "load_and_build_s": round(load_s + build_s, 2),
         "events_per_s": round(events / (load_s + build_s)),
         "peak_rss_mb": round(peak_mb),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

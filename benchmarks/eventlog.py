@@ -9,27 +9,31 @@ the same server measured in the same run (Python pipeline and, when installed,
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this file's name would
+# hide the `service` package. Look for packages from the project instead.
+if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
-import json
 import os
-import platform
 import random
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import redis
 
+from benchmarks.common import emit, redis_server
 from features.eventlog import EventLog, LogKeys
 from features.events import Event, UserActivity, UserConnect, UserDisconnect, encode_payload
 from features.trace import write_jsonl
 from features.transfer import import_trace
-from provisioner.embedded_redis import EmbeddedRedis
 
 T0 = 1_732_492_800.0
 
@@ -49,16 +53,6 @@ def synthetic_events(n: int, users: int = 50, seed: int = 1) -> Iterator[Event]:
             yield UserConnect(ts, user)
         else:
             yield UserDisconnect(ts, user)
-
-
-@contextmanager
-def server_url() -> Iterator[tuple[str, str]]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url, "REDIS_URL"
-        return
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        yield server.url, "embedded"
 
 
 def raw_pipelined_xadd(client: redis.Redis, key: str, n: int, pipeline: int = 1000) -> float:
@@ -119,7 +113,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     n = args.events
-    with tempfile.TemporaryDirectory() as tmp, server_url() as (url, kind):
+    with tempfile.TemporaryDirectory() as tmp, redis_server() as url:
         client = redis.Redis.from_url(url)
         prefix = f"bench:{os.getpid()}:"
         try:
@@ -151,7 +145,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "eventlog",
         "events": n,
-        "server": kind,
+        "server": "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded",
         "redis_version": version,
         "import_events_per_s": round(n / import_s),
         "read_events_per_s": round(n / read_s),
@@ -162,13 +156,8 @@ def main() -> None:
         if tool_rate is None
         else round(n / import_s / tool_rate, 3),
         "stream_bytes_per_event": round(memory / n, 1),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

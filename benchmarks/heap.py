@@ -10,7 +10,7 @@ most between the first sample after warm-up and the last.
 
 Uses ``REDIS_URL`` when set, else an embedded server in a temporary folder.
 
-    .venv/bin/python benchmarks/heap.py [--minutes 5] [--speed 120] [--every-s 30]
+    .venv/bin/python benchmarks/heap.py [--minutes 5] [--speed 120] [--every-s 30] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,43 +26,21 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import argparse
 import asyncio
 import gc
-import json
 import os
-import platform
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import redis
 import uvicorn
 
+from benchmarks.common import emit, free_port, redis_server
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
-from provisioner.embedded_redis import EmbeddedRedis
 from provisioner.serving import running_service
 from provisioner.settings import Settings
 from simulation.workloads import generate
-
-
-@contextmanager
-def redis_url(folder: Path) -> Iterator[str]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    with EmbeddedRedis(folder / "redis") as server:
-        yield server.url
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def run(args: argparse.Namespace, home: Path, url: str) -> dict[str, Any]:
@@ -137,7 +115,6 @@ async def run(args: argparse.Namespace, home: Path, url: str) -> dict[str, Any]:
             {"where": str(stat.traceback[0]), "kb": round(stat.size_diff / 1024, 1)}
             for stat in growth
         ],
-        "python": platform.python_version(),
     }
 
 
@@ -148,13 +125,14 @@ def main() -> None:
     parser.add_argument("--every-s", type=float, default=30.0, help="wall seconds per sample")
     parser.add_argument("--warm-fraction", type=float, default=0.25)
     parser.add_argument("--top", type=int, default=5, help="allocation sites listed")
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     if args.every_s >= args.minutes * 60:
         parser.error("--every-s must be shorter than the run")
     tracemalloc.start()
-    with tempfile.TemporaryDirectory(prefix="heap-") as tmp, redis_url(Path(tmp)) as url:
+    with tempfile.TemporaryDirectory(prefix="heap-") as tmp, redis_server() as url:
         report = asyncio.run(run(args, Path(tmp) / "home", url))
-    print(json.dumps(report, indent=2))
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

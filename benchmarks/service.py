@@ -25,29 +25,24 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import numpy as np
 import redis
 
+from benchmarks.common import emit, free_port, redis_server
 from features.eventlog import EventLog, LogKeys
 from features.events import Event
 from features.online import OnlineFeatures
 from features.table import ACTIVITY, CONNECT, DISCONNECT, EventTable
 from models.model_scorer import ModelScorer
 from models.registry import LoadedModel
-from provisioner.embedded_redis import EmbeddedRedis
 from service.config import ServiceConfig
 from service.consumer import StreamConsumer
 from service.engine import Engine
@@ -55,16 +50,6 @@ from service.state_store import StateStore
 from simulation.workloads import generate
 from training.dataset import build_dataset
 from training.train import TrainConfig, train
-
-
-@contextmanager
-def server_url() -> Iterator[str]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        yield server.url
 
 
 def trained_scorer() -> ModelScorer:
@@ -146,12 +131,6 @@ def bench_tick(n_users: int, repeats: int = 5) -> dict[str, Any]:
         "tick_ms_max": round(1000 * max(times), 1),
         "state_bytes_per_user": round(features.bytes_per_user(), 1),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def load(port: int, rps: int, seconds: float, connections: int = 16) -> list[float]:
@@ -257,20 +236,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     args = parser.parse_args()
-    with server_url() as url:
+    with redis_server() as url:
         consume = bench_consume(url, args.events)
     result = {
         "benchmark": "service",
         "consume": consume,
         "tick": bench_tick(args.users),
         "predict": bench_predict(args.rps, args.seconds),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ Memory growth is the slope of a least-squares line through the RSS samples once 
 (after ``--warm-fraction`` of the run), in MB per minute.
 
     .venv/bin/python benchmarks/soak.py [--minutes 10] [--speed 60] [--habits-speed 240]
-        [--habits-users 300] [--rps 20] [--out soak.json]
+        [--habits-users 300] [--rps 20] [--json soak.json]
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -53,6 +52,7 @@ from typing import IO, Any
 import httpx
 import redis
 
+from benchmarks.common import emit, free_port
 from features.eventlog import EventLog, LogKeys
 from provisioner.demo import terminate
 from provisioner.embedded_redis import EmbeddedRedis
@@ -123,12 +123,6 @@ class Stack:
             if child.process.poll() is not None:
                 tail = child.path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{child.name} exited ({child.process.returncode}):\n{tail}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(what: str, probe: Any, stack: Stack, timeout_s: float = 120.0) -> None:
@@ -544,7 +538,7 @@ def main() -> None:
     parser.add_argument("--warm-fraction", type=float, default=0.25)
     parser.add_argument("--settle-s", type=float, default=3.0)
     parser.add_argument("--series-points", type=int, default=20)
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument(
         "--workdir", type=Path, help="a new folder to run in and keep (processes' logs, Redis)"
     )
@@ -563,8 +557,6 @@ def main() -> None:
         "started": started,
         "minutes_per_workload": args.minutes,
         "rps": args.rps,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
         "workloads": results,
         "ok": all(
             r["end"]["lost_in_log"] == 0
@@ -574,10 +566,7 @@ def main() -> None:
             for r in results.values()
         ),
     }
-    text = json.dumps(report, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.json)
 
 
 if __name__ == "__main__":
