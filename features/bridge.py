@@ -72,7 +72,7 @@ class Bridge:
         stop = stop or threading.Event()
         backoff = 0.1
         while not stop.is_set() and not self._done(max_messages):
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(*self._channels)
                 self.flush()  # anything received before Redis failed

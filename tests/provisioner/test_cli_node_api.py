@@ -97,7 +97,7 @@ def test_serves_with_its_own_embedded_redis_and_stops_on_sigterm(home: Path) -> 
 def test_uses_redis_url_clock_speed_and_channel_prefix(
     redis_url: str, redis_client: redis.Redis, key_prefix: str, home: Path
 ) -> None:
-    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(f"{key_prefix}node:status")
     env = environment(
         REDIS_URL=redis_url,

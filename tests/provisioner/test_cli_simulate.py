@@ -103,7 +103,7 @@ def test_bad_input_is_refused_clearly(
 def test_realtime_publishes_on_prefixed_channels(
     redis_url: str, redis_client: redis.Redis, key_prefix: str, home: Path
 ) -> None:
-    pubsub = redis_client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub = redis_client.pubsub()
     pubsub.subscribe(*(key_prefix + c.value for c in Channel))
     for _ in Channel:
         assert pubsub.get_message(timeout=5) is not None  # subscribed

@@ -39,7 +39,7 @@ class Listener:
 
     def __init__(self, client: redis.Redis, channel: str, clock: ScaledClock) -> None:
         self.clock = clock
-        self.pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        self.pubsub = client.pubsub()
         self.pubsub.subscribe(channel)
         confirmation = self.pubsub.get_message(timeout=5)
         assert confirmation is not None and confirmation["type"] == "subscribe"

@@ -24,7 +24,7 @@ SPEED = 500.0
 
 @pytest.fixture
 def subscriber(redis_client: redis.Redis, key_prefix: str) -> Iterator[redis.client.PubSub]:
-    pubsub = redis_client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub = redis_client.pubsub()
     pubsub.subscribe(*(key_prefix + c.value for c in Channel))
     for _ in Channel:  # wait for the confirmations: then nothing published is missed
         message = pubsub.get_message(timeout=5)
