@@ -47,25 +47,16 @@ shorter window is a prefix of a longer one from the same start.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 import random
 from collections.abc import Iterator
-from typing import Final
 
-from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
+from features.events import UserEvent
 from simulation.workloads.base import DAY_S, DEFAULT_START, UserKind, check_window
 from simulation.workloads.draws import DayProfile, clipped_gauss, poisson
 from simulation.workloads.habits_params import HABITS_PARAMS, HabitsParams
 from simulation.workloads.personas import Persona, habits_population
-
-_ACTIVITY: Final = 0
-_CONNECT: Final = 1
-_DISCONNECT: Final = 2
-
-_Entry = tuple[int, int, int, int]
-"""A planned event: (ms since the epoch, sequence number, kind, user index)."""
+from simulation.workloads.planner import ACTIVITY, DayPlanner, emit, weekday
 
 
 def habits_workload(
@@ -82,71 +73,26 @@ def habits_workload(
     """
     end = check_window(hours, start)
     personas = habits_population(seed, users, params)
-    return _emit(_DayPlanner(personas, params, start), start, end)
+    return emit(_HabitsPlanner(personas, params, start), start, end)
 
 
-def weekday(day: int) -> int:
-    """Monday 0 ... Sunday 6 of the UTC day ``day`` (days since the epoch, a Thursday)."""
-    return (day + 3) % 7
-
-
-def _emit(planner: _DayPlanner, start: float, end: float) -> Iterator[UserEvent]:
-    start_ms = round(start * 1000)
-    end_ms = math.inf if math.isinf(end) else round(end * 1000)
-    ids = [persona.user_id for persona in planner.personas]
-    pending: list[_Entry] = []
-    day = math.floor(start / DAY_S)
-    emitted_until = -math.inf
-    # A plan for day d only holds events at or after the start of day d - 1 (starts and
-    # leads are bounded by the parameters), so once day d is planned, everything before
-    # the start of day d is final.
-    while (day - 1) * DAY_S * 1000 < end_ms:
-        pending.extend(planner.plan(day))
-        pending.sort()
-        if pending and pending[0][0] < emitted_until:
-            raise RuntimeError(f"day {day} planned an event before the emitted ones: a bug")
-        watermark = day * DAY_S * 1000
-        emitted_until = watermark
-        cut = bisect.bisect_left(pending, (watermark,))
-        ready, pending = pending[:cut], pending[cut:]
-        for ms, _seq, kind, index in ready:
-            if ms < start_ms:
-                continue
-            if ms >= end_ms:
-                return
-            yield _event(ms, kind, ids[index])
-        day += 1
-    for ms, _seq, kind, index in pending:
-        if ms >= end_ms:
-            return
-        if ms >= start_ms:
-            yield _event(ms, kind, ids[index])
-
-
-def _event(ms: int, kind: int, user_id: str) -> UserEvent:
-    if kind == _ACTIVITY:
-        return UserActivity(ms / 1000, user_id, ms // 1000)
-    if kind == _CONNECT:
-        return UserConnect(ms / 1000, user_id)
-    return UserDisconnect(ms / 1000, user_id)
-
-
-class _DayPlanner:
-    """Plans one UTC day at a time for every user, keeping what carries over (busy until)."""
+class _HabitsPlanner(DayPlanner):
+    """Plans one UTC day at a time for every persona."""
 
     def __init__(self, personas: tuple[Persona, ...], params: HabitsParams, start: float) -> None:
+        super().__init__(
+            [persona.user_id for persona in personas],
+            [persona.rng_seed for persona in personas],
+            start,
+            min_session_gap_s=params.min_session_gap_s,
+            session_activity_per_hour=params.session_activity_per_hour,
+        )
         self.personas = personas
         self.params = params
         self.profile = DayProfile(params.hourly_profile)
-        self.start_ms = round(start * 1000)
-        self.rngs = [random.Random(persona.rng_seed) for persona in personas]
-        self.free_at_ms = [-math.inf] * len(personas)
-        self.seq = itertools.count()
-        self.out: list[_Entry] = []
         self.background_per_day = params.background_per_hour * 24 * self.profile.mean_fraction
 
-    def plan(self, day: int) -> list[_Entry]:
-        self.out = []
+    def plan_day(self, day: int) -> None:
         midnight = float(day * DAY_S)
         weekend = weekday(day) >= 5
         for index, persona in enumerate(self.personas):
@@ -157,7 +103,6 @@ class _DayPlanner:
                 self._sporadic_day(rng, index, persona, midnight, weekend)
             self._idle_bursts(rng, index, persona, midnight, weekend)
             self._background(rng, index, midnight, weekend)
-        return self.out
 
     def _routine_day(
         self, rng: random.Random, index: int, persona: Persona, midnight: float, weekend: bool
@@ -175,7 +120,7 @@ class _DayPlanner:
         lunch_after = (count + 1) // 2 - 1 if persona.lunch_break_s > 0 and count >= 2 else -1
         at = first
         for k in range(count):
-            connect = max(at, self.free_at_ms[index] / 1000)
+            connect = max(at, self.free_at(index))
             if connect >= latest:
                 return
             disconnect = self._session(rng, index, persona, connect)
@@ -188,7 +133,7 @@ class _DayPlanner:
         chance = persona.day_p * (self.params.sporadic_weekend_factor if weekend else 1.0)
         if rng.random() < chance:
             at = midnight + self.profile.time_of_day(rng)
-            self._session(rng, index, persona, max(at, self.free_at_ms[index] / 1000))
+            self._session(rng, index, persona, max(at, self.free_at(index)))
 
     def _session(self, rng: random.Random, index: int, persona: Persona, connect: float) -> float:
         """Plans a burst, a session from ``connect`` and light activity in it; its end, s."""
@@ -196,35 +141,22 @@ class _DayPlanner:
         length = rng.lognormvariate(math.log(persona.session_median_s), p.session_sigma)
         length = min(max(length, p.session_bounds_s[0]), p.session_bounds_s[1])
         connect_ms = math.ceil(connect * 1000)
-        disconnect_ms = connect_ms + round(length * 1000)
         self._burst(rng, index, persona, connect_ms)
-        self._add(connect_ms, _CONNECT, index)
-        rate_per_ms = p.session_activity_per_hour / 3_600_000
-        if rate_per_ms > 0:
-            t = connect_ms + rng.expovariate(rate_per_ms)
-            while t < disconnect_ms:
-                self._add(math.floor(t), _ACTIVITY, index)
-                t += rng.expovariate(rate_per_ms)
-        if connect_ms >= self.start_ms:  # a session begun before the window stays out of it
-            self._add(disconnect_ms, _DISCONNECT, index)
-        self.free_at_ms[index] = disconnect_ms + p.min_session_gap_s * 1000
-        return disconnect_ms / 1000
+        return self.session(rng, index, connect_ms, length)
 
     def _burst(self, rng: random.Random, index: int, persona: Persona, end_ms: int) -> None:
         """Activity from a personal lead before ``end_ms`` up to (not at) ``end_ms``."""
         p = self.params
         lead = min(max(persona.lead_s * rng.uniform(0.8, 1.2), p.lead_s[0]), p.lead_s[1])
         begin_ms = end_ms - max(1, round(lead * 1000))
-        rate_per_ms = 1 / (persona.burst_gap_s * 1000)
-        times: list[int] = []
-        t: float = begin_ms
-        while t < end_ms:
-            times.append(math.floor(t))
-            t += rng.expovariate(rate_per_ms)
-        while len(times) < p.burst_min_events:
-            times.append(rng.randrange(begin_ms, end_ms))
-        for ms in times:
-            self._add(ms, _ACTIVITY, index)
+        self.burst(
+            rng,
+            index,
+            begin_ms,
+            end_ms,
+            gap_s=persona.burst_gap_s,
+            min_events=p.burst_min_events,
+        )
 
     def _idle_bursts(
         self, rng: random.Random, index: int, persona: Persona, midnight: float, weekend: bool
@@ -237,9 +169,4 @@ class _DayPlanner:
     def _background(self, rng: random.Random, index: int, midnight: float, weekend: bool) -> None:
         mean = self.background_per_day * (self.params.weekend_factor if weekend else 1.0)
         for _ in range(poisson(rng, mean)):
-            self._add(
-                math.floor((midnight + self.profile.time_of_day(rng)) * 1000), _ACTIVITY, index
-            )
-
-    def _add(self, ms: int, kind: int, index: int) -> None:
-        self.out.append((ms, next(self.seq), kind, index))
+            self.add(math.floor((midnight + self.profile.time_of_day(rng)) * 1000), ACTIVITY, index)

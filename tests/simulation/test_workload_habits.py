@@ -19,9 +19,10 @@ import pytest
 
 from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
 from simulation.workloads import DEFAULT_START, UserKind, generate, population
-from simulation.workloads.habits import habits_workload, weekday
+from simulation.workloads.habits import habits_workload
 from simulation.workloads.habits_params import HABITS_PARAMS, HabitsParams
 from simulation.workloads.personas import Persona, habits_population
+from simulation.workloads.planner import weekday
 
 SEED = 5
 USERS = 300
