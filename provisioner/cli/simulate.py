@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 def simulate(
     ctx: typer.Context,
     *,
-    workload: Annotated[str, typer.Option(help="Workload: seed or habits.")] = "seed",
+    workload: Annotated[str, typer.Option(help="Workload: seed, habits or shifts.")] = "seed",
     hours: Annotated[
         float | None,
         typer.Option(

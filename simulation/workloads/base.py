@@ -27,7 +27,15 @@ class UserKind(StrEnum):
     SPORADIC = "sporadic"
     """Habits workload: connects on some days, at no fixed time."""
     BROWSE = "browse"
-    """Both workloads: shows activity but never connects."""
+    """Seed and habits workloads: shows activity but never connects."""
+    SHIFT = "shift"
+    """Shifts workload: works weekday shifts, long sessions split by a break."""
+    IMPULSE = "impulse"
+    """Shifts workload: short bursts of activity that often end in a short session."""
+    WEEKLY = "weekly"
+    """Shifts workload: connects on fixed weekdays only."""
+    CASUAL = "casual"
+    """Shifts workload: browses in bursts and rarely connects."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from simulation.workloads.base import DEFAULT_START, SimUser
 from simulation.workloads.habits import habits_workload
 from simulation.workloads.personas import habits_population
 from simulation.workloads.seed import seed_population, seed_workload
+from simulation.workloads.shifts import shifts_users, shifts_workload
 
 
 class UnknownWorkload(ValueError):
@@ -30,10 +31,15 @@ def _habits_users(seed: int, users: int | None) -> tuple[SimUser, ...]:
     return tuple(persona.user for persona in habits_population(seed, users))
 
 
-_GENERATORS: Final[dict[str, _Generator]] = {"seed": seed_workload, "habits": habits_workload}
+_GENERATORS: Final[dict[str, _Generator]] = {
+    "seed": seed_workload,
+    "habits": habits_workload,
+    "shifts": shifts_workload,
+}
 _POPULATIONS: Final[dict[str, Callable[[int, int | None], tuple[SimUser, ...]]]] = {
     "seed": seed_population,
     "habits": _habits_users,
+    "shifts": shifts_users,
 }
 
 WORKLOADS: Final = tuple(_GENERATORS)
