@@ -16,12 +16,27 @@ to find no warm node. :meth:`Demand.need` is the warm count at which that shortf
 ``1 - target`` of the expected demand, so that the expected share of instant connects is the
 target (a fill rate); it is the quantile of ``D`` at which the target is met, interpolated
 between whole nodes so that the scaler's thresholds act on fractions of a node.
+
+**Vanishing demand.** When almost nothing is expected (at night, after the online estimates
+have decayed for days), ``E[D]`` can be 1e-12 or less, and 1 % of it is below the rounding
+error of the distribution: no warm count would seem to reach the target, and the need would
+run to the end of the support. Two rules keep the need sound there: no probability is
+dropped from the distribution (the tiny ones join the Poisson part, so its mass is the
+mean's), and a shortfall below :data:`NEGLIGIBLE_SHORTFALL` counts as none.
+
+**What a demand can support.** For any ``s > E[D]``, ``(x - s)+ <= (x - E[D])^2 / (4 (s -
+E[D]))`` for every ``x``, so ``E[(D - s)+] <= Var(D) / (4 (s - E[D]))``; frees only lower the
+shortfall. Hence no sound need exceeds :meth:`Demand.bound`, ``E[D] + Var(D) / (4 a)`` with
+``a`` the allowed shortfall (at most ``E[D] + 1 / (4 (1 - target))``, as ``Var(D) <= E[D]``
+for a sum of Bernoullis and a Poisson). The scaler refuses a need above it
+(``service.scaler``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +44,9 @@ import numpy.typing as npt
 Floats = npt.NDArray[np.float64]
 
 _NEGLIGIBLE = 1e-12
+"""Probabilities below this are summed into the Poisson part, not computed exactly."""
+NEGLIGIBLE_SHORTFALL: Final = 1e-9
+"""Expected connects per lead time below which a shortfall counts as none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +59,15 @@ class Demand:
     """``E[(D - F)+]`` (the shortfall with no warm node); defaults to ``mean`` (no frees)."""
     frees: float = 0.0
     """``E[F]``: nodes expected to be freed in time to serve a connect."""
+    variance: float = -1.0
+    """``Var(D)``; defaults to ``mean`` (its largest value for a sum of Bernoullis and a
+    Poisson)."""
 
     def __post_init__(self) -> None:
         if self.uncovered < 0:
             object.__setattr__(self, "uncovered", self.mean)
+        if self.variance < 0:
+            object.__setattr__(self, "variance", self.mean)
 
     @property
     def support(self) -> int:
@@ -61,14 +84,19 @@ class Demand:
         clipped: Floats = np.maximum(es, 0.0)
         return clipped
 
+    def allowed(self, target: float) -> float:
+        """The expected shortfall a ``target`` allows: ``(1 - target) * E[D]``, and never
+        less than :data:`NEGLIGIBLE_SHORTFALL`."""
+        return max((1.0 - target) * self.mean, NEGLIGIBLE_SHORTFALL)
+
     def need(self, target: float) -> float:
-        """The (fractional) warm count whose expected shortfall is ``(1 - target) * E[D]``.
+        """The (fractional) warm count whose expected shortfall is :meth:`allowed`.
 
         0 when no demand is expected; ``support`` when even that many do not reach the target.
         """
         if self.mean <= 0.0:
             return 0.0
-        allowed = (1.0 - target) * self.mean
+        allowed = self.allowed(target)
         es = self.shortfalls()
         reached = np.flatnonzero(es <= allowed)
         if len(reached) == 0:
@@ -79,6 +107,23 @@ class Demand:
         above, below = float(es[s - 1]), float(es[s])
         step = above - below
         return s - 1 + ((above - allowed) / step if step > 0 else 1.0)
+
+    def bound(self, target: float) -> float:
+        """The largest need this demand can support (see the module doc)."""
+        if self.mean <= 0.0:
+            return 0.0
+        return self.mean + self.variance / (4.0 * self.allowed(target))
+
+    def summary(self, head: int = 8) -> dict[str, Any]:
+        """What a log line says of the distribution: moments, frees and the head of the tail."""
+        return {
+            "mean": self.mean,
+            "variance": self.variance,
+            "frees": self.frees,
+            "uncovered": self.uncovered,
+            "support": self.support,
+            "tail_head": [float(t) for t in self.tail[:head]],
+        }
 
     def quantile(self, level: float) -> int:
         """The smallest ``s`` with ``P(D <= s) >= level`` (``support`` if none below it)."""
@@ -106,6 +151,7 @@ def demand(
     p = _probabilities(probabilities)
     baseline = max(0.0, float(baseline)) if math.isfinite(baseline) else 0.0
     mean = float(p.sum()) + baseline
+    variance = float((p * (1.0 - p)).sum()) + baseline
     f = _probabilities(frees if frees is not None else np.zeros(0))
     free_pmf = _pmf(f, 0.0, exact, min(len(f), support) + 1)
     free_pmf[-1] += max(0.0, 1.0 - float(free_pmf.sum()))  # more frees than that: as many
@@ -119,7 +165,9 @@ def demand(
     uncovered = float(np.dot(np.arange(1, len(positive) + 1), positive))
     if not len(f):
         uncovered = mean  # exact, whatever the truncation
-    return Demand(mean=mean, tail=tail, uncovered=uncovered, frees=float(f.sum()))
+    return Demand(
+        mean=mean, tail=tail, uncovered=uncovered, frees=float(f.sum()), variance=variance
+    )
 
 
 def _probabilities(values: Floats) -> Floats:
@@ -131,14 +179,17 @@ def _probabilities(values: Floats) -> Floats:
 
 def _pmf(p: Floats, baseline: float, exact: int, length: int) -> Floats:
     """The pmf, over 0 .. length - 1, of a Poisson-binomial of ``p`` plus a Poisson
-    ``baseline``: exact over the ``exact`` largest probabilities, Poisson for the rest."""
+    ``baseline``: exact over the ``exact`` largest probabilities, Poisson for the rest (and
+    for the negligible ones, whose mass is kept)."""
     if len(p) > exact:
         top = np.argpartition(p, len(p) - exact)[len(p) - exact :]
         exact_p = p[top]
         rest = max(0.0, float(p.sum()) - float(exact_p.sum())) + baseline
     else:
         exact_p, rest = p, baseline
-    exact_pmf = _poisson_binomial_pmf(exact_p[exact_p > _NEGLIGIBLE])
+    negligible = exact_p <= _NEGLIGIBLE
+    rest += float(exact_p[negligible].sum())
+    exact_pmf = _poisson_binomial_pmf(exact_p[~negligible])
     pmf: Floats = np.convolve(exact_pmf[:length], _poisson_pmf(rest, length))[:length]
     return pmf
 

@@ -17,6 +17,11 @@ updates use each event's own ``ts``. The simulation passes the event time as ``n
 - The shell reports back: ``node_created(token, node_id, now)``, ``request_failed(token,
   now)``, ``node_deleted(node_id, now)``.
 
+A need the scaler refuses (``service.scaler``: not finite, or above what the demand
+supports) is never acted on: the engine decides on its last sound need instead, counts the
+refusal by reason (:attr:`Engine.refusals`) and queues it once per run of refused ticks for
+the shell to log (:meth:`Engine.take_refusals`).
+
 The engine owns its ``OnlineFeatures``: one handed in (rebuilt from the event log on a
 restart) is indexed as it is, and from then on only the engine feeds it.
 
@@ -26,6 +31,7 @@ A scorer's probability about its own horizon ``H`` becomes one about the lead ti
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +46,10 @@ from models.scoring import Scorer, Source
 from service.calibration import Calibration
 from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
-from service.demand import demand
+from service.demand import Demand, demand
 from service.metrics import MetricsReport
 from service.pool import ConnectResult, NodePool, PoolCounts
-from service.scaler import Decision, decide
+from service.scaler import Decision, Refusal, decide
 from service.sessions import SessionLengths
 
 Floats = npt.NDArray[np.float64]
@@ -123,6 +129,8 @@ class EngineStatus:
     scored_users: int
     tracked_users: int
     metrics: MetricsReport
+    refused_needs: dict[str, int]
+    """Needs the scaler refused since the start, by reason."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +144,7 @@ class EngineStatus:
             "scored_users": self.scored_users,
             "tracked_users": self.tracked_users,
             "metrics": self.metrics.to_dict(),
+            "refused_needs": dict(self.refused_needs),
         }
 
 
@@ -164,6 +173,11 @@ class Engine:
         self.sessions = SessionLengths()
         self.last_decision: Decision | None = None
         self.last_tick: float | None = None
+        self.refusals: Counter[str] = Counter()
+        """Needs the scaler refused, by reason (``service.scaler.RefusalReason``)."""
+        self._sound_need: float | None = None
+        self._refusing = False
+        self._unlogged: list[Refusal] = []
         self._next_token = 0
         self._index: dict[str, int] = {}
         self._ids: list[str] = []
@@ -214,19 +228,8 @@ class Engine:
     # -- ticks -----------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Command]:
-        config = self.config
         rows, probability, from_model, version, calibrated = self._score(now)
-        baseline = 0.0
-        if config.calibrate:
-            baseline = self.calibration.baseline_rate() * config.lead_time_s
-        distribution = demand(
-            calibrated,
-            baseline=baseline,
-            support=config.max_nodes + 1,
-            exact=config.exact_users,
-            frees=self._frees(now),
-        )
-        decision = decide(distribution, self.pool.view(), config, now)
+        decision = self._decide(self._demand(calibrated, now), now)
         commands: list[Command] = []
         for _ in range(decision.request):
             commands.append(self._request(now))
@@ -246,6 +249,12 @@ class Engine:
     def last_scores(self) -> LastScores:
         return self._last_scores
 
+    def take_refusals(self) -> list[Refusal]:
+        """The first refusal of each run of refused decisions since the last call, for the
+        shell to log (each once)."""
+        taken, self._unlogged = self._unlogged, []
+        return taken
+
     def metrics(self, now: float) -> MetricsReport:
         return self.pool.report(now)
 
@@ -262,6 +271,7 @@ class Engine:
             scored_users=len(self._last_scores),
             tracked_users=len(self._ids),
             metrics=self.metrics(now),
+            refused_needs=dict(self.refusals),
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -275,6 +285,8 @@ class Engine:
             "sessions": self.sessions.to_dict(),
             "next_token": self._next_token,
             "last_tick": self.last_tick,
+            "refusals": dict(self.refusals),
+            "sound_need": self._sound_need,
         }
 
     @classmethod
@@ -298,6 +310,9 @@ class Engine:
         engine._next_token = int(data["next_token"])
         last_tick = data.get("last_tick")
         engine.last_tick = None if last_tick is None else float(last_tick)
+        engine.refusals.update({str(k): int(v) for k, v in data.get("refusals", {}).items()})
+        sound_need = data.get("sound_need")
+        engine._sound_need = None if sound_need is None else float(sound_need)
         return engine
 
     # -- internals -------------------------------------------------------------------------
@@ -351,17 +366,38 @@ class Engine:
         if not self.config.replace_at_once or last.at is None:
             return []
         still_out = ~self._connected[last.rows]
-        distribution = demand(
-            last.demand_probability[still_out],
-            baseline=self.calibration.baseline_rate() * self.config.lead_time_s
-            if self.config.calibrate
-            else 0.0,
-            support=self.config.max_nodes + 1,
-            exact=self.config.exact_users,
+        decision = self._decide(self._demand(last.demand_probability[still_out], now), now)
+        return [self._request(now) for _ in range(decision.request)]
+
+    def _demand(self, probability: Floats, now: float) -> Demand:
+        """The demand over the lead time: the users' calibrated probabilities, the baseline
+        of unforeseen connects and the nodes disconnects will free."""
+        config = self.config
+        baseline = (
+            self.calibration.baseline_rate() * config.lead_time_s if config.calibrate else 0.0
+        )
+        return demand(
+            probability,
+            baseline=baseline,
+            support=config.max_nodes + 1,
+            exact=config.exact_users,
             frees=self._frees(now),
         )
-        decision = decide(distribution, self.pool.view(), self.config, now)
-        return [self._request(now) for _ in range(decision.request)]
+
+    def _decide(self, distribution: Demand, now: float) -> Decision:
+        """The scaler's decision, holding the last sound need when it refuses one."""
+        decision = decide(
+            distribution, self.pool.view(), self.config, now, held_need=self._sound_need
+        )
+        if decision.refused is None:
+            self._sound_need = decision.need
+            self._refusing = False
+            return decision
+        self.refusals[decision.refused.reason.value] += 1
+        if not self._refusing:
+            self._unlogged.append(decision.refused)
+        self._refusing = True
+        return decision
 
     def _on_demand(self, now: float) -> list[Command]:
         """Request nodes at once for waiting users no coming node will serve (within budget)."""

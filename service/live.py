@@ -361,6 +361,15 @@ class LiveService:
     # -- commands --------------------------------------------------------------------------
 
     def _dispatch(self, commands: list[Command]) -> None:
+        for refusal in self.engine.take_refusals():
+            log.warning(
+                "refused a need of %.2f nodes (%s; the demand supports at most %.2f): holding "
+                "the last sound need; demand %s",
+                refusal.need,
+                refusal.reason.value,
+                refusal.bound,
+                refusal.demand,
+            )
         leading = self.is_leader()
         for command in commands:
             if isinstance(command, RequestNode):

@@ -6,6 +6,11 @@ everywhere):
 - **efficiency**: connected user-seconds / node-seconds, a node counting from its create
   request to its termination, boot included.
 
+Two more figures tell a runaway pool at a glance: **nodes per connect** (nodes created over
+connects: about 1 for a pool that boots a node per session, below 1 when nodes are
+reused, far above 1 when the pool churns) and the **idle share** of node time (the share
+in which a node served no user: booting, idle ready or terminating).
+
 User time runs from a connect to the next disconnect of the same user (an open session up
 to ``now``), whether or not the user had a node yet, as the node API's ``UserTime`` counts
 it. A connect that disconnects before any node reaches it is counted as a connect (not
@@ -42,9 +47,26 @@ class MetricsReport:
     """``user_seconds / node_seconds`` (a fraction); 0.0 without node time."""
     nodes_created: int
     """Nodes the pool obtained (created on our request, or adopted)."""
+    busy_node_seconds: float = 0.0
+    """Node-seconds in which a node was allocated to a user."""
+
+    @property
+    def nodes_per_connect(self) -> float:
+        """``nodes_created / connects`` (over one connect when there was none)."""
+        return self.nodes_created / max(1, self.connects)
+
+    @property
+    def idle_share(self) -> float:
+        """``1 - busy_node_seconds / node_seconds``: 0.0 without node time."""
+        if self.node_seconds <= 0:
+            return 0.0
+        return min(1.0, max(0.0, 1.0 - self.busy_node_seconds / self.node_seconds))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {
+            "nodes_per_connect": self.nodes_per_connect,
+            "idle_share": self.idle_share,
+        }
 
 
 @dataclass(slots=True)
@@ -60,6 +82,7 @@ class Metrics:
     requests_failed: int = 0
     closed_user_seconds: float = 0.0
     closed_node_seconds: float = 0.0
+    closed_busy_node_seconds: float = 0.0
     sessions: dict[str, float] = field(default_factory=dict)
     """Open sessions: user id -> connect time."""
 
@@ -86,12 +109,18 @@ class Metrics:
     def node_gone(self, created_at: float, gone_at: float) -> None:
         self.closed_node_seconds += max(0.0, gone_at - created_at)
 
+    def node_freed(self, allocated_at: float, freed_at: float) -> None:
+        """A node allocated at ``allocated_at`` served no user any more from ``freed_at``."""
+        self.closed_busy_node_seconds += max(0.0, freed_at - allocated_at)
+
     # -- reading ---------------------------------------------------------------------------
 
     def user_seconds(self, now: float) -> float:
         return self.closed_user_seconds + sum(max(0.0, now - s) for s in self.sessions.values())
 
-    def report(self, now: float, open_node_seconds: float) -> MetricsReport:
+    def report(
+        self, now: float, open_node_seconds: float, open_busy_node_seconds: float = 0.0
+    ) -> MetricsReport:
         user_s = self.user_seconds(now)
         node_s = self.closed_node_seconds + open_node_seconds
         waits = np.asarray(self.waits, dtype=np.float64)
@@ -107,6 +136,7 @@ class Metrics:
             node_seconds=node_s,
             efficiency=user_s / node_s if node_s > 0 else 0.0,
             nodes_created=self.nodes_created,
+            busy_node_seconds=self.closed_busy_node_seconds + open_busy_node_seconds,
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -122,7 +152,7 @@ class Metrics:
         metrics = cls(**{k: v for k, v in data.items() if k not in ("waits", "sessions")})
         metrics.waits = [float(w) for w in data.get("waits", [])]
         metrics.sessions = {str(u): float(t) for u, t in data.get("sessions", {}).items()}
-        for name in ("closed_user_seconds", "closed_node_seconds"):
+        for name in ("closed_user_seconds", "closed_node_seconds", "closed_busy_node_seconds"):
             value = getattr(metrics, name)
             if not math.isfinite(value):
                 raise ValueError(f"{name} is not finite: {value!r}")

@@ -72,6 +72,8 @@ class PoolNode:
     """Set while ready and idle."""
     user_id: str | None = None
     """Set while allocated."""
+    allocated_at: float | None = None
+    """Set while allocated: since when (its busy time counts from here)."""
     adopted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +85,7 @@ class PoolNode:
             "ready_at": self.ready_at,
             "idle_since": self.idle_since,
             "user_id": self.user_id,
+            "allocated_at": self.allocated_at,
             "adopted": self.adopted,
         }
 
@@ -96,6 +99,7 @@ class PoolNode:
             ready_at=_opt_float(data.get("ready_at")),
             idle_since=_opt_float(data.get("idle_since")),
             user_id=data.get("user_id"),
+            allocated_at=_opt_float(data.get("allocated_at")),
             adopted=bool(data.get("adopted", False)),
         )
 
@@ -263,7 +267,7 @@ class NodePool:
             return ConnectResult.DUPLICATE
         if self._idle:
             node_id = next(reversed(self._idle))  # idle the shortest time
-            self._allocate(self._nodes[node_id], user_id)
+            self._allocate(self._nodes[node_id], user_id, now)
             self.metrics.connect(user_id, now, instant=True)
             return ConnectResult.INSTANT
         self._waiting[user_id] = Waiting(now)
@@ -280,7 +284,7 @@ class NodePool:
         self.metrics.disconnect(user_id, now, abandoned=waiting is not None and waiting.counted)
         if node_id is not None:
             node = self._nodes[node_id]
-            node.user_id = None
+            self._release(node, now)
             self._make_idle(node, now)
             self._serve_waiting(now)
         return True
@@ -329,8 +333,14 @@ class NodePool:
     def open_node_seconds(self, now: float) -> float:
         return sum(max(0.0, now - n.created_at) for n in self.nodes())
 
+    def open_busy_node_seconds(self, now: float) -> float:
+        nodes = (self._nodes[node_id] for node_id in self._allocated.values())
+        return sum(max(0.0, now - n.allocated_at) for n in nodes if n.allocated_at is not None)
+
     def report(self, now: float) -> MetricsReport:
-        return self.metrics.report(now, self.open_node_seconds(now))
+        return self.metrics.report(
+            now, self.open_node_seconds(now), self.open_busy_node_seconds(now)
+        )
 
     # -- state -----------------------------------------------------------------------------
 
@@ -399,19 +409,27 @@ class NodePool:
         node.idle_since = now
         self._idle[node.node_id] = None
 
-    def _allocate(self, node: PoolNode, user_id: str) -> None:
+    def _allocate(self, node: PoolNode, user_id: str, now: float) -> None:
         assert node.node_id is not None
         del self._idle[node.node_id]
         node.state = NodeState.ALLOCATED
         node.idle_since = None
         node.user_id = user_id
+        node.allocated_at = now
         self._allocated[user_id] = node.node_id
+
+    def _release(self, node: PoolNode, now: float) -> None:
+        """The allocated ``node`` serves its user no more: its busy time is counted."""
+        if node.allocated_at is not None:
+            self.metrics.node_freed(node.allocated_at, now)
+        node.user_id = None
+        node.allocated_at = None
 
     def _serve_waiting(self, now: float) -> None:
         while self._waiting and self._idle:
             user_id = next(iter(self._waiting))
             waiting = self._waiting.pop(user_id)
-            self._allocate(self._nodes[next(reversed(self._idle))], user_id)
+            self._allocate(self._nodes[next(reversed(self._idle))], user_id, now)
             if waiting.counted:
                 self.metrics.served_after_wait(now - waiting.since)
 
@@ -423,9 +441,11 @@ class NodePool:
         self._booting.pop(node_id, None)
         self._terminating.pop(node_id, None)
         if node.state is NodeState.ALLOCATED and node.user_id is not None:
-            del self._allocated[node.user_id]
+            user_id = node.user_id
+            del self._allocated[user_id]
+            self._release(node, now)
             # The user still needs a node: back to the head of the queue, wait not counted.
-            self._waiting = {node.user_id: Waiting(now, counted=False), **self._waiting}
+            self._waiting = {user_id: Waiting(now, counted=False), **self._waiting}
             self._serve_waiting(now)
         node.state = NodeState.GONE
         self.metrics.node_gone(node.created_at, now)

@@ -17,6 +17,12 @@ users waiting for them. Around ``d`` lies a hysteresis band ``[low, high]`` of w
 - **idle too long**: an idle ready node idle ``max_idle_s`` or more is terminated whenever
   the pool stays at or above ``low`` without it (the band's slack is not kept forever).
 
+**Unsound needs are refused.** A need that is not a finite number, or that lies above what
+the demand can support (:meth:`service.demand.Demand.bound`: no distribution with that mean
+and variance needs it), comes from a degenerate distribution or a bug, never from the
+users. It is not acted on: the decision is made on the last sound need the caller holds
+(``held_need``; 0, i.e. ``min_ready``, when none), and :attr:`Decision.refused` says why.
+
 Terminations take booting nodes first (newest first), then idle ready nodes (idle the
 longest first); never an allocated node. Requests never take the pool above ``max_nodes``
 (nodes in every state but gone count); a pool above it (adopted nodes, a lowered budget)
@@ -31,10 +37,51 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 from service.config import ServiceConfig
 from service.demand import Demand
 from service.pool import PoolView
+
+
+class RefusalReason(StrEnum):
+    """Why a need was not acted on (a label of the ``/metrics`` counter)."""
+
+    NOT_FINITE = "not_finite"
+    """The need or the expected demand is NaN or infinite."""
+    UNSUPPORTED = "unsupported"
+    """The need lies above the most the demand can support."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A need the scaler refused, and the distribution that produced it."""
+
+    reason: RefusalReason
+    need: float
+    bound: float
+    """The most the demand supports (``Demand.bound``)."""
+    demand: dict[str, Any]
+    """``Demand.summary()``: what a log line shows of the distribution."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason.value,
+            "need": self.need,
+            "bound": self.bound,
+            "demand": self.demand,
+        }
+
+
+def check_need(demand: Demand, need: float, target: float) -> Refusal | None:
+    """None when ``need`` is sound for ``demand`` (see the module doc), else why not."""
+    if not (math.isfinite(need) and math.isfinite(demand.mean)):
+        return Refusal(RefusalReason.NOT_FINITE, need, math.nan, demand.summary())
+    bound = demand.bound(target)
+    if need > bound + 1e-6 * (1.0 + bound):
+        return Refusal(RefusalReason.UNSUPPORTED, need, bound, demand.summary())
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +99,8 @@ class Decision:
     """Warm count before the decision."""
     expected_demand: float
     reason: str
+    refused: Refusal | None = None
+    """Set when the demand's own need was refused and ``need`` is the one held instead."""
 
     @property
     def desired_warm(self) -> int:
@@ -66,18 +115,34 @@ def band(need: float, config: ServiceConfig) -> tuple[int, int]:
     return low, max(low, high)
 
 
-def decide(demand: Demand, view: PoolView, config: ServiceConfig, now: float) -> Decision:
+def decide(
+    demand: Demand,
+    view: PoolView,
+    config: ServiceConfig,
+    now: float,
+    *,
+    held_need: float | None = None,
+) -> Decision:
+    """What to request or terminate now (see the module doc); ``held_need`` is the last sound
+    need, acted on instead of an unsound one."""
     counts = view.counts
     need = demand.need(config.target_instant_rate)
+    refused = check_need(demand, need, config.target_instant_rate)
+    detail = ""
+    if refused is not None:
+        need = held_need if held_need is not None else 0.0
+        detail = (
+            f"refused need {refused.need:.2f} ({refused.reason.value}, bound {refused.bound:.2f}); "
+        )
     low, high = band(need, config)
     warm = counts.warm
     live = counts.live
     room = config.max_nodes - live
 
     def decision(request: int, terminate: tuple[str, ...], reason: str) -> Decision:
-        return Decision(request, terminate, need, low, high, warm, demand.mean, reason)
+        return Decision(request, terminate, need, low, high, warm, demand.mean, reason, refused)
 
-    detail = f"need {need:.2f} (E[D] {demand.mean:.2f}), warm {warm} in [{low}, {high}]"
+    detail += f"need {need:.2f} (E[D] {demand.mean:.2f}), warm {warm} in [{low}, {high}]"
     if room < 0:
         shed = _candidates(view)[:-room]
         return decision(

@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.breaker import BreakerState, CircuitBreaker
 from service.engine import EngineStatus
+from service.scaler import RefusalReason
 
 
 class Telemetry:
@@ -38,6 +39,23 @@ class Telemetry:
         )
         self.efficiency = Gauge(
             "provisioner_efficiency", "Connected user-seconds / node-seconds.", registry=r
+        )
+        self.nodes_per_connect = Gauge(
+            "provisioner_nodes_per_connect",
+            "Nodes created / connects: about 1 when each session boots a node, far above 1 "
+            "when the pool churns.",
+            registry=r,
+        )
+        self.idle_share = Gauge(
+            "provisioner_idle_share",
+            "Share of node time in which a node served no user (booting, idle, terminating).",
+            registry=r,
+        )
+        self.refused_needs = Gauge(
+            "provisioner_refused_needs",
+            "Needs the scaler refused (not acted on: the last sound one was held), by reason.",
+            ["reason"],
+            registry=r,
         )
         self.waits = Histogram(
             "provisioner_connect_wait_seconds",
@@ -93,6 +111,12 @@ class Telemetry:
             self.desired_warm.set(status.desired_warm)
         self.instant_rate.set(status.metrics.instant_rate)
         self.efficiency.set(status.metrics.efficiency)
+        self.nodes_per_connect.set(status.metrics.nodes_per_connect)
+        self.idle_share.set(status.metrics.idle_share)
+        for reason in RefusalReason:
+            self.refused_needs.labels(reason=reason.value).set(
+                status.refused_needs.get(reason.value, 0)
+            )
         for wait in waits[self._waits_seen :]:
             self.waits.observe(wait)
         self._waits_seen = len(waits)

@@ -47,16 +47,20 @@ def oracle(events: Iterable[Event], *, end: float, boot: BootTime, seed: int) ->
             serving[event.user_id] = node
             metrics.connect(event.user_id, event.ts, instant=True)
         elif isinstance(event, UserDisconnect):
+            started = metrics.sessions.get(event.user_id)
             metrics.disconnect(event.user_id, event.ts, abandoned=False)
             if event.user_id not in serving:
                 continue
             node = serving.pop(event.user_id)
+            if started is not None:
+                metrics.node_freed(started, event.ts)
             node.freed_at = event.ts
             freed.append(node)
     for node in freed:
         metrics.node_gone(node.created_at, _free_time(node))
     open_node_seconds = sum(max(0.0, end - node.created_at) for node in serving.values())
-    return metrics.report(end, open_node_seconds)
+    open_busy = sum(max(0.0, end - metrics.sessions[user]) for user in serving)
+    return metrics.report(end, open_node_seconds, open_busy)
 
 
 def _free_time(node: _Node) -> float:

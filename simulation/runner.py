@@ -60,6 +60,8 @@ class RunResult:
     node_seconds: float
     user_seconds: float
     nodes_created: int
+    busy_node_seconds: float
+    """Node-seconds in which a node was allocated to a user (from the core's pool)."""
     instant: int
     waited: int
     abandoned: int
@@ -71,8 +73,23 @@ class RunResult:
     start: float
     end: float
 
+    @property
+    def nodes_per_connect(self) -> float:
+        """``nodes_created / connects`` (over one connect when there was none)."""
+        return self.nodes_created / max(1, self.connects)
+
+    @property
+    def idle_share(self) -> float:
+        """Share of the fleet's node time in which a node served no user."""
+        if self.node_seconds <= 0:
+            return 0.0
+        return min(1.0, max(0.0, 1.0 - self.busy_node_seconds / self.node_seconds))
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {
+            "nodes_per_connect": self.nodes_per_connect,
+            "idle_share": self.idle_share,
+        }
 
 
 class DecisionCore(Protocol):
@@ -175,6 +192,7 @@ def run(
         node_seconds=node_seconds,
         user_seconds=user_seconds,
         nodes_created=fleet.node_count,
+        busy_node_seconds=report.busy_node_seconds,
         instant=report.instant,
         waited=report.waited,
         abandoned=report.abandoned,

@@ -106,6 +106,37 @@ def test_endpoints_with_a_champion(
         assert "provisioner_scorer_fallbacks" in text or "provisioner_ticks_total" in text
 
 
+def test_the_runaway_figures_are_in_the_pool_and_the_metrics(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """Nodes per connect and the idle share, in ``/v1/pool`` and ``/metrics`` alike, and
+    the refused needs by reason."""
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    with api(redis_url, redis_client, key_prefix, None) as (client, service):
+        now = service.clock.now()
+        log.append_batch([UserActivity(now, "ann", int(now)), UserConnect(now + 0.01, "ann")])
+        deadline = time.monotonic() + 10
+        while (pool := client.get("/v1/pool").json())["metrics"]["connects"] < 1 or (
+            service.engine.last_tick is None or service.engine.last_tick < now + 1
+        ):
+            assert time.monotonic() < deadline, pool
+            time.sleep(0.05)
+        metrics = pool["metrics"]
+        assert metrics["nodes_per_connect"] == metrics["nodes_created"] / metrics["connects"]
+        assert 0.0 < metrics["idle_share"] <= 1.0  # booting nodes serve nobody
+        assert pool["refused_needs"] == {}
+        text = client.get("/metrics").text
+        figures = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in text.splitlines()
+            if line.startswith("provisioner_") and " " in line
+        }
+        assert figures["provisioner_nodes_per_connect"] >= 1.0
+        assert 0.0 < figures["provisioner_idle_share"] <= 1.0
+        assert figures['provisioner_refused_needs{reason="unsupported"}'] == 0.0
+        assert figures['provisioner_refused_needs{reason="not_finite"}'] == 0.0
+
+
 def test_bad_requests_get_clear_4xx(
     redis_url: str, redis_client: redis.Redis, key_prefix: str
 ) -> None:

@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from service.calibration import N_BANDS, Calibration
+from service.config import ServiceConfig
 
 T0 = 1_732_492_800.0
 LEAD = 40.0
@@ -108,3 +109,26 @@ def test_round_trip() -> None:
     np.testing.assert_allclose(copy.calibrated(p, m), cal.calibrated(p, m))
     with pytest.raises(ValueError, match="scored"):
         copy.load({**cal.to_dict(), "scored": [1.0]})
+
+
+def test_a_drifted_estimate_is_pulled_back_within_hours() -> None:
+    """Whatever state the calibration reached (restored, or learned on another population),
+    the outcomes pull it back within a few half-lives (the service's default: 2 h)."""
+    half_life = ServiceConfig().calibration_half_life_s
+    cal = calibration(half_life_s=half_life)
+    p, m = scores([0.8] * 20)
+    band = int(cal.codes(p[:1], m[:1])[0])
+    state = cal.to_dict()
+    state["scored"][band], state["score_sum"][band], state["hits"][band] = 1e3, 8e2, 9e2
+    state |= {"unforeseen": 500.0, "exposure_s": 1000.0, "last_at": T0}
+    cal.load(state)
+    assert cal.calibrated(p[:1], m[:1])[0] == pytest.approx(0.9, abs=0.01)
+    assert cal.baseline_rate() == pytest.approx(0.5)  # a connect every 2 s nobody foresaw
+    users = np.arange(20)
+    rates = []
+    for k in range(1, 6 * 360 + 1):  # six hours of ticks: these users never connect
+        cal.record(T0 + 10.0 * k, users, p, m, 20, None)
+        if k % 360 == 0:
+            rates.append(float(cal.calibrated(p[:1], m[:1])[0]))
+    assert rates == sorted(rates, reverse=True) and rates[-1] < 0.05
+    assert cal.baseline_rate() < 0.5 / 50  # no unforeseen connect since: nearly gone

@@ -171,9 +171,12 @@ def check_page_shows(dom: dict[str, Any], pool: dict[str, Any]) -> None:
     for testid, expected in (
         ("instant-rate", metrics["instant_rate"]),
         ("efficiency", metrics["efficiency"]),
+        ("idle-share", metrics["idle_share"]),
     ):
         assert float(value(testid) or "nan") == expected, (testid, value(testid), expected)
         assert close(percent_shown(text(testid)), expected, 0.0005 + 1e-9), (testid, expected)
+    assert float(value("nodes-per-connect") or "nan") == metrics["nodes_per_connect"]
+    assert close(float(text("nodes-per-connect")), metrics["nodes_per_connect"], 0.005 + 1e-9)
     assert float(value("expected-demand") or "nan") == pool["expected_demand"]
     assert close(float(text("expected-demand")), pool["expected_demand"], 0.005 + 1e-9)
     assert text("scaler-reason") == pool["reason"]
@@ -354,6 +357,7 @@ def crafted_status(at: float, *, waiting: int = 2) -> EngineStatus:
         node_seconds=4321.0,
         efficiency=1234.5 / 4321.0,
         nodes_created=19,
+        busy_node_seconds=1100.25,
     )
     return EngineStatus(
         at=at,
@@ -366,6 +370,7 @@ def crafted_status(at: float, *, waiting: int = 2) -> EngineStatus:
         scored_users=40,
         tracked_users=55,
         metrics=metrics,
+        refused_needs={},
     )
 
 

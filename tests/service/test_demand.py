@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.demand import demand
+from service.demand import NEGLIGIBLE_SHORTFALL, demand
 
 
 def brute_pmf(p: list[float]) -> np.ndarray:
@@ -130,3 +130,51 @@ def test_no_frees_leaves_the_demand_as_it_was() -> None:
     with_none, plain = demand(p, support=40, frees=np.zeros(0)), demand(p, support=40)
     assert with_none.mean == plain.mean and with_none.uncovered == plain.uncovered
     np.testing.assert_allclose(with_none.tail, plain.tail, atol=1e-12)
+
+
+# --- vanishing demand: the need stays sound where 1 % of E[D] is below rounding -------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 400),
+    st.floats(-18.0, -2.0),
+    st.floats(-18.0, -2.0),
+    st.integers(0, 40),
+    st.floats(0.5, 0.999),
+)
+def test_the_need_never_exceeds_what_the_demand_supports(
+    users: int, log_scale: float, log_baseline: float, busy: int, target: float
+) -> None:
+    rng = np.random.default_rng(users * 41 + busy)
+    p = rng.uniform(0.0, 1.0, users) * 10**log_scale
+    frees = rng.uniform(0.0, 0.5, busy)
+    d = demand(p, baseline=10**log_baseline, support=501, frees=frees)
+    need = d.need(target)
+    assert need <= d.bound(target) <= d.mean + 1 / (4 * (1 - target)) + 1e-9
+    assert need < 2  # a thousandth of a connect, at most, is expected: no node is needed
+
+
+def test_negligible_probabilities_keep_their_mass() -> None:
+    """10,000 users at 1e-13 each: E[D] = 1e-9, all of it in the distribution."""
+    d = demand(np.full(10_000, 1e-13), support=501)
+    assert d.mean == pytest.approx(1e-9)
+    assert d.tail[0] == pytest.approx(1e-9, rel=1e-3)
+    assert d.shortfall(1) == pytest.approx(0.0, abs=1e-15)
+    assert d.need(0.99) <= 1.0
+
+
+def test_a_shortfall_below_the_negligible_one_needs_no_node() -> None:
+    d = demand(np.zeros(0), baseline=1e-12, support=501, frees=np.full(12, 0.2))
+    assert d.need(0.99) == 0.0
+    assert d.allowed(0.99) == NEGLIGIBLE_SHORTFALL
+
+
+def test_the_bound_is_the_mean_plus_the_variance_over_four_allowed() -> None:
+    p = np.full(40, 0.05)
+    d = demand(p, support=30)
+    assert d.variance == pytest.approx(40 * 0.05 * 0.95)
+    assert d.bound(0.99) == pytest.approx(2.0 + 1.9 / (4 * 0.02))
+    assert d.need(0.99) < d.bound(0.99)
+    summary = d.summary()
+    assert summary["mean"] == pytest.approx(2.0) and len(summary["tail_head"]) == 8

@@ -23,6 +23,7 @@ from models.heuristic import HeuristicScorer
 from models.scoring import Floats, Scores, Source
 from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
+from service.demand import Demand
 from service.engine import Engine
 from service.pool import NodeState
 
@@ -281,3 +282,86 @@ def test_random_traffic_never_breaks_the_invariants(seed: int, budget: int, min_
             assert not (requested and terminated)
             assert counts.warm >= min_ready or counts.live == budget
     assert ticks > 0
+
+
+# --- runaway guards -------------------------------------------------------------------------
+
+
+def test_a_vanishing_demand_asks_for_no_node() -> None:
+    """The first runaway of the shifts workload: at night, only users the heuristic scores 0
+    are around, and their calibrated rate has decayed for two days to 1e-14. Each
+    probability fell below the distribution's cut-off and was dropped, while E[D] still
+    counted them: no warm count reached the target, and the need ran to the budget
+    (``need 501.00 (E[D] 0.00)``), every few ticks, for hours."""
+    shell = Shell(engine(max_nodes=500))
+    for i in range(200):
+        shell.event(UserActivity(T0 + i, f"quiet{i}", int(T0 + i)))
+    calibration = shell.engine.calibration
+    state = calibration.to_dict()
+    state["scored"][0], state["hits"][0] = 1e5, 1e-9  # band 0: rate 1e-14
+    state |= {"unforeseen": 1e-12, "exposure_s": 1e4, "last_at": T0 + 900}
+    calibration.load(state)
+    for k in range(6):  # last activity 15 min ago: heuristic 0, band 0
+        shell.tick(T0 + 900 + 10 * k)
+        shell.boot_all(T0 + 905 + 10 * k)
+    decision = shell.engine.last_decision
+    assert decision is not None and decision.refused is None
+    assert decision.need < 1.0 and 0 < decision.expected_demand < 1e-9
+    assert shell.engine.status(T0 + 960).counts.live == 2  # min_ready
+    assert shell.created == 2 and shell.engine.refusals == {}
+
+
+class DegenerateOnce(Engine):
+    """An engine whose demand goes degenerate while ``broken`` is set (a stand-in for a bug
+    the scaler must not act on, as the one above was)."""
+
+    broken = False
+
+    def _demand(self, probability: Floats, now: float) -> Demand:
+        sound = super()._demand(probability, now)
+        if not self.broken:
+            return sound
+        return Demand(mean=sound.mean + 1e-3, tail=np.zeros(sound.support), uncovered=1.0)
+
+
+def test_a_refused_need_holds_the_last_sound_one_is_counted_and_queued_once() -> None:
+    core = DegenerateOnce(ModelLike(probability=0.3), ServiceConfig(min_ready=0))
+    shell = Shell(core)
+    for i in range(12):
+        shell.event(UserActivity(T0 + i, f"u{i}", int(T0 + i)))
+    shell.tick(T0 + 20)
+    shell.boot_all(T0 + 40)
+    sound = core.last_decision
+    assert sound is not None and sound.refused is None and sound.need > 3
+    live = core.status(T0 + 40).counts.live
+    core.broken = True
+    for k in range(5):
+        assert shell.tick(T0 + 50 + 10 * k) == []  # the held need: nothing to do
+    decision = core.last_decision
+    assert decision is not None and decision.refused is not None
+    assert decision.need == sound.need and core.status(T0 + 90).counts.live == live
+    assert core.refusals == {"unsupported": 5}
+    queued = core.take_refusals()
+    assert len(queued) == 1 and queued[0].need == 51.0  # once for the whole run
+    assert core.take_refusals() == []
+    core.broken = False
+    shell.tick(T0 + 100)
+    core.broken = True
+    shell.tick(T0 + 110)
+    assert len(core.take_refusals()) == 1  # a new run of refusals: queued again
+    status = core.status(T0 + 110).to_dict()
+    assert status["refused_needs"] == {"unsupported": 6}
+    restored = Engine.from_dict(orjson.loads(orjson.dumps(core.to_dict())), ModelLike())
+    assert restored.refusals == core.refusals
+
+
+def test_status_reports_nodes_per_connect_and_the_idle_share() -> None:
+    shell = Shell(engine(min_ready=1))
+    shell.tick(T0)
+    shell.boot_all(T0 + 10)  # one node: booting 10 s
+    shell.event(UserConnect(T0 + 30, "a"))  # idle 20 s, then busy
+    shell.boot_all(T0 + 40)  # its replacement
+    metrics = shell.engine.status(T0 + 130).to_dict()["metrics"]
+    assert metrics["nodes_created"] == 2 and metrics["nodes_per_connect"] == 2.0
+    assert metrics["busy_node_seconds"] == pytest.approx(100.0)
+    assert metrics["idle_share"] == pytest.approx(1 - 100.0 / (130.0 + 100.0))

@@ -53,6 +53,7 @@ def status(t: float, *, ready: int = 2, waiting: int = 0, connects: int = 0) -> 
         scored_users=7,
         tracked_users=9,
         metrics=metrics,
+        refused_needs={},
     )
 
 

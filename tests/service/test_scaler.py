@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from service.config import ServiceConfig
 from service.demand import Demand, demand
 from service.pool import PoolCounts, PoolView
-from service.scaler import Decision, band, decide
+from service.scaler import Decision, RefusalReason, band, check_need, decide
 
 NOW = 1_732_500_000.0
 
@@ -217,3 +218,48 @@ def test_probabilities_not_means_the_same_mean_spread_needs_more() -> None:
     a = decide(spread, make_view(), ServiceConfig(min_ready=0), NOW)
     b = decide(sure, make_view(), ServiceConfig(min_ready=0), NOW)
     assert a.request > b.request == 2
+
+
+# --- unsound needs are refused -------------------------------------------------------------
+
+
+def degenerate(mean: float = 1e-3, support: int = 51) -> Demand:
+    """A distribution whose mass never reaches the target anywhere in its support (what a
+    rounding error or a dropped probability made of a vanishing demand): need = support."""
+    return Demand(mean=mean, tail=np.zeros(support), uncovered=1.0)
+
+
+def test_a_need_above_what_the_demand_supports_is_refused_and_the_held_one_used() -> None:
+    bad = degenerate()
+    assert bad.need(CONFIG.target_instant_rate) == 51.0
+    d = decide(bad, make_view(ready=2), CONFIG, NOW, held_need=3.2)
+    assert d.refused is not None and d.refused.reason is RefusalReason.UNSUPPORTED
+    assert d.refused.need == 51.0 and d.refused.bound == pytest.approx(bad.bound(0.99))
+    assert d.refused.demand["mean"] == 1e-3
+    assert d.need == 3.2 and (d.low, d.high) == band(3.2, CONFIG)
+    assert d.request == 1 and d.desired_warm == 3  # the held need's band, not 51 nodes
+    assert "refused need 51.00 (unsupported" in d.reason
+    without = decide(bad, make_view(ready=6), CONFIG, NOW)  # none held: min_ready
+    assert without.need == 0.0 and len(without.terminate) == 4
+
+
+def test_a_need_that_is_not_a_number_is_refused() -> None:
+    nan = Demand(mean=math.nan, tail=np.zeros(51))
+    d = decide(nan, make_view(ready=2), CONFIG, NOW, held_need=1.0)
+    assert d.refused is not None and d.refused.reason is RefusalReason.NOT_FINITE
+    assert d.request == 0 and d.terminate == ()
+    assert d.refused.to_dict()["reason"] == "not_finite"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1.0), max_size=60),
+    st.floats(0.0, 5.0),
+    st.lists(st.floats(0.0, 1.0), max_size=20),
+    st.floats(0.5, 0.999),
+)
+def test_a_sound_distribution_is_never_refused(
+    p: list[float], baseline: float, frees: list[float], target: float
+) -> None:
+    d = demand(np.array(p), baseline=baseline, support=200, frees=np.array(frees))
+    assert check_need(d, d.need(target), target) is None
