@@ -15,14 +15,17 @@ The ``model`` policy is our engine with a model trained by the training package
 
 - ``train_trace``: another trace file;
 - ``train_fraction``: the earlier part of the scored trace (the scored part is the rest);
+- ``history_hours``: the same users' events in the hours before the scored window of a
+  generated workload (the workload is generated from its start for the history and the
+  scored hours together, and scored after the history);
 - otherwise the same workload under another seed (``seed + TRAIN_SEED_OFFSET``) for
   ``train_hours`` (default: the scored hours).
 
 :func:`check_separate` enforces it: the training events must end before the scored ones
 begin, or share no user with them; otherwise :class:`TrainingLeak`. When the training
-history is an earlier stretch of the same users (a trace split), the engine's online
-features are first fed with it, as the live service would have read its event log; no
-metric counts it.
+history is an earlier stretch of the same users (a trace split or ``history_hours``), the
+online features of every engine policy (``heuristic`` and ``model``) are first fed with it,
+as the live service would have read its event log; no metric counts it.
 
 :func:`run_bench` returns a :class:`BenchResult`; its ``to_dict()`` is the JSON (no wall
 times in it, so the same inputs give the same JSON); :func:`render_table` is the human
@@ -182,11 +185,16 @@ def split_history(history: History, fraction: float) -> tuple[History, History]:
     if not 0.0 < fraction < 1.0:
         raise BenchError(f"the training fraction must be in (0, 1), not {fraction}")
     cut = history.start + fraction * (history.end - history.start)
+    return split_at(history, cut, f"{fraction:g}")
+
+
+def split_at(history: History, cut: float, label: str) -> tuple[History, History]:
+    """``(earlier, later)``: the events before ``cut``, and the others."""
     earlier = tuple(e for e in history.events if e.ts < cut)
     later = tuple(e for e in history.events if e.ts >= cut)
     return (
-        History(earlier, history.start, cut, f"{history.source} before {fraction:g}"),
-        History(later, cut, history.end, f"{history.source} from {fraction:g}"),
+        History(earlier, history.start, cut, f"{history.source} before {label}"),
+        History(later, cut, history.end, f"{history.source} from {label}"),
     )
 
 
@@ -288,8 +296,13 @@ class PolicyResult:
     node_seconds: float
     user_seconds: float
     nodes_created: int
+    nodes_per_connect: float
+    idle_share: float
+    """Share of node time in which a node served no user (``service.metrics``)."""
     knob: float | None = None
     """``static``: K; ``heuristic`` / ``model``: the service-level target; else None."""
+    refused_needs: int | None = None
+    """``heuristic`` / ``model``: needs the scaler refused (``service.scaler``); else None."""
     wall_s: float = field(default=0.0, compare=False)
     """Wall time of the run (not in the JSON: the JSON is deterministic)."""
 
@@ -333,9 +346,12 @@ def run_policy(
             node_seconds=report.node_seconds,
             user_seconds=report.user_seconds,
             nodes_created=report.nodes_created,
+            nodes_per_connect=report.nodes_per_connect,
+            idle_share=report.idle_share,
             wall_s=time.perf_counter() - started,
         )
     core: DecisionCore
+    engine: Engine | None = None
     if spec.kind is PolicyKind.STATIC:
         assert spec.k is not None
         core, knob = StaticPolicy(spec.k, setup.config), float(spec.k)
@@ -346,7 +362,7 @@ def run_policy(
         if spec.target is not None:
             config = replace(config, target_instant_rate=spec.target)
         knob = config.target_instant_rate
-        core = Engine(_scorer(spec, setup, config), config, features=_warm_features(setup))
+        core = engine = Engine(_scorer(spec, setup, config), config, features=_warm_features(setup))
     events: Iterable[UserEvent] = scored.events
     if progress is not None:
         events = _reporting(scored, spec.name, progress)
@@ -368,7 +384,10 @@ def run_policy(
         node_seconds=result.node_seconds,
         user_seconds=result.user_seconds,
         nodes_created=result.nodes_created,
+        nodes_per_connect=result.nodes_per_connect,
+        idle_share=result.idle_share,
         knob=knob,
+        refused_needs=None if engine is None else sum(engine.refusals.values()),
         wall_s=time.perf_counter() - started,
     )
 
@@ -438,6 +457,9 @@ class BenchRequest:
     train_fraction: float | None = None
     train_hours: float | None = None
     """Hours of the generated training history (default: the scored hours)."""
+    history_hours: float | None = None
+    """Hours of the same users' events before the scored window of a generated workload:
+    the model trains on them and every engine's features are fed with them first."""
     target: float | None = None
     """Service-level target of ``heuristic`` / ``model`` without one of their own."""
     max_nodes: int = DEFAULT_MAX_NODES
@@ -456,6 +478,15 @@ class BenchRequest:
             math.isfinite(self.train_hours) and self.train_hours > 0
         ):
             problems.append(f"train hours must be > 0, not {self.train_hours}")
+        if self.history_hours is not None:
+            if not (math.isfinite(self.history_hours) and self.history_hours > 0):
+                problems.append(f"history hours must be > 0, not {self.history_hours}")
+            others = (self.trace, self.train_trace, self.train_fraction, self.train_hours)
+            if any(other is not None for other in others):
+                problems.append(
+                    "a history (--history) only applies to a generated workload, without a "
+                    "trace, training trace, training fraction or training hours"
+                )
         if self.train_fraction is not None:
             if self.trace is None:
                 problems.append("a training fraction needs a trace (--trace) to split")
@@ -510,6 +541,8 @@ class BenchResult:
             "scored": self.setup.scored.describe(),
             "config": self.setup.config.to_dict(),
         }
+        if self.setup.warmup is not None:
+            data["history"] = self.setup.warmup.describe()
         if self.setup.model is not None:
             data["model"] = self.setup.model.info
         if self.sweep:
@@ -535,14 +568,17 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
             train, scored = split_history(scored, request.train_fraction)
     else:
         hours = 24.0 if request.hours is None else request.hours
+        history = request.history_hours or 0.0
         try:
             scored = workload_history(
-                request.workload, hours=hours, seed=request.seed, users=request.users
+                request.workload, hours=history + hours, seed=request.seed, users=request.users
             )
         except ValueError as e:
             raise BenchError(str(e)) from e
+        if history:
+            train, scored = split_at(scored, scored.start + history * 3600.0, f"{history:g} h")
     model: TrainedModel | None = None
-    warmup: History | None = None
+    warmup = train if train is not None and is_prefix(train, scored) else None
     if request.wants_model:
         if train is None and request.train_trace is not None:
             train = trace_history(request.train_trace, hours=request.train_hours)
@@ -661,7 +697,7 @@ def render_table(results: Sequence[PolicyResult], *, title: str | None = None) -
     table.add_column("policy", no_wrap=True)
     for name in ("connects", "instant", "mean wait", "p95 wait", "efficiency"):
         table.add_column(name, justify="right", no_wrap=True)
-    for name in ("node h", "user h", "nodes", "wall s"):
+    for name in ("node h", "user h", "nodes", "per connect", "idle", "wall s"):
         table.add_column(name, justify="right", no_wrap=True)
     for r in results:
         table.add_row(
@@ -674,6 +710,8 @@ def render_table(results: Sequence[PolicyResult], *, title: str | None = None) -
             f"{r.node_seconds / 3600:.1f}",
             f"{r.user_seconds / 3600:.1f}",
             f"{r.nodes_created}",
+            f"{r.nodes_per_connect:.2f}",
+            f"{r.idle_share:.3f}",
             f"{r.wall_s:.1f}",
         )
     return table

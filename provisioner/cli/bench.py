@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from simulation.bench import BenchRequest, PolicyResult, Progress
 
 
-TABLE_WIDTH = 120
+TABLE_WIDTH = 150
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
 def bench(
     *,
-    workload: Annotated[str, typer.Option(help="Workload: seed or habits.")] = "seed",
+    workload: Annotated[str, typer.Option(help="Workload: seed, habits or shifts.")] = "seed",
     hours: Annotated[
         float | None,
         typer.Option(help="Virtual hours scored [default: 24; with --trace: all of it]."),
@@ -55,6 +55,13 @@ def bench(
         float | None,
         typer.Option(
             help="Hours of the model's training workload (another seed) [default: --hours]."
+        ),
+    ] = None,
+    history: Annotated[
+        float | None,
+        typer.Option(
+            help="Hours of the same users' events before the scored window (a generated "
+            "workload): the model trains on them, every engine's features see them first."
         ),
     ] = None,
     boot: Annotated[
@@ -111,7 +118,7 @@ def bench(
             f"{workload!r} is not a workload; choose one of: {', '.join(WORKLOADS)}",
             param_hint="--workload",
         )
-    for name, value in (("--hours", hours), ("--train-hours", train_hours)):
+    for name, value in (("--hours", hours), ("--train-hours", train_hours), ("--history", history)):
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise typer.BadParameter(f"must be a number of hours > 0, not {value}", param_hint=name)
     if target is not None and not 0.0 < target < 1.0:
@@ -139,6 +146,7 @@ def bench(
             train_trace=train_trace,
             train_fraction=train_fraction,
             train_hours=train_hours,
+            history_hours=history,
             target=target,
             max_nodes=max_nodes,
             overrides=overrides,

@@ -73,6 +73,8 @@ def test_bad_input_exits_2_and_says_what_is_wrong(tmp_path: Path, home: Path) ->
         (["--trace", str(tmp_path / "missing.jsonl"), "--policies", "oracle"], "no trace file"),
         (["--trace", str(tmp_path / "missing.jsonl")], "needs a training trace"),
         (["--json", str(tmp_path / "no" / "out.json")], "does not exist"),
+        (["--history", "0"], "must be a number of hours > 0"),
+        (["--history", "24", "--train-hours", "24"], "only applies to a generated workload"),
     ]
     for args, message in bad:
         result = run_cli("bench", "--hours", "0.1", *args, env=home_env(home), check=False)

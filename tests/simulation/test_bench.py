@@ -47,7 +47,10 @@ POLICY_KEYS = {
     "node_seconds",
     "user_seconds",
     "nodes_created",
+    "nodes_per_connect",
+    "idle_share",
     "knob",
+    "refused_needs",
 }
 
 
@@ -100,6 +103,9 @@ def test_the_json_holds_every_policy_in_order_with_the_same_fields() -> None:
         assert policy["efficiency"] == pytest.approx(
             policy["user_seconds"] / policy["node_seconds"]
         )
+        assert policy["nodes_per_connect"] == policy["nodes_created"] / policy["connects"]
+        assert 0.0 <= policy["idle_share"] < 1.0
+        assert (policy["refused_needs"] == 0) == (policy["policy"] == "heuristic")
     connects = {p["connects"] for p in data["policies"]}
     users = {p["user_seconds"] for p in data["policies"]}
     assert len(connects) == 1 and len(users) == 1  # the same events for every policy
@@ -168,6 +174,33 @@ def test_a_trace_split_trains_on_the_earlier_part_only(
     assert scored.start == pytest.approx(T0 + 2 * 3600, abs=1.0)
     assert setup.warmup is not None and setup.warmup.events == seen[0]  # features only
     assert not keys(seen[0]) & keys(scored.events)
+
+
+def test_a_history_trains_on_the_same_users_before_and_warms_every_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = spy_training(monkeypatch)
+    request = BenchRequest(
+        workload="shifts",
+        hours=6,
+        history_hours=18,
+        seed=2,
+        policies=parse_policies("heuristic,model,oracle"),
+    )
+    result = run_bench(request)
+    setup = result.setup
+    assert setup.scored.start == T0 + 18 * 3600 and setup.scored.end == T0 + 24 * 3600
+    assert setup.warmup is not None and setup.warmup.events == seen[0]
+    assert max(e.ts for e in seen[0]) < setup.scored.start
+    assert setup.warmup.users & setup.scored.users  # the same users, earlier
+    whole = list(generate("shifts", hours=24, seed=2))
+    assert list(setup.warmup.events) + list(setup.scored.events) == whole
+    data = result.to_dict()
+    assert data["history"]["hours"] == 18.0 and data["hours"] == 6.0
+    fed = bench_module._warm_features(setup)
+    assert fed is not None and len(fed) == len(setup.warmup.users)
+    with pytest.raises(BenchError, match="only applies to a generated workload"):
+        BenchRequest(history_hours=24, train_hours=24)
 
 
 def test_training_on_the_scored_events_is_refused(tmp_path: Path) -> None:
@@ -242,7 +275,7 @@ def test_a_small_sweep_gives_frontiers_and_writes_a_png(tmp_path: Path) -> None:
 
 
 def point(policy: str, instant: float, efficiency: float) -> PolicyResult:
-    return PolicyResult(policy, 10, instant, 0.0, 0.0, efficiency, 1.0, 1.0, 1)
+    return PolicyResult(policy, 10, instant, 0.0, 0.0, efficiency, 1.0, 1.0, 1, 0.1, 0.0)
 
 
 def test_frontier_keeps_the_points_nothing_beats() -> None:
