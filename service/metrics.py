@@ -28,6 +28,18 @@ from typing import Any
 import numpy as np
 
 
+def nodes_per_connect(nodes_created: int, connects: int) -> float:
+    """``nodes_created / connects`` (over one connect when there was none)."""
+    return nodes_created / max(1, connects)
+
+
+def idle_share(busy_node_seconds: float, node_seconds: float) -> float:
+    """``1 - busy_node_seconds / node_seconds``, within [0, 1]; 0.0 without node time."""
+    if node_seconds <= 0:
+        return 0.0
+    return min(1.0, max(0.0, 1.0 - busy_node_seconds / node_seconds))
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsReport:
     connects: int
@@ -52,15 +64,11 @@ class MetricsReport:
 
     @property
     def nodes_per_connect(self) -> float:
-        """``nodes_created / connects`` (over one connect when there was none)."""
-        return self.nodes_created / max(1, self.connects)
+        return nodes_per_connect(self.nodes_created, self.connects)
 
     @property
     def idle_share(self) -> float:
-        """``1 - busy_node_seconds / node_seconds``: 0.0 without node time."""
-        if self.node_seconds <= 0:
-            return 0.0
-        return min(1.0, max(0.0, 1.0 - self.busy_node_seconds / self.node_seconds))
+        return idle_share(self.busy_node_seconds, self.node_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {

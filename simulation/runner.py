@@ -42,7 +42,7 @@ from models.scoring import Scorer
 from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
 from service.engine import Engine
-from service.metrics import MetricsReport
+from service.metrics import MetricsReport, idle_share, nodes_per_connect
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC, BootTime, parse_boot_time
 from simulation.nodes.fleet import NodeFleet, Termination
 from simulation.nodes.usertime import UserTime
@@ -75,15 +75,12 @@ class RunResult:
 
     @property
     def nodes_per_connect(self) -> float:
-        """``nodes_created / connects`` (over one connect when there was none)."""
-        return self.nodes_created / max(1, self.connects)
+        return nodes_per_connect(self.nodes_created, self.connects)
 
     @property
     def idle_share(self) -> float:
         """Share of the fleet's node time in which a node served no user."""
-        if self.node_seconds <= 0:
-            return 0.0
-        return min(1.0, max(0.0, 1.0 - self.busy_node_seconds / self.node_seconds))
+        return idle_share(self.busy_node_seconds, self.node_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {

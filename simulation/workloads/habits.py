@@ -53,10 +53,10 @@ from collections.abc import Iterator
 
 from features.events import UserEvent
 from simulation.workloads.base import DAY_S, DEFAULT_START, UserKind, check_window
-from simulation.workloads.draws import DayProfile, clipped_gauss, poisson
+from simulation.workloads.draws import clipped_gauss, poisson
 from simulation.workloads.habits_params import HABITS_PARAMS, HabitsParams
 from simulation.workloads.personas import Persona, habits_population
-from simulation.workloads.planner import ACTIVITY, DayPlanner, emit, weekday
+from simulation.workloads.planner import DayPlanner, emit, weekday
 
 
 def habits_workload(
@@ -80,17 +80,9 @@ class _HabitsPlanner(DayPlanner):
     """Plans one UTC day at a time for every persona."""
 
     def __init__(self, personas: tuple[Persona, ...], params: HabitsParams, start: float) -> None:
-        super().__init__(
-            [persona.user_id for persona in personas],
-            [persona.rng_seed for persona in personas],
-            start,
-            min_session_gap_s=params.min_session_gap_s,
-            session_activity_per_hour=params.session_activity_per_hour,
-        )
+        super().__init__(personas, params, start)
         self.personas = personas
         self.params = params
-        self.profile = DayProfile(params.hourly_profile)
-        self.background_per_day = params.background_per_hour * 24 * self.profile.mean_fraction
 
     def plan_day(self, day: int) -> None:
         midnight = float(day * DAY_S)
@@ -102,7 +94,7 @@ class _HabitsPlanner(DayPlanner):
             elif persona.kind is UserKind.SPORADIC:
                 self._sporadic_day(rng, index, persona, midnight, weekend)
             self._idle_bursts(rng, index, persona, midnight, weekend)
-            self._background(rng, index, midnight, weekend)
+            self.background(rng, index, midnight, weekend)
 
     def _routine_day(
         self, rng: random.Random, index: int, persona: Persona, midnight: float, weekend: bool
@@ -165,8 +157,3 @@ class _HabitsPlanner(DayPlanner):
         for _ in range(poisson(rng, mean)):
             end = midnight + self.profile.time_of_day(rng) + persona.lead_s
             self._burst(rng, index, persona, math.floor(end * 1000))
-
-    def _background(self, rng: random.Random, index: int, midnight: float, weekend: bool) -> None:
-        mean = self.background_per_day * (self.params.weekend_factor if weekend else 1.0)
-        for _ in range(poisson(rng, mean)):
-            self.add(math.floor((midnight + self.profile.time_of_day(rng)) * 1000), ACTIVITY, index)

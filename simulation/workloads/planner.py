@@ -5,7 +5,7 @@ plans for that day (a session may run into the next day), as :data:`Entry` tuple
 :func:`emit` turns the plans into events sorted by time, lazily, planning one day ahead of
 what it emits so that memory stays bounded on long runs. The helpers are the building
 blocks of every plan: a burst of activity, a session with light activity in it, sessions
-of one user kept apart.
+of one user kept apart, background activity by a day profile.
 
 Every draw comes from the ``random.Random`` a caller hands in (one per user), in the order
 the helpers document, so a workload is a pure function of its seed and parameters.
@@ -18,10 +18,11 @@ import itertools
 import math
 import random
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
 from simulation.workloads.base import DAY_S
+from simulation.workloads.draws import DayProfile, poisson
 
 ACTIVITY: Final = 0
 CONNECT: Final = 1
@@ -31,6 +32,35 @@ Entry = tuple[int, int, int, int]
 """A planned event: (ms since the epoch, sequence number, kind, user index)."""
 
 
+class PlannedUser(Protocol):
+    """A user of a day-planned workload: its id and the seed of its own generator."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def rng_seed(self) -> int: ...
+
+
+class DayParams(Protocol):
+    """The parameters every day-planned workload has (``HabitsParams``, ``ShiftsParams``)."""
+
+    @property
+    def min_session_gap_s(self) -> float: ...
+
+    @property
+    def session_activity_per_hour(self) -> float: ...
+
+    @property
+    def hourly_profile(self) -> tuple[float, ...]: ...
+
+    @property
+    def background_per_hour(self) -> float: ...
+
+    @property
+    def weekend_factor(self) -> float: ...
+
+
 class DayPlanner:
     """Plans one UTC day at a time for every user, keeping what carries over (busy until).
 
@@ -38,21 +68,17 @@ class DayPlanner:
     must only hold events at or after the start of day ``d - 1``.
     """
 
-    def __init__(
-        self,
-        user_ids: Sequence[str],
-        rng_seeds: Sequence[int],
-        start: float,
-        *,
-        min_session_gap_s: float,
-        session_activity_per_hour: float,
-    ) -> None:
-        self.user_ids = tuple(user_ids)
-        self.rngs = [random.Random(seed) for seed in rng_seeds]
+    def __init__(self, users: Sequence[PlannedUser], params: DayParams, start: float) -> None:
+        self.user_ids = tuple(user.user_id for user in users)
+        self.rngs = [random.Random(user.rng_seed) for user in users]
+        self.profile = DayProfile(params.hourly_profile)
+        """When in a day bursts, background activity and unscheduled sessions happen."""
+        self.background_per_day = params.background_per_hour * 24 * self.profile.mean_fraction
+        self.weekend_factor = params.weekend_factor
         self.start_ms = round(start * 1000)
         self.free_at_ms = [-math.inf] * len(self.user_ids)
-        self.min_session_gap_s = min_session_gap_s
-        self.session_activity_per_hour = session_activity_per_hour
+        self.min_session_gap_s = params.min_session_gap_s
+        self.session_activity_per_hour = params.session_activity_per_hour
         self.seq = itertools.count()
         self.out: list[Entry] = []
 
@@ -111,6 +137,13 @@ class DayPlanner:
             times.append(rng.randrange(begin_ms, end_ms))
         for ms in times:
             self.add(ms, ACTIVITY, index)
+
+    def background(self, rng: random.Random, index: int, midnight: float, weekend: bool) -> None:
+        """Sparse single activity events over the day, by the day profile (a Poisson count,
+        ``weekend_factor`` of it on weekends)."""
+        mean = self.background_per_day * (self.weekend_factor if weekend else 1.0)
+        for _ in range(poisson(rng, mean)):
+            self.add(math.floor((midnight + self.profile.time_of_day(rng)) * 1000), ACTIVITY, index)
 
     def add(self, ms: int, kind: int, index: int) -> None:
         self.out.append((ms, next(self.seq), kind, index))

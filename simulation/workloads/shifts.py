@@ -55,7 +55,7 @@ from simulation.workloads.base import (
     check_window,
     new_user_id,
 )
-from simulation.workloads.draws import DayProfile, clipped_gauss, poisson
+from simulation.workloads.draws import clipped_gauss, poisson
 from simulation.workloads.planner import ACTIVITY, DayPlanner, emit, weekday
 from simulation.workloads.shifts_params import SHIFTS_PARAMS, ShiftsParams
 
@@ -155,17 +155,9 @@ class _ShiftsPlanner(DayPlanner):
     def __init__(
         self, personas: tuple[ShiftsPersona, ...], params: ShiftsParams, start: float
     ) -> None:
-        super().__init__(
-            [persona.user_id for persona in personas],
-            [persona.rng_seed for persona in personas],
-            start,
-            min_session_gap_s=params.min_session_gap_s,
-            session_activity_per_hour=params.session_activity_per_hour,
-        )
+        super().__init__(personas, params, start)
         self.personas = personas
         self.params = params
-        self.profile = DayProfile(params.hourly_profile)
-        self.background_per_day = params.background_per_hour * 24 * self.profile.mean_fraction
 
     def plan_day(self, day: int) -> None:
         midnight = float(day * DAY_S)
@@ -182,7 +174,7 @@ class _ShiftsPlanner(DayPlanner):
             else:
                 factor = self.params.weekend_factor if weekend else 1.0
                 self._bursts(rng, index, persona, midnight, factor, self.params.casual_connect_prob)
-            self._background(rng, index, midnight, weekend)
+            self.background(rng, index, midnight, weekend)
 
     def _shift(
         self, rng: random.Random, index: int, persona: ShiftsPersona, midnight: float, weekend: bool
@@ -254,8 +246,3 @@ class _ShiftsPlanner(DayPlanner):
             if connects and end >= self.free_at(index):
                 length = min(max(session_s, SESSION_BOUNDS_S[0]), SESSION_BOUNDS_S[1])
                 self.session(rng, index, end_ms, length)
-
-    def _background(self, rng: random.Random, index: int, midnight: float, weekend: bool) -> None:
-        mean = self.background_per_day * (self.params.weekend_factor if weekend else 1.0)
-        for _ in range(poisson(rng, mean)):
-            self.add(math.floor((midnight + self.profile.time_of_day(rng)) * 1000), ACTIVITY, index)

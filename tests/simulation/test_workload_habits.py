@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import bisect
-import inspect
 import itertools
 import math
 import statistics
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import fields, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
@@ -23,6 +19,7 @@ from simulation.workloads.habits import habits_workload
 from simulation.workloads.habits_params import HABITS_PARAMS, HabitsParams
 from simulation.workloads.personas import Persona, habits_population
 from simulation.workloads.planner import weekday
+from tests.simulation.workload_checks import check_every_field_documented, sessions_by_user
 
 SEED = 5
 USERS = 300
@@ -37,25 +34,6 @@ def personas() -> dict[str, Persona]:
 @pytest.fixture(scope="module")
 def week() -> list[UserEvent]:
     return list(habits_workload(hours=WEEK_H, seed=SEED, users=USERS))
-
-
-Sessions = dict[str, list[tuple[float, float | None]]]
-
-
-def sessions_by_user(events: Sequence[UserEvent]) -> Sessions:
-    """(connect, disconnect or None) per user; asserts that they alternate."""
-    sessions: Sessions = defaultdict(list)
-    open_at: dict[str, float] = {}
-    for event in events:
-        if isinstance(event, UserConnect):
-            assert event.user_id not in open_at, "connect while connected"
-            open_at[event.user_id] = event.ts
-        elif isinstance(event, UserDisconnect):
-            assert event.user_id in open_at, "disconnect without a connect"
-            sessions[event.user_id].append((open_at.pop(event.user_id), event.ts))
-    for user_id, connect in open_at.items():
-        sessions[user_id].append((connect, None))
-    return sessions
 
 
 def hour_of(ts: float) -> float:
@@ -281,21 +259,7 @@ def test_bad_params_are_refused() -> None:
 
 
 def test_every_parameter_is_documented() -> None:
-    source = ast.parse(inspect.getsource(HabitsParams)).body[0]
-    assert isinstance(source, ast.ClassDef)
-    documented = {
-        node.target.id
-        for node, after in itertools.pairwise(source.body)
-        if isinstance(node, ast.AnnAssign)
-        and isinstance(node.target, ast.Name)
-        and isinstance(after, ast.Expr)
-        and isinstance(after.value, ast.Constant)
-        and isinstance(after.value.value, str)
-    }
-    names = {f.name for f in fields(HabitsParams)}
-    assert documented == names
-    guide = (Path(__file__).parents[2] / "docs" / "workloads.md").read_text()
-    assert all(f"| `{name}` |" in guide for name in names)
+    check_every_field_documented(HabitsParams)
 
 
 def test_unbounded_run_is_lazy() -> None:

@@ -3,24 +3,21 @@ by a break, unannounced weekly users, bursts that rarely lead to a connect)."""
 
 from __future__ import annotations
 
-import ast
-import inspect
 import itertools
 import math
 import statistics
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import fields, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
-from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
+from features.events import UserActivity, UserConnect, UserEvent
 from simulation.workloads import DEFAULT_START, UserKind, generate, population
 from simulation.workloads.planner import weekday
 from simulation.workloads.shifts import ShiftsPersona, shifts_population, shifts_workload
 from simulation.workloads.shifts_params import SHIFTS_PARAMS, ShiftsParams
+from tests.simulation.workload_checks import check_every_field_documented, sessions_by_user
 
 SEED = 4
 WEEK_H = 7 * 24.0
@@ -34,25 +31,6 @@ def personas() -> dict[str, ShiftsPersona]:
 @pytest.fixture(scope="module")
 def week() -> list[UserEvent]:
     return list(shifts_workload(hours=WEEK_H, seed=SEED))
-
-
-Sessions = dict[str, list[tuple[float, float | None]]]
-
-
-def sessions_by_user(events: Sequence[UserEvent]) -> Sessions:
-    """(connect, disconnect or None) per user; asserts that they alternate."""
-    sessions: Sessions = defaultdict(list)
-    open_at: dict[str, float] = {}
-    for event in events:
-        if isinstance(event, UserConnect):
-            assert event.user_id not in open_at, "connect while connected"
-            open_at[event.user_id] = event.ts
-        elif isinstance(event, UserDisconnect):
-            assert event.user_id in open_at, "disconnect without a connect"
-            sessions[event.user_id].append((open_at.pop(event.user_id), event.ts))
-    for user_id, connect in open_at.items():
-        sessions[user_id].append((connect, None))
-    return sessions
 
 
 def day_of(ts: float) -> int:
@@ -226,18 +204,4 @@ def test_bad_parameters_are_refused(change: dict[str, object], message: str) -> 
 
 
 def test_every_parameter_is_documented_in_the_code_and_the_guide() -> None:
-    source = ast.parse(inspect.getsource(ShiftsParams)).body[0]
-    assert isinstance(source, ast.ClassDef)
-    documented = {
-        node.target.id
-        for node, after in itertools.pairwise(source.body)
-        if isinstance(node, ast.AnnAssign)
-        and isinstance(node.target, ast.Name)
-        and isinstance(after, ast.Expr)
-        and isinstance(after.value, ast.Constant)
-        and isinstance(after.value.value, str)
-    }
-    names = {f.name for f in fields(ShiftsParams)}
-    assert documented == names
-    guide = (Path(__file__).parents[2] / "docs" / "workloads.md").read_text()
-    assert all(f"| `{name}` |" in guide for name in names)
+    check_every_field_documented(ShiftsParams)
