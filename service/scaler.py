@@ -65,14 +65,6 @@ class Refusal:
     demand: dict[str, Any]
     """``Demand.summary()``: what a log line shows of the distribution."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "reason": self.reason.value,
-            "need": self.need,
-            "bound": self.bound,
-            "demand": self.demand,
-        }
-
 
 def check_need(demand: Demand, need: float, target: float) -> Refusal | None:
     """None when ``need`` is sound for ``demand`` (see the module doc), else why not."""

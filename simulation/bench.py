@@ -578,7 +578,6 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
         if history:
             train, scored = split_at(scored, scored.start + history * 3600.0, f"{history:g} h")
     model: TrainedModel | None = None
-    warmup = train if train is not None and is_prefix(train, scored) else None
     if request.wants_model:
         if train is None and request.train_trace is not None:
             train = trace_history(request.train_trace, hours=request.train_hours)
@@ -592,8 +591,7 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
             )
         check_separate(train, scored)
         model = train_model(train, horizon_s=config.lead_time_s, progress=progress)
-        if is_prefix(train, scored):
-            warmup = train
+    warmup = train if train is not None and is_prefix(train, scored) else None
     return BenchSetup(scored, boot, request.seed, config, model, warmup)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -53,6 +54,17 @@ class SimUser:
 def new_user_id(rng: random.Random) -> str:
     """A UUID4 string drawn from ``rng`` (deterministic for a seeded generator)."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def shuffled_kinds(
+    rng: random.Random, counts: Sequence[tuple[UserKind, int]]
+) -> list[tuple[str, UserKind]]:
+    """``(user_id, kind)`` for a population of ``counts`` users of each kind: the ids drawn
+    first (UUID4, in order), then the kinds shuffled among them."""
+    ids = [new_user_id(rng) for _ in range(sum(count for _, count in counts))]
+    kinds = [kind for kind, count in counts for _ in range(count)]
+    rng.shuffle(kinds)
+    return list(zip(ids, kinds, strict=True))
 
 
 def check_window(hours: float, start: float) -> float:

@@ -140,14 +140,8 @@ class _HabitsPlanner(DayPlanner):
         """Activity from a personal lead before ``end_ms`` up to (not at) ``end_ms``."""
         p = self.params
         lead = min(max(persona.lead_s * rng.uniform(0.8, 1.2), p.lead_s[0]), p.lead_s[1])
-        begin_ms = end_ms - max(1, round(lead * 1000))
         self.burst(
-            rng,
-            index,
-            begin_ms,
-            end_ms,
-            gap_s=persona.burst_gap_s,
-            min_events=p.burst_min_events,
+            rng, index, end_ms, lead, gap_s=persona.burst_gap_s, min_events=p.burst_min_events
         )
 
     def _idle_bursts(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from simulation.workloads.base import SimUser, UserKind, new_user_id
+from simulation.workloads.base import SimUser, UserKind, shuffled_kinds
 from simulation.workloads.draws import log_uniform
 from simulation.workloads.habits_params import HABITS_PARAMS, HabitsParams
 
@@ -58,12 +58,9 @@ def habits_population(
     """The users of the ``habits`` workload for ``seed``, kinds shuffled among them."""
     rng = random.Random(seed)
     routine, sporadic, browse = params.kind_counts(users)
-    ids = [new_user_id(rng) for _ in range(routine + sporadic + browse)]
-    kinds = [UserKind.ROUTINE] * routine + [UserKind.SPORADIC] * sporadic
-    kinds += [UserKind.BROWSE] * browse
-    rng.shuffle(kinds)
+    counts = ((UserKind.ROUTINE, routine), (UserKind.SPORADIC, sporadic), (UserKind.BROWSE, browse))
     return tuple(
-        _persona(rng, user_id, kind, params) for user_id, kind in zip(ids, kinds, strict=True)
+        _persona(rng, user_id, kind, params) for user_id, kind in shuffled_kinds(rng, counts)
     )
 
 

@@ -119,14 +119,15 @@ class DayPlanner:
         self,
         rng: random.Random,
         index: int,
-        begin_ms: int,
         end_ms: int,
+        length_s: float,
         *,
         gap_s: float,
         min_events: int,
     ) -> None:
-        """Activity from ``begin_ms`` up to (not at) ``end_ms``: exponential gaps around
-        ``gap_s``, then uniform times until there are ``min_events``."""
+        """Activity over the ``length_s`` before ``end_ms``, up to (not at) it: exponential
+        gaps around ``gap_s``, then uniform times until there are ``min_events``."""
+        begin_ms = end_ms - max(1, round(length_s * 1000))
         rate_per_ms = 1 / (gap_s * 1000)
         times: list[int] = []
         t: float = begin_ms

@@ -53,7 +53,7 @@ from simulation.workloads.base import (
     SimUser,
     UserKind,
     check_window,
-    new_user_id,
+    shuffled_kinds,
 )
 from simulation.workloads.draws import clipped_gauss, poisson
 from simulation.workloads.planner import ACTIVITY, DayPlanner, emit, weekday
@@ -94,12 +94,14 @@ def shifts_population(
     """The users of the ``shifts`` workload for ``seed``, kinds shuffled among them."""
     rng = random.Random(seed)
     shift, impulse, weekly, casual = params.kind_counts(users)
-    ids = [new_user_id(rng) for _ in range(shift + impulse + weekly + casual)]
-    kinds = [UserKind.SHIFT] * shift + [UserKind.IMPULSE] * impulse
-    kinds += [UserKind.WEEKLY] * weekly + [UserKind.CASUAL] * casual
-    rng.shuffle(kinds)
+    counts = (
+        (UserKind.SHIFT, shift),
+        (UserKind.IMPULSE, impulse),
+        (UserKind.WEEKLY, weekly),
+        (UserKind.CASUAL, casual),
+    )
     return tuple(
-        _persona(rng, user_id, kind, params) for user_id, kind in zip(ids, kinds, strict=True)
+        _persona(rng, user_id, kind, params) for user_id, kind in shuffled_kinds(rng, counts)
     )
 
 
@@ -234,12 +236,11 @@ class _ShiftsPlanner(DayPlanner):
             connects = rng.random() < connect_prob
             session_s = rng.lognormvariate(math.log(p.session_median_min * 60), p.session_sigma)
             end_ms = math.floor(end * 1000)
-            begin_ms = end_ms - max(1, round(length_s * 1000))
             self.burst(
                 rng,
                 index,
-                begin_ms,
                 end_ms,
+                length_s,
                 gap_s=persona.burst_gap_s,
                 min_events=p.burst_min_events,
             )

@@ -12,6 +12,9 @@ from typing import Final
 from simulation.workloads.draws import DayProfile
 
 Bounds = tuple[float, float]
+"""``(low, high)``: a value is drawn uniformly between them."""
+Counts = tuple[int, int]
+"""``(low, high)``: a whole count is drawn between them, both included."""
 
 EVENING_HOURLY_PROFILE: Final = (
     0.15, 0.08, 0.05, 0.04, 0.04, 0.06, 0.15, 0.30, 0.45, 0.50, 0.50, 0.50,
@@ -47,7 +50,7 @@ class ShiftsParams:
     """Where the break falls, as a share of the shift's connected time."""
     break_min: Bounds = (30.0, 60.0)
     """The break between a shift's two sessions, minutes, drawn each day."""
-    lead_events: tuple[int, int] = (2, 5)
+    lead_events: Counts = (2, 5)
     """Activity events in the minutes before each session of a shift worker (inclusive
     range, drawn each time), at uniform times from ``lead_s`` to ``lead_gap_s`` before it."""
     lead_s: Bounds = (120.0, 300.0)
@@ -109,9 +112,7 @@ class ShiftsParams:
             raise ValueError("shares must be within [0, 1] and add up to at most 1")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _SETS or not (isinstance(value, tuple) and len(value) == 2):
-                continue
-            if not 0 <= value[0] <= value[1]:
+            if f.type in ("Bounds", "Counts") and not 0 <= value[0] <= value[1]:
                 raise ValueError(f"{f.name}: need 0 <= low <= high, not {value}")
         if not self.shift_starts_h or any(not 0 <= h < 24 for h in self.shift_starts_h):
             raise ValueError("shift_starts_h: at least one hour, each within [0, 24)")
@@ -146,8 +147,5 @@ class ShiftsParams:
         weekly = min(n - shift - impulse, round(n * self.weekly_share))
         return shift, impulse, weekly, n - shift - impulse - weekly
 
-
-_SETS: Final = frozenset({"shift_starts_h", "weekly_days"})
-"""Fields that are tuples of choices, not ``(low, high)`` ranges."""
 
 SHIFTS_PARAMS: Final = ShiftsParams()
