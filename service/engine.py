@@ -39,18 +39,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from features.events import Event, NodeStatusChanged, UserActivity, UserConnect, UserDisconnect
+from features.events import Event, NodeStatusChanged, UserConnect, UserDisconnect
 from features.online import OnlineFeatures
 from features.table import to_ms
 from models.scoring import Scorer, Source
 from service.calibration import Calibration
-from service.commands import Command, RequestNode, TerminateNode
+from service.commands import Command
 from service.config import ServiceConfig
+from service.core import PoolCore
 from service.demand import Demand, demand
 from service.metrics import MetricsReport
 from service.pool import ConnectResult, NodePool, PoolCounts
 from service.scaler import Decision, Refusal, decide
 from service.sessions import SessionLengths
+from service.user_table import UserTable
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -152,7 +154,7 @@ _EMPTY_INTS: Ints = np.zeros(0, dtype=np.intp)
 _EMPTY_FLOATS: Floats = np.zeros(0, dtype=np.float64)
 
 
-class Engine:
+class Engine(PoolCore):
     def __init__(
         self,
         scorer: Scorer,
@@ -161,10 +163,9 @@ class Engine:
         features: OnlineFeatures | None = None,
         pool: NodePool | None = None,
     ) -> None:
-        self.config = config if config is not None else ServiceConfig()
+        super().__init__(config, pool)
         self.scorer = scorer
         self.features = features if features is not None else OnlineFeatures()
-        self.pool = pool if pool is not None else NodePool()
         self.calibration = Calibration(
             lead_time_s=self.config.lead_time_s,
             half_life_s=self.config.calibration_half_life_s,
@@ -178,52 +179,43 @@ class Engine:
         self._sound_need: float | None = None
         self._refusing = False
         self._unlogged: list[Refusal] = []
-        self._next_token = 0
-        self._index: dict[str, int] = {}
-        self._ids: list[str] = []
-        self._last_seen = np.full(1024, -np.inf, dtype=np.float64)
-        self._connected = np.zeros(1024, dtype=np.bool_)
+        self.users = UserTable()
+        """Seen: any user event."""
         self._last_scores = LastScores(
-            None, _EMPTY_INTS, self._ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
+            None, _EMPTY_INTS, self.users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
         )
         self._adopt_feature_users()
 
     # -- events ----------------------------------------------------------------------------
 
     def on_event(self, event: Event, now: float) -> list[Command]:
-        if isinstance(event, NodeStatusChanged):
-            self.pool.node_status(event.node_id, event.status, now)
-            return self._on_demand(now)
-        self.features.update(event)
-        user = self._user(event.user_id)
-        self._last_seen[user] = max(self._last_seen[user], event.ts)
-        if isinstance(event, UserActivity):
+        if not isinstance(event, NodeStatusChanged):
+            self.features.update(event)
+            users = self.users
+            row = users.row(event.user_id)
+            users.last_seen[row] = max(users.last_seen[row], event.ts)
+        return super().on_event(event, now)
+
+    def _on_node(self, now: float) -> list[Command]:
+        return self._serve_waiting(now)
+
+    def _on_connect(self, event: UserConnect, result: ConnectResult, now: float) -> list[Command]:
+        if result is ConnectResult.DUPLICATE:
             return []
-        if isinstance(event, UserConnect):
-            result = self.pool.connect(event.user_id, now)
-            if result is ConnectResult.DUPLICATE:
-                return []
-            self._connected[user] = True
-            self.calibration.connect(user, now)
-            if result is ConnectResult.WAITING:
-                return self._on_demand(now)
-            return self._replace(now)
-        assert isinstance(event, UserDisconnect)
-        started = self.pool.metrics.sessions.get(event.user_id)
-        if self.pool.disconnect(event.user_id, now) and started is not None:
-            self.sessions.add(now - started)
-        self._connected[user] = self.pool.is_connected(event.user_id)
+        row = self.users.row(event.user_id)
+        self.users.connected[row] = True
+        self.calibration.connect(row, now)
+        if result is ConnectResult.WAITING:
+            return self._serve_waiting(now)
+        return self._replace(now)
+
+    def _on_disconnect(
+        self, event: UserDisconnect, session_s: float | None, now: float
+    ) -> list[Command]:
+        if session_s is not None:
+            self.sessions.add(session_s)
+        self.users.connected[self.users.row(event.user_id)] = self.pool.is_connected(event.user_id)
         return []
-
-    def node_created(self, token: str, node_id: str, now: float) -> None:
-        self.pool.created(token, node_id, now)
-
-    def request_failed(self, token: str, now: float) -> None:
-        """The create failed; the next tick (or connect) asks again if still needed."""
-        self.pool.request_failed(token, now)
-
-    def node_deleted(self, node_id: str, now: float) -> None:
-        self.pool.deleted(node_id, now)
 
     # -- ticks -----------------------------------------------------------------------------
 
@@ -234,12 +226,11 @@ class Engine:
         for _ in range(decision.request):
             commands.append(self._request(now))
         for node_id in decision.terminate:
-            self.pool.terminate(node_id, now)
-            commands.append(TerminateNode(node_id))
+            commands.append(self._terminate(node_id, now))
         self.last_decision = decision
         self.last_tick = now
         self._last_scores = LastScores(
-            now, rows, self._ids, probability, from_model, version, calibrated
+            now, rows, self.users.ids, probability, from_model, version, calibrated
         )
         return commands
 
@@ -255,9 +246,6 @@ class Engine:
         taken, self._unlogged = self._unlogged, []
         return taken
 
-    def metrics(self, now: float) -> MetricsReport:
-        return self.pool.report(now)
-
     def status(self, now: float) -> EngineStatus:
         decision = self.last_decision
         return EngineStatus(
@@ -269,7 +257,7 @@ class Engine:
             expected_demand=None if decision is None else decision.expected_demand,
             baseline_per_s=self.calibration.baseline_rate(),
             scored_users=len(self._last_scores),
-            tracked_users=len(self._ids),
+            tracked_users=len(self.users),
             metrics=self.metrics(now),
             refused_needs=dict(self.refusals),
         )
@@ -319,8 +307,9 @@ class Engine:
 
     def _score(self, now: float) -> tuple[Ints, Floats, Bools, str | None, Floats]:
         config = self.config
-        n = len(self._ids)
-        candidates = ~self._connected[:n] & (self._last_seen[:n] >= now - config.recent_cutoff_s)
+        users = self.users
+        n = len(users)
+        candidates = ~users.connected[:n] & (users.last_seen[:n] >= now - config.recent_cutoff_s)
         rows: Ints = np.flatnonzero(candidates)
         if len(rows) == 0:
             if config.calibrate:
@@ -330,7 +319,7 @@ class Engine:
         if 2 * len(rows) >= n and len(self.features) == n:
             matrix = self.features.features(now_ms)[rows]
         else:
-            matrix = self.features.features(now_ms, [self._ids[i] for i in rows.tolist()])
+            matrix = self.features.features(now_ms, [users.ids[i] for i in rows.tolist()])
         scores = self.scorer.score(matrix)
         probability = np.clip(
             np.nan_to_num(scores.probability.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0),
@@ -351,11 +340,7 @@ class Engine:
         credit = self.config.free_credit
         if credit <= 0.0:
             return _EMPTY_FLOATS
-        sessions = self.pool.metrics.sessions
-        ages = np.array(
-            [now - sessions[user] for user in self.pool.busy_users() if user in sessions],
-            dtype=np.float64,
-        )
+        ages = np.array(self.pool.busy_session_ages(now), dtype=np.float64)
         return credit * self.sessions.end_probability(ages, self.config.lead_time_s)
 
     def _replace(self, now: float) -> list[Command]:
@@ -365,7 +350,7 @@ class Engine:
         last = self._last_scores
         if not self.config.replace_at_once or last.at is None:
             return []
-        still_out = ~self._connected[last.rows]
+        still_out = ~self.users.connected[last.rows]
         decision = self._decide(self._demand(last.demand_probability[still_out], now), now)
         return [self._request(now) for _ in range(decision.request)]
 
@@ -399,49 +384,27 @@ class Engine:
         self._refusing = True
         return decision
 
-    def _on_demand(self, now: float) -> list[Command]:
+    def _serve_waiting(self, now: float) -> list[Command]:
         """Request nodes at once for waiting users no coming node will serve (within budget)."""
         counts = self.pool.counts()
         missing = min(counts.waiting - counts.coming, self.config.max_nodes - counts.live)
         return [self._request(now) for _ in range(max(0, missing))]
-
-    def _request(self, now: float) -> RequestNode:
-        token = f"req-{self._next_token}"
-        self._next_token += 1
-        self.pool.request(token, now)
-        return RequestNode(token)
-
-    def _user(self, user_id: str) -> int:
-        index = self._index.get(user_id)
-        if index is None:
-            index = len(self._ids)
-            if index >= len(self._last_seen):
-                self._grow(2 * len(self._last_seen))
-            self._index[user_id] = index
-            self._ids.append(user_id)
-        return index
-
-    def _grow(self, size: int) -> None:
-        seen = np.full(size, -np.inf, dtype=np.float64)
-        seen[: len(self._last_seen)] = self._last_seen
-        connected = np.zeros(size, dtype=np.bool_)
-        connected[: len(self._connected)] = self._connected
-        self._last_seen, self._connected = seen, connected
 
     def _adopt_feature_users(self) -> None:
         """Index the users an already fed ``OnlineFeatures`` knows, in its order."""
         ids = list(self.features.user_ids)
         if not ids:
             return
+        users = self.users
         for user_id in ids:
-            self._user(user_id)
+            users.row(user_id)
         snap = self.features.snapshot(0)
         last_ms = np.maximum.reduce(
             [snap.last_activity_ms, snap.last_connect_ms, snap.last_disconnect_ms]
         )
-        self._last_seen[: len(ids)] = np.where(last_ms >= 0, last_ms / 1000.0, -np.inf)
-        for index, user_id in enumerate(ids):
-            self._connected[index] = self.pool.is_connected(user_id)
+        users.last_seen[: len(ids)] = np.where(last_ms >= 0, last_ms / 1000.0, -np.inf)
+        for row, user_id in enumerate(ids):
+            users.connected[row] = self.pool.is_connected(user_id)
 
 
 def _to_lead_time(probability: Floats, horizon_s: float, lead_time_s: float) -> Floats:

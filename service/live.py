@@ -47,7 +47,6 @@ import redis
 from features.clock import Clock
 from features.definitions import FEATURE_NAMES
 from features.eventlog import EventLog
-from features.events import NodeStatus, NodeStatusChanged
 from features.online import OnlineFeatures
 from features.table import to_ms
 from models.scoring import Scores
@@ -321,19 +320,15 @@ class LiveService:
         now = self.clock.now()
         pool = self.engine.pool
         plan = reconcile(pool.nodes(), listed, now, gone=pool.gone_ids())
-        commands: list[Command] = []
         for node_id, status in plan.adopt:
             log.warning("adopting node %s (%s) the pool did not know", node_id, status.value)
-            commands += self.engine.on_event(NodeStatusChanged(now, node_id, status), now)
         for node_id in plan.ready:
             log.warning("node %s is ready at the provider (its event was lost)", node_id)
-            commands += self.engine.on_event(NodeStatusChanged(now, node_id, NodeStatus.READY), now)
         for node_id in plan.forget:
             log.warning("node %s is gone at the provider; forgetting it", node_id)
-            self.engine.node_deleted(node_id, now)
         for token in plan.expire:
             log.warning("request %s got no node in time; counting it failed", token)
-            self.engine.request_failed(token, now)
+        commands = self.engine.reconciled(plan, now)
         again = [node_id for node_id in plan.terminate if self._stale_delete(node_id, listed_at)]
         for node_id in again:
             log.warning("node %s is still alive at the provider; terminating it again", node_id)
@@ -370,16 +365,13 @@ class LiveService:
                 refusal.bound,
                 refusal.demand,
             )
-        leading = self.is_leader()
+        if not self.is_leader():  # not ours to act on
+            self.engine.withdraw(commands, self.clock.now())
+            return
         for command in commands:
             if isinstance(command, RequestNode):
-                if leading:
-                    self._run(self._create(command.token))
-                else:  # not ours to act on: the request is dropped, nothing was created
-                    self.engine.request_failed(command.token, self.clock.now())
-            elif isinstance(command, TerminateNode) and leading:
-                # (not leading: the node stays terminating; the leader's reconciliation
-                # terminates it if it is still alive)
+                self._run(self._create(command.token))
+            else:
                 self._deletes[command.node_id] = None
                 self._run(self._terminate(command.node_id))
 
@@ -467,11 +459,9 @@ class LiveService:
 
     def _expire_restored_requests(self) -> int:
         """Fail the node requests a restored state holds: none has a task here to finish it."""
-        now = self.clock.now()
-        tokens = [n.token for n in self.engine.pool.nodes() if n.node_id is None and n.token]
+        tokens = self.engine.expire_requests(self.clock.now())
         for token in tokens:
             log.warning("node request %s was in flight at the last stop; counting it failed", token)
-            self.engine.request_failed(token, now)
         if tokens:
             self.telemetry.reconciled.labels(action="expire").inc(len(tokens))
         return len(tokens)

@@ -167,6 +167,13 @@ class PoolView:
     allocated: frozenset[str] = field(default_factory=frozenset)
     """Ids of allocated nodes (never to be terminated)."""
 
+    def terminable(self) -> tuple[str, ...]:
+        """The nodes a core may terminate, in the order they go: booting newest first, then
+        idle ones idle the longest first."""
+        booting = [node_id for node_id, _ in sorted(self.booting, key=lambda b: -b[1])]
+        idle = [node_id for node_id, _ in sorted(self.idle, key=lambda i: i[1])]
+        return tuple(n for n in (*booting, *idle) if n not in self.allocated)
+
 
 class NodePool:
     def __init__(self, metrics: Metrics | None = None) -> None:
@@ -320,6 +327,15 @@ class NodePool:
     def busy_users(self) -> list[str]:
         """Users who hold a node now."""
         return list(self._allocated)
+
+    def session_start(self, user_id: str) -> float | None:
+        """When the user's open session began (its connect); None without one."""
+        return self.metrics.sessions.get(user_id)
+
+    def busy_session_ages(self, now: float) -> list[float]:
+        """How long each user who holds a node has been connected, at ``now``."""
+        sessions = self.metrics.sessions
+        return [now - sessions[user] for user in self._allocated if user in sessions]
 
     def node_of(self, user_id: str) -> str | None:
         return self._allocated.get(user_id)

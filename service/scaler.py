@@ -136,7 +136,7 @@ def decide(
 
     detail += f"need {need:.2f} (E[D] {demand.mean:.2f}), warm {warm} in [{low}, {high}]"
     if room < 0:
-        shed = _candidates(view)[:-room]
+        shed = view.terminable()[:-room]
         return decision(
             0, shed, f"over budget {live}/{config.max_nodes}: shed {len(shed)}; {detail}"
         )
@@ -147,7 +147,7 @@ def decide(
         capped = " (budget)" if request < low - warm else ""
         return decision(request, (), f"up {request}{capped}; {detail}")
     if warm > high:
-        shed = _candidates(view)[: warm - high]
+        shed = view.terminable()[: warm - high]
         if not shed:
             return decision(0, (), f"hold (nothing terminable yet); {detail}")
         return decision(0, shed, f"down {len(shed)}; {detail}")
@@ -157,10 +157,3 @@ def decide(
         shed = stale[: warm - low]
         return decision(0, shed, f"retire {len(shed)} idle >= {config.max_idle_s:.0f}s; {detail}")
     return decision(0, (), f"hold; {detail}")
-
-
-def _candidates(view: PoolView) -> tuple[str, ...]:
-    """Terminable nodes in the order they go: booting newest first, then idle longest first."""
-    booting = [node_id for node_id, _ in sorted(view.booting, key=lambda b: -b[1])]
-    idle = [node_id for node_id, _ in sorted(view.idle, key=lambda i: i[1])]
-    return tuple(n for n in (*booting, *idle) if n not in view.allocated)

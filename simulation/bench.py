@@ -47,6 +47,7 @@ from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
 from models.scoring import Scorer
 from service.config import ServiceConfig
+from service.core import DecisionCore
 from service.engine import Engine
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC, BootTime, parse_boot_time
 from simulation.oracle import oracle
@@ -58,7 +59,7 @@ from simulation.policies import (
     StaticPolicy,
     parse_policies,
 )
-from simulation.runner import DecisionCore, run
+from simulation.runner import run
 from simulation.workloads import DEFAULT_START, generate
 
 if TYPE_CHECKING:

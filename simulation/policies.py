@@ -1,17 +1,17 @@
 """Baseline policies as decision cores, and the policy specs the bench understands.
 
 A decision core is what :func:`simulation.runner.run` drives: events and ticks in, commands
-out, with the shell reporting created and deleted nodes back
-(``simulation.runner.DecisionCore``). Our
-:class:`service.engine.Engine` is one; this module adds two baselines with the same surface,
-both pure (no I/O, no clock, no randomness) and both keeping their state in a
-:class:`service.pool.NodePool`, so that allocation, waits and the metrics of every policy
-are those of the code that ships (``service.metrics``).
+out, with the shell reporting created and deleted nodes back (``service.core``). Our
+:class:`service.engine.Engine` is one; this module adds two baselines on the same skeleton
+(``service.core.PoolCore``), both pure (no I/O, no clock, no randomness) and both keeping their
+state in a :class:`service.pool.NodePool`, so that allocation, waits and the metrics of every
+policy are those of the code that ships (``service.metrics``).
 
 - :class:`StaticPolicy` (``static:K``): keep ``K`` warm nodes (idle ready plus booting, minus
   the users waiting for them), reconciled after every event and tick: a node taken by a
   connect is replaced at once, a surplus node (freed by a disconnect) is terminated at
-  once, booting ones first (newest first), then idle ones (idle the longest first).
+  once, in the order every core terminates (``service.pool.PoolView.terminable``: booting ones
+  first, newest first, then idle ones, idle the longest first).
 - :class:`SeedRulePolicy` (``seed-rule``): the original service's rules, exactly as the
   issue states them. Every tick (10 s), with ``ready`` the idle ready nodes (booting nodes
   are not counted) and ``score`` the sum of the staged scores (``models.heuristic.stage``:
@@ -39,12 +39,13 @@ from typing import Final
 
 import numpy as np
 
-from features.events import Event, NodeStatusChanged, UserActivity, UserConnect, UserDisconnect
+from features.events import UserActivity, UserConnect, UserDisconnect
 from models.heuristic import STAGES, stage
-from service.commands import Command, RequestNode, TerminateNode
+from service.commands import Command
 from service.config import ServiceConfig
-from service.metrics import MetricsReport
-from service.pool import NodePool
+from service.core import PoolCore
+from service.pool import ConnectResult
+from service.user_table import UserTable
 
 SEED_UP_SCORE: Final = 0.7
 """Seed rule: scale up when the summed staged score exceeds this (with few ready nodes)."""
@@ -60,62 +61,7 @@ ACTIVE_WITHIN_S: Final = STAGES[-1][0]
 """A user is *active* while its staged score is above 0: activity within 5 min."""
 
 
-class _PoolPolicy:
-    """The pool bookkeeping every baseline shares; subclasses decide in ``_decide``."""
-
-    def __init__(self, config: ServiceConfig | None = None) -> None:
-        self._config = config if config is not None else ServiceConfig()
-        self.pool = NodePool()
-        self._next_token = 0
-
-    @property
-    def config(self) -> ServiceConfig:
-        return self._config
-
-    def on_event(self, event: Event, now: float) -> list[Command]:
-        if isinstance(event, NodeStatusChanged):
-            self.pool.node_status(event.node_id, event.status, now)
-        elif isinstance(event, UserConnect):
-            self.pool.connect(event.user_id, now)
-        elif isinstance(event, UserDisconnect):
-            self.pool.disconnect(event.user_id, now)
-        return self._after_event(event, now)
-
-    def tick(self, now: float) -> list[Command]:
-        return self._decide(now)
-
-    def node_created(self, token: str, node_id: str, now: float) -> None:
-        self.pool.created(token, node_id, now)
-
-    def request_failed(self, token: str, now: float) -> None:
-        self.pool.request_failed(token, now)
-
-    def node_deleted(self, node_id: str, now: float) -> None:
-        self.pool.deleted(node_id, now)
-
-    def metrics(self, now: float) -> MetricsReport:
-        return self.pool.report(now)
-
-    # -- for subclasses --------------------------------------------------------------------
-
-    def _after_event(self, event: Event, now: float) -> list[Command]:
-        return []
-
-    def _decide(self, now: float) -> list[Command]:
-        raise NotImplementedError
-
-    def _request(self, now: float) -> RequestNode:
-        token = f"req-{self._next_token}"
-        self._next_token += 1
-        self.pool.request(token, now)
-        return RequestNode(token)
-
-    def _terminate(self, node_id: str, now: float) -> TerminateNode:
-        self.pool.terminate(node_id, now)
-        return TerminateNode(node_id)
-
-
-class StaticPolicy(_PoolPolicy):
+class StaticPolicy(PoolCore):
     """``static:K``: exactly ``k`` warm nodes at all times (within the node budget)."""
 
     def __init__(self, k: int, config: ServiceConfig | None = None) -> None:
@@ -124,22 +70,25 @@ class StaticPolicy(_PoolPolicy):
         super().__init__(config)
         self.k = k
 
-    def _after_event(self, event: Event, now: float) -> list[Command]:
-        if isinstance(event, UserActivity):
-            return []
-        return self._decide(now)
+    def _on_node(self, now: float) -> list[Command]:
+        return self.tick(now)
 
-    def _decide(self, now: float) -> list[Command]:
+    def _on_connect(self, event: UserConnect, result: ConnectResult, now: float) -> list[Command]:
+        return self.tick(now)
+
+    def _on_disconnect(
+        self, event: UserDisconnect, session_s: float | None, now: float
+    ) -> list[Command]:
+        return self.tick(now)
+
+    def tick(self, now: float) -> list[Command]:
         counts = self.pool.counts()
         warm = counts.warm
         if warm < self.k:
             room = self.config.max_nodes - counts.live
             return [self._request(now) for _ in range(max(0, min(self.k - warm, room)))]
         if warm > self.k:
-            view = self.pool.view()
-            booting = [n for n, _ in sorted(view.booting, key=lambda b: -b[1])]
-            idle = [n for n, _ in view.idle]  # idle the longest first
-            surplus = [*booting, *idle][: warm - self.k]
+            surplus = self.pool.view().terminable()[: warm - self.k]
             return [self._terminate(node_id, now) for node_id in surplus]
         return []
 
@@ -160,46 +109,42 @@ class SeedDecision:
     """The node terminated by a ``down``."""
 
 
-class SeedRulePolicy(_PoolPolicy):
+class SeedRulePolicy(PoolCore):
     """``seed-rule``: the original service's rules (see the module doc)."""
 
     def __init__(self, config: ServiceConfig | None = None) -> None:
         super().__init__(config)
-        self._index: dict[str, int] = {}
-        self._last_activity = np.full(64, -np.inf, dtype=np.float64)
-        self._connected = np.zeros(64, dtype=np.bool_)
+        self.users = UserTable()
+        """Seen: activity (connects and disconnects only say who is connected)."""
         self.log: list[SeedDecision] = []
 
-    def _after_event(self, event: Event, now: float) -> list[Command]:
-        if isinstance(event, NodeStatusChanged):
-            return []
-        user = self._user(event.user_id)
-        if isinstance(event, UserActivity):
-            self._last_activity[user] = max(self._last_activity[user], event.ts)
-        else:
-            self._connected[user] = self.pool.is_connected(event.user_id)
+    def _on_activity(self, event: UserActivity, now: float) -> list[Command]:
+        row = self.users.row(event.user_id)
+        self.users.last_seen[row] = max(self.users.last_seen[row], event.ts)
         return []
+
+    def _on_connect(self, event: UserConnect, result: ConnectResult, now: float) -> list[Command]:
+        self._note_connected(event.user_id)
+        return []
+
+    def _on_disconnect(
+        self, event: UserDisconnect, session_s: float | None, now: float
+    ) -> list[Command]:
+        self._note_connected(event.user_id)
+        return []
+
+    def _note_connected(self, user_id: str) -> None:
+        self.users.connected[self.users.row(user_id)] = self.pool.is_connected(user_id)
 
     def inputs(self, now: float) -> tuple[int, float, int]:
         """``(ready, score, active)`` as the rule sees them at ``now``."""
-        n = len(self._index)
-        seen = self._last_activity[:n]
-        free = ~self._connected[:n] & np.isfinite(seen)
+        n = len(self.users)
+        seen = self.users.last_seen[:n]
+        free = ~self.users.connected[:n] & np.isfinite(seen)
         scores = stage(np.maximum(now - seen[free], 0.0))
         return self.pool.counts().ready, float(scores.sum()), int(np.count_nonzero(scores > 0))
 
-    def _user(self, user_id: str) -> int:
-        index = self._index.setdefault(user_id, len(self._index))
-        if index >= len(self._last_activity):
-            size = 2 * len(self._last_activity)
-            seen = np.full(size, -np.inf, dtype=np.float64)
-            seen[:index] = self._last_activity
-            connected = np.zeros(size, dtype=np.bool_)
-            connected[:index] = self._connected
-            self._last_activity, self._connected = seen, connected
-        return index
-
-    def _decide(self, now: float) -> list[Command]:
+    def tick(self, now: float) -> list[Command]:
         ready, score, active = self.inputs(now)
         commands: list[Command] = []
         node_id: str | None = None

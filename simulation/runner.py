@@ -32,17 +32,18 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from features.events import Event, NodeStatus, NodeStatusChanged, UserEvent
+from features.events import NodeStatus, NodeStatusChanged, UserEvent
 from models.heuristic import HeuristicScorer
 from models.scoring import Scorer
 from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
+from service.core import DecisionCore
 from service.engine import Engine
-from service.metrics import MetricsReport, idle_share, nodes_per_connect
+from service.metrics import idle_share, nodes_per_connect
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC, BootTime, parse_boot_time
 from simulation.nodes.fleet import NodeFleet, Termination
 from simulation.nodes.usertime import UserTime
@@ -87,27 +88,6 @@ class RunResult:
             "nodes_per_connect": self.nodes_per_connect,
             "idle_share": self.idle_share,
         }
-
-
-class DecisionCore(Protocol):
-    """What the virtual-time runner drives (``service.engine.Engine`` is one)."""
-
-    @property
-    def config(self) -> ServiceConfig:
-        """Only ``tick_interval_s`` is read by the runner."""
-        ...
-
-    def on_event(self, event: Event, now: float) -> list[Command]: ...
-
-    def tick(self, now: float) -> list[Command]: ...
-
-    def node_created(self, token: str, node_id: str, now: float) -> None: ...
-
-    def request_failed(self, token: str, now: float) -> None: ...
-
-    def node_deleted(self, node_id: str, now: float) -> None: ...
-
-    def metrics(self, now: float) -> MetricsReport: ...
 
 
 def run(

@@ -8,6 +8,7 @@ import pytest
 
 from features.events import Event, UserActivity, UserConnect, UserDisconnect, UserEvent
 from service.commands import Command
+from service.core import DecisionCore
 from service.engine import Engine
 from simulation.nodes.boot import FixedBoot
 from simulation.policies import (
@@ -20,7 +21,7 @@ from simulation.policies import (
     parse_policies,
     parse_policy,
 )
-from simulation.runner import DecisionCore, RunResult, run
+from simulation.runner import RunResult, run
 from simulation.workloads import DEFAULT_START
 
 T0 = DEFAULT_START
