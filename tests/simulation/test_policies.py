@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 import pytest
 
 from features.events import Event, UserActivity, UserConnect, UserDisconnect, UserEvent
 from service.commands import Command
 from service.core import DecisionCore
-from service.engine import Engine
 from simulation.nodes.boot import FixedBoot
 from simulation.policies import (
     BadPolicySpec,
@@ -28,7 +25,7 @@ T0 = DEFAULT_START
 
 
 def replay(core: DecisionCore, events: list[UserEvent], seconds: float) -> RunResult:
-    return run(events, cast(Engine, core), start=T0, end=T0 + seconds, boot=FixedBoot(10), seed=1)
+    return run(events, core, start=T0, end=T0 + seconds, boot=FixedBoot(10), seed=1)
 
 
 def act(t: float, user: str) -> UserActivity:
