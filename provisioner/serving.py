@@ -144,7 +144,7 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
     provider = nodes if leadership is None else FencedProvider(nodes, leadership)
     service = LiveService(
         engine_factory=engine,
-        log_=log_,
+        event_log=log_,
         consumer=StreamConsumer(
             log_, f"service-{settings.instance}", f"{socket.gethostname()}-{os.getpid()}"
         ),

@@ -69,9 +69,9 @@ SAFEGUARDS: dict[str, Safeguard] = {
         "a restarted service takes over the entries its group left pending",
         (
             (
-                "service/live.py",
-                "        taken = await asyncio.to_thread(self.consumer.take_over)",
-                "        taken = 0",
+                "service/restore.py",
+                "    taken = await asyncio.to_thread(consumer.take_over)",
+                "    taken = 0",
             ),
         ),
         ("tests/integration/test_fault_service_kill.py",),
@@ -80,9 +80,9 @@ SAFEGUARDS: dict[str, Safeguard] = {
         "node requests in flight at a kill are failed at restart",
         (
             (
-                "service/live.py",
-                "        orphans = self._expire_restored_requests()",
-                "        orphans = 0",
+                "service/restore.py",
+                "    expired = engine.expire_requests(now)",
+                "    expired: list[str] = []",
             ),
         ),
         ("tests/integration/test_fault_service_kill.py",),

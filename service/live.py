@@ -11,18 +11,17 @@ worker threads. Tasks:
   the service cannot see events (no scale-down while blind) and while it is not the
   leader;
 - **commands**: each create/terminate runs as its own task against the node provider,
-  and its outcome goes back to the engine;
+  and its outcome goes back to the engine (``service.node_commands``);
 - **reconcile**: every ``reconcile_every_s``, converge with the provider's node list
   (``service.reconcile``);
 - **model**: when a model watcher is given, let it check the registry now and then.
 
 At start the state saved in Redis is restored and the online features are rebuilt by
-replaying the recent event log up to the watermark. Entries a dead predecessor left
-pending are taken over and applied (those at or below the watermark are skipped), and
-node requests that were in flight when it died are counted failed at once: no task is
-left to receive their answer, and a node they did create is adopted from its status
-event or by reconciliation. A service that finds no state starts its pool empty and
-applies only what is appended from then on.
+replaying the recent event log up to the watermark (``service.restore``). Entries a dead
+predecessor left pending are taken over and applied (those at or below the watermark are
+skipped), and node requests that were in flight when it died are counted failed at once. A
+service that finds no state starts its pool empty and applies only what is appended from
+then on.
 
 **Leadership seam.** ``leader`` (default: always) says whether this process may act on
 the pool: ticks, node commands and reconciliation happen only while it returns True (a
@@ -47,23 +46,21 @@ import redis
 from features.clock import Clock
 from features.definitions import FEATURE_NAMES
 from features.eventlog import EventLog
-from features.online import OnlineFeatures
 from features.table import to_ms
 from models.scoring import Scores
 from service.breaker import CircuitBreaker
-from service.commands import Command, RequestNode, TerminateNode
-from service.consumer import StreamConsumer, entry_key
+from service.commands import Command, TerminateNode
+from service.consumer import StreamConsumer
 from service.engine import Engine
 from service.history import History
-from service.provider import CircuitOpen, NodeProvider, ProviderError
+from service.node_commands import NodeCommands
+from service.provider import NodeProvider, ProviderError
 from service.reconcile import reconcile
+from service.restore import EngineFactory, restore
 from service.state_store import StateStore
 from service.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-
-EngineFactory = Callable[[dict[str, Any] | None, OnlineFeatures], Engine]
-"""Builds the engine from saved state (None: fresh) and the rebuilt features."""
 
 
 class ModelWatcher(Protocol):
@@ -96,7 +93,7 @@ class LiveService:
         self,
         *,
         engine_factory: EngineFactory,
-        log_: EventLog,
+        event_log: EventLog,
         consumer: StreamConsumer,
         store: StateStore,
         provider: NodeProvider,
@@ -106,7 +103,7 @@ class LiveService:
         watcher: ModelWatcher | None = None,
         leader: Callable[[], bool] | None = None,
     ) -> None:
-        self.log = log_
+        self.event_log = event_log
         self.consumer = consumer
         self.store = store
         self.provider = provider
@@ -123,13 +120,16 @@ class LiveService:
         self._engine: Engine | None = None
         self.watermark: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._inflight: set[asyncio.Task[None]] = set()
+        self.commands = NodeCommands(
+            provider=provider,
+            engine=lambda: self.engine,
+            clock=clock,
+            telemetry=self.telemetry,
+            save=self._save_quietly,
+        )
         self._last_read: float | None = None
         self._log_reachable = False
         """False from a failed read of the event log until the next one succeeds."""
-        self._deletes: dict[str, float | None] = {}
-        """Node id -> when its last delete finished (monotonic; None: still in flight).
-        Reconciliation repeats a delete only when the listing it acts on came after it."""
         self._rng = random.Random()
         self._save_lock = asyncio.Lock()
         self.started_at: float | None = None
@@ -145,26 +145,26 @@ class LiveService:
         return self._engine
 
     async def start(self) -> None:
-        saved = await asyncio.to_thread(self.store.load)
-        if saved is None:
-            self.watermark = await asyncio.to_thread(self._last_entry_id)
-        else:
-            self.watermark = saved.watermark
-        features = OnlineFeatures()
-        replayed = await asyncio.to_thread(self._warm, features, self.watermark)
-        self._engine = self._engine_factory(None if saved is None else saved.engine, features)
-        await asyncio.to_thread(self.consumer.ensure_group, "$" if saved is None else "0")
-        taken = await asyncio.to_thread(self.consumer.take_over)
-        orphans = self._expire_restored_requests()
+        restored = await restore(
+            store=self.store,
+            event_log=self.event_log,
+            consumer=self.consumer,
+            engine_factory=self._engine_factory,
+            now=self.clock.now(),
+            history_s=self.options.warm_history_s,
+        )
+        self._engine, self.watermark = restored.engine, restored.watermark
+        if restored.expired:
+            self.telemetry.reconciled.labels(action="expire").inc(len(restored.expired))
         await self._save()
         log.info(
             "service started: %s state, %d events replayed into the features, watermark %s, "
             "%d pending entries taken over, %d orphaned node requests failed",
-            "fresh" if saved is None else "restored",
-            replayed,
+            "fresh" if restored.fresh else "restored",
+            restored.replayed,
             self.watermark,
-            taken,
-            orphans,
+            restored.taken,
+            len(restored.expired),
         )
         self.started_at = self.clock.now()
         self._spawn(self._consume_loop(), "consume")
@@ -174,13 +174,13 @@ class LiveService:
             self._spawn(self._model_loop(), "model")
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._inflight]:
+        for task in self._tasks:
             task.cancel()
-        for task in [*self._tasks, *self._inflight]:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        self._inflight.clear()
+        await self.commands.stop()
         if self._engine is not None:
             with contextlib.suppress(redis.RedisError):
                 await self._save()
@@ -204,8 +204,7 @@ class LiveService:
     def provider_status(self) -> dict[str, Any]:
         """The node provider's health as the service sees it (its circuit breaker)."""
         breaker = None if self.breaker is None else self.breaker.to_dict(time.monotonic())
-        in_flight = sum(1 for done in self._deletes.values() if done is None)
-        return {"breaker": breaker, "deletes_in_flight": in_flight}
+        return {"breaker": breaker, "deletes_in_flight": self.commands.deletes_in_flight()}
 
     def refresh_telemetry(self) -> None:
         """Gauges read from other objects (the scorer's fallbacks, the breaker): now."""
@@ -329,7 +328,7 @@ class LiveService:
         for token in plan.expire:
             log.warning("request %s got no node in time; counting it failed", token)
         commands = self.engine.reconciled(plan, now)
-        again = [node_id for node_id in plan.terminate if self._stale_delete(node_id, listed_at)]
+        again = [n for n in plan.terminate if self.commands.stale_delete(n, listed_at)]
         for node_id in again:
             log.warning("node %s is still alive at the provider; terminating it again", node_id)
             commands.append(TerminateNode(node_id))
@@ -342,7 +341,7 @@ class LiveService:
         ):
             if items:
                 self.telemetry.reconciled.labels(action=action).inc(len(items))
-        self._forget_deletes()
+        self.commands.forget_deletes()
         if plan:
             await self._save_quietly()
         self._dispatch(commands)
@@ -365,56 +364,15 @@ class LiveService:
                 refusal.bound,
                 refusal.demand,
             )
-        if not self.is_leader():  # not ours to act on
+        if self.is_leader():
+            self.commands.execute(commands)
+        else:  # not ours to act on
             self.engine.withdraw(commands, self.clock.now())
-            return
-        for command in commands:
-            if isinstance(command, RequestNode):
-                self._run(self._create(command.token))
-            else:
-                self._deletes[command.node_id] = None
-                self._run(self._terminate(command.node_id))
-
-    async def _create(self, token: str) -> None:
-        try:
-            node_id = await self.provider.create()
-        except CircuitOpen as e:
-            log.info("node request %s refused: %s", token, e)
-            self.engine.request_failed(token, self.clock.now())
-            self.telemetry.commands.labels(kind="create", outcome="rejected").inc()
-        except ProviderError as e:
-            log.warning("node request %s failed: %s", token, e)
-            self.engine.request_failed(token, self.clock.now())
-            self.telemetry.commands.labels(kind="create", outcome="failed").inc()
-        else:
-            self.engine.node_created(token, node_id, self.clock.now())
-            self.telemetry.commands.labels(kind="create", outcome="ok").inc()
-        await self._save_quietly()
-
-    async def _terminate(self, node_id: str) -> None:
-        try:
-            known = await self.provider.terminate(node_id)
-        except ProviderError as e:
-            log.warning("terminating %s failed: %s (reconciliation will see it)", node_id, e)
-            outcome = "rejected" if isinstance(e, CircuitOpen) else "failed"
-            self.telemetry.commands.labels(kind="terminate", outcome=outcome).inc()
-            return
-        finally:
-            self._deletes[node_id] = time.monotonic()
-        self.telemetry.commands.labels(kind="terminate", outcome="ok").inc()
-        if not known:
-            self.engine.node_deleted(node_id, self.clock.now())
-            await self._save_quietly()
 
     # -- internals -------------------------------------------------------------------------
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
-
-    def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coroutine)
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
 
     async def _save(self) -> None:
         async with self._save_lock:
@@ -425,25 +383,11 @@ class LiveService:
         with contextlib.suppress(redis.RedisError):
             await self._save()
 
-    def _stale_delete(self, node_id: str, listed_at: float) -> bool:
-        """Whether a listing made at ``listed_at`` that shows ``node_id`` alive means its
-        delete did not happen (rather than that the delete finished after the listing)."""
-        if node_id not in self._deletes:
-            return True
-        done = self._deletes[node_id]
-        return done is not None and done < listed_at
-
-    def _forget_deletes(self) -> None:
-        """Drop what is known of the deletes of nodes the pool no longer holds."""
-        held = {node.node_id for node in self.engine.pool.nodes()}
-        for node_id in [n for n, done in self._deletes.items() if done and n not in held]:
-            del self._deletes[node_id]
-
     async def _log_answers(self) -> bool:
         """Whether the event log answers now: a tick decides only on a view that is current
         (the last read may be up to a blocking read old, and Redis may have died since)."""
         try:
-            await asyncio.to_thread(self.log.client.ping)
+            await asyncio.to_thread(self.event_log.client.ping)
         except redis.RedisError:
             self._went_blind()
             self.telemetry.skipped_ticks.inc()
@@ -456,34 +400,3 @@ class LiveService:
             self.telemetry.log_outages.inc()
         self._log_reachable = False
         self.telemetry.ready.set(0)
-
-    def _expire_restored_requests(self) -> int:
-        """Fail the node requests a restored state holds: none has a task here to finish it."""
-        tokens = self.engine.expire_requests(self.clock.now())
-        for token in tokens:
-            log.warning("node request %s was in flight at the last stop; counting it failed", token)
-        if tokens:
-            self.telemetry.reconciled.labels(action="expire").inc(len(tokens))
-        return len(tokens)
-
-    def _last_entry_id(self) -> str | None:
-        entries: Any = self.log.client.xrevrange(self.log.keys.stream, count=1)
-        if not entries:
-            return None
-        entry_id = entries[0][0]
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-    def _warm(self, features: OnlineFeatures, watermark: str | None) -> int:
-        """Replay the recent log, up to the watermark, into the features."""
-        if watermark is None:
-            return 0
-        mark = entry_key(watermark)
-        since = self.clock.now() - self.options.warm_history_s
-        replayed = 0
-        for batch in self.log.read(since=since):
-            for entry_id, event in zip(batch.ids, batch.events, strict=True):
-                if entry_key(entry_id) > mark:
-                    return replayed
-                features.update(event)
-                replayed += 1
-        return replayed

@@ -64,7 +64,7 @@ def live_service(
 
     service = LiveService(
         engine_factory=factory,
-        log_=log,
+        event_log=log,
         consumer=StreamConsumer(log, "service", "c1", claim_idle_ms=0),
         store=StateStore(client, f"{prefix}service:state"),
         provider=provider,

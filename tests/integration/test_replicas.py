@@ -105,7 +105,7 @@ def replica(
 
     service = LiveService(
         engine_factory=factory,
-        log_=log,
+        event_log=log,
         consumer=StreamConsumer(log, f"service-{name}", name, claim_idle_ms=0),
         store=StateStore(client, f"{prefix}service:{name}:state"),
         provider=provider,

@@ -83,7 +83,7 @@ def make_service(
 
     service = LiveService(
         engine_factory=factory,
-        log_=log,
+        event_log=log,
         consumer=StreamConsumer(log, "service", consumer, claim_idle_ms=0),
         store=StateStore(client, f"{prefix}service:state"),
         provider=nodes,

@@ -251,7 +251,7 @@ def test_no_secret_or_payload_is_logged(
                     while (await http.get("/readyz")).status_code != 200:
                         assert time.monotonic() < deadline, "never ready"
                         await asyncio.sleep(0.05)
-                    return await _exercise(http, client, running.service.log.keys.stream)
+                    return await _exercise(http, client, running.service.event_log.keys.stream)
             finally:
                 server.should_exit = True
                 await serving
@@ -317,7 +317,7 @@ def test_random_payloads_are_not_logged_by_the_consumer(
     async def scenario() -> None:
         await harness.service.start()
         try:
-            stream = harness.service.log.keys.stream
+            stream = harness.service.event_log.keys.stream
             for i, marker in enumerate(markers):
                 payload = [f'{{"user_id": {i}, "m": "{marker}"}}', f"{marker}{{", f'["{marker}"]']
                 redis_client.xadd(stream, {"channel": "user:connect", "payload": payload[i % 3]})
