@@ -17,7 +17,9 @@ from provisioner.cli.common import console, print_json
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from simulation.bench import BenchRequest, PolicyResult, Progress
+    from simulation.bench.policy_run import PolicyResult
+    from simulation.bench.progress import Progress
+    from simulation.bench.request import BenchRequest
 
 
 TABLE_WIDTH = 150
@@ -103,13 +105,10 @@ def bench(
     stderr; one JSON summary line to stdout (the --json file holds the same, without the
     wall times).
     """
-    from simulation.bench import (
-        BenchError,
-        BenchRequest,
-        parse_override,
-        plot_frontier,
-        run_bench,
-    )
+    from simulation.bench.errors import BenchError
+    from simulation.bench.plot import plot_frontier
+    from simulation.bench.request import BenchRequest, parse_override
+    from simulation.bench.run import run_bench
     from simulation.policies import BadPolicySpec, parse_policies
     from simulation.workloads import WORKLOADS
 
@@ -178,7 +177,7 @@ def bench(
 def _show(results: Sequence[PolicyResult], *, title: str) -> None:
     from rich.console import Console
 
-    from simulation.bench import render_table
+    from simulation.bench.table import render_table
 
     table = render_table(results, title=title)
     if console.is_terminal:

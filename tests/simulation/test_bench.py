@@ -8,29 +8,24 @@ from typing import Any
 
 import pytest
 
-import simulation.bench as bench_module
 from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
 from features.trace import write_jsonl
 from service.config import ServiceConfig
-from simulation.bench import (
-    BenchError,
-    BenchRequest,
-    BenchSetup,
+from simulation.bench.errors import BenchError, TrainingLeak
+from simulation.bench.history import (
     History,
-    PolicyResult,
-    TrainingLeak,
-    best_at,
     check_separate,
-    frontiers,
-    plot_frontier,
-    prepare,
-    run_bench,
-    run_policy,
-    run_sweep,
     split_history,
     trace_history,
     workload_history,
 )
+from simulation.bench.model import TrainedModel, train_model
+from simulation.bench.plot import plot_frontier
+from simulation.bench.policy_run import PolicyResult, run_policy, warm_features
+from simulation.bench.request import BenchRequest
+from simulation.bench.run import run_bench
+from simulation.bench.setup import BenchSetup, prepare
+from simulation.bench.sweep import best_at, frontiers, run_sweep
 from simulation.nodes.boot import FixedBoot
 from simulation.policies import PolicyKind, PolicySpec, parse_policies
 from simulation.workloads import DEFAULT_START, generate
@@ -126,13 +121,12 @@ def test_same_inputs_same_json_other_seed_other_json() -> None:
 def spy_training(monkeypatch: pytest.MonkeyPatch) -> list[tuple[UserEvent, ...]]:
     """Record the events every model is trained on (the model is still trained)."""
     seen: list[tuple[UserEvent, ...]] = []
-    train_model = bench_module.train_model
 
-    def spying(history: History, **kwargs: Any) -> bench_module.TrainedModel:
+    def spying(history: History, **kwargs: Any) -> TrainedModel:
         seen.append(history.events)
         return train_model(history, **kwargs)
 
-    monkeypatch.setattr(bench_module, "train_model", spying)
+    monkeypatch.setattr("simulation.bench.setup.train_model", spying)
     return seen
 
 
@@ -197,7 +191,7 @@ def test_a_history_trains_on_the_same_users_before_and_warms_every_engine(
     assert list(setup.warmup.events) + list(setup.scored.events) == whole
     data = result.to_dict()
     assert data["history"]["hours"] == 18.0 and data["hours"] == 6.0
-    fed = bench_module._warm_features(setup)
+    fed = warm_features(setup)
     assert fed is not None and len(fed) == len(setup.warmup.users)
     with pytest.raises(BenchError, match="only applies to a generated workload"):
         BenchRequest(history_hours=24, train_hours=24)
