@@ -30,33 +30,33 @@ def plot_frontier(
         if name == PolicyKind.ORACLE.value:
             continue
         everything = [r for r in results if family(r) == name]
-        shown = [r for r in everything if 0.0 < r.instant_rate < 1.0]
+        shown = [r for r in everything if 0.0 < r.run.instant_rate < 1.0]
         if not shown:
             continue
-        lowest = min(lowest, *(r.instant_rate for r in shown))
-        highest = max(highest, *(r.instant_rate for r in shown))
+        lowest = min(lowest, *(r.run.instant_rate for r in shown))
+        highest = max(highest, *(r.run.instant_rate for r in shown))
         marker = markers.get(name, "o")
         line = ax.plot(
-            [r.instant_rate for r in points if 0.0 < r.instant_rate < 1.0],
-            [r.efficiency for r in points if 0.0 < r.instant_rate < 1.0],
+            [r.run.instant_rate for r in points if 0.0 < r.run.instant_rate < 1.0],
+            [r.run.efficiency for r in points if 0.0 < r.run.instant_rate < 1.0],
             marker=marker,
             label=name,
             color=colors.get(name),
         )[0]
         ax.scatter(
-            [r.instant_rate for r in shown],
-            [r.efficiency for r in shown],
+            [r.run.instant_rate for r in shown],
+            [r.run.efficiency for r in shown],
             marker=marker,
             facecolors="none",
             edgecolors=line.get_color(),
             alpha=0.6,
         )
         for r in points:
-            if r.knob is not None and 0.0 < r.instant_rate < 1.0:
+            if r.knob is not None and 0.0 < r.run.instant_rate < 1.0:
                 knob = f"{r.knob:g}"
                 ax.annotate(
                     knob,
-                    (r.instant_rate, r.efficiency),
+                    (r.run.instant_rate, r.run.efficiency),
                     fontsize=7,
                     xytext=(3, 3),
                     textcoords="offset points",
@@ -64,10 +64,10 @@ def plot_frontier(
                 )
     for r in results:
         if family(r) == PolicyKind.ORACLE.value:
-            ax.axhline(r.efficiency, color="black", linestyle="--", linewidth=1)
+            ax.axhline(r.run.efficiency, color="black", linestyle="--", linewidth=1)
             ax.annotate(
-                f"oracle {r.efficiency:.3f} (100% instant)",
-                (0.02, r.efficiency),
+                f"oracle {r.run.efficiency:.3f} (100% instant)",
+                (0.02, r.run.efficiency),
                 xycoords=("axes fraction", "data"),
                 xytext=(0, 4),
                 textcoords="offset points",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 
 from features.events import UserEvent
 from features.online import OnlineFeatures
@@ -24,23 +24,29 @@ from simulation.bench.progress import Progress, reporting
 from simulation.bench.setup import BenchSetup
 from simulation.oracle import oracle
 from simulation.policies import PolicyKind, PolicySpec, SeedRulePolicy, StaticPolicy
-from simulation.runner import DecisionCore, run
+from simulation.runner import DecisionCore, RunResult, run
+
+SCORES: Final = (
+    "connects",
+    "instant_rate",
+    "mean_wait_s",
+    "p95_wait_s",
+    "efficiency",
+    "node_seconds",
+    "user_seconds",
+    "nodes_created",
+    "nodes_per_connect",
+    "idle_share",
+)
+"""The figures of a run that the bench's JSON holds, in its order."""
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyResult:
+    """One policy's run, named, with its knob."""
+
     policy: str
-    connects: int
-    instant_rate: float
-    mean_wait_s: float
-    p95_wait_s: float
-    efficiency: float
-    node_seconds: float
-    user_seconds: float
-    nodes_created: int
-    nodes_per_connect: float
-    idle_share: float
-    """Share of node time in which a node served no user (``service.metrics``)."""
+    run: RunResult
     knob: float | None = None
     """``static``: K; ``heuristic`` / ``model``: the service-level target; else None."""
     refused_needs: int | None = None
@@ -49,9 +55,13 @@ class PolicyResult:
     """Wall time of the run (not in the JSON: the JSON is deterministic)."""
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["wall_s"]
-        return data
+        figures = self.run.to_dict()
+        return {
+            "policy": self.policy,
+            **{name: figures[name] for name in SCORES},
+            "knob": self.knob,
+            "refused_needs": self.refused_needs,
+        }
 
 
 def run_policy(
@@ -62,23 +72,10 @@ def run_policy(
     started = time.perf_counter()
     knob: float | None = None
     if spec.kind is PolicyKind.ORACLE:
-        report = oracle(scored.events, end=scored.end, boot=setup.boot, seed=setup.seed)
+        result = _oracle_run(setup)
         if progress is not None:
             progress(spec.name, scored.end - scored.start, scored.end - scored.start)
-        return PolicyResult(
-            policy=spec.name,
-            connects=report.connects,
-            instant_rate=report.instant_rate,
-            mean_wait_s=report.mean_wait_s,
-            p95_wait_s=report.p95_wait_s,
-            efficiency=report.efficiency,
-            node_seconds=report.node_seconds,
-            user_seconds=report.user_seconds,
-            nodes_created=report.nodes_created,
-            nodes_per_connect=report.nodes_per_connect,
-            idle_share=report.idle_share,
-            wall_s=time.perf_counter() - started,
-        )
+        return PolicyResult(spec.name, result, wall_s=time.perf_counter() - started)
     core: DecisionCore
     engine: Engine | None = None
     if spec.kind is PolicyKind.STATIC:
@@ -104,20 +101,37 @@ def run_policy(
         seed=setup.seed,
     )
     return PolicyResult(
-        policy=spec.name,
-        connects=result.connects,
-        instant_rate=result.instant_rate,
-        mean_wait_s=result.mean_wait_s,
-        p95_wait_s=result.p95_wait_s,
-        efficiency=result.efficiency,
-        node_seconds=result.node_seconds,
-        user_seconds=result.user_seconds,
-        nodes_created=result.nodes_created,
-        nodes_per_connect=result.nodes_per_connect,
-        idle_share=result.idle_share,
+        spec.name,
+        result,
         knob=knob,
         refused_needs=None if engine is None else sum(engine.refusals.values()),
         wall_s=time.perf_counter() - started,
+    )
+
+
+def _oracle_run(setup: BenchSetup) -> RunResult:
+    """The oracle's metrics over the scored history, as a run: it feeds every event and
+    never ticks; it keeps no count of the nodes alive at once."""
+    scored = setup.scored
+    report = oracle(scored.events, end=scored.end, boot=setup.boot, seed=setup.seed)
+    return RunResult(
+        connects=report.connects,
+        instant_rate=report.instant_rate,
+        mean_wait_s=report.mean_wait_s,
+        p95_wait_s=report.p95_wait_s,
+        efficiency=report.efficiency,
+        node_seconds=report.node_seconds,
+        user_seconds=report.user_seconds,
+        nodes_created=report.nodes_created,
+        busy_node_seconds=report.busy_node_seconds,
+        instant=report.instant,
+        waited=report.waited,
+        abandoned=report.abandoned,
+        events=len(scored.events),
+        ticks=0,
+        peak_nodes=None,
+        start=scored.start,
+        end=scored.end,
     )
 
 

@@ -49,7 +49,7 @@ def run_sweep(
             for k in range(static_max + 1):
                 result = measured(PolicySpec(kind, k=k))
                 out.append(result)
-                if result.instant_rate >= STATIC_SWEEP_STOP:
+                if result.run.instant_rate >= STATIC_SWEEP_STOP:
                     break
         elif kind in (PolicyKind.HEURISTIC, PolicyKind.MODEL):
             default = setup.config.target_instant_rate
@@ -78,18 +78,18 @@ def frontiers(results: Iterable[PolicyResult]) -> dict[str, list[PolicyResult]]:
         families.setdefault(family(result), []).append(result)
     out: dict[str, list[PolicyResult]] = {}
     for name, points in families.items():
-        ordered = sorted(points, key=lambda p: (-p.instant_rate, -p.efficiency))
+        ordered = sorted(points, key=lambda p: (-p.run.instant_rate, -p.run.efficiency))
         kept: list[PolicyResult] = []
         best = -math.inf
         for point in ordered:
-            if point.efficiency > best:
+            if point.run.efficiency > best:
                 kept.append(point)
-                best = point.efficiency
+                best = point.run.efficiency
         out[name] = kept[::-1]
     return out
 
 
 def best_at(results: Iterable[PolicyResult], name: str, instant_rate: float) -> PolicyResult | None:
     """The most efficient run of family ``name`` with at least ``instant_rate``."""
-    eligible = [r for r in results if family(r) == name and r.instant_rate >= instant_rate]
-    return max(eligible, key=lambda r: r.efficiency, default=None)
+    eligible = [r for r in results if family(r) == name and r.run.instant_rate >= instant_rate]
+    return max(eligible, key=lambda r: r.run.efficiency, default=None)

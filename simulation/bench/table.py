@@ -24,16 +24,16 @@ def render_table(results: Sequence[PolicyResult], *, title: str | None = None) -
     for r in results:
         table.add_row(
             r.policy,
-            f"{r.connects}",
-            f"{r.instant_rate:.4f}",
-            f"{r.mean_wait_s:.1f} s",
-            f"{r.p95_wait_s:.1f} s",
-            f"{r.efficiency:.3f}",
-            f"{r.node_seconds / 3600:.1f}",
-            f"{r.user_seconds / 3600:.1f}",
-            f"{r.nodes_created}",
-            f"{r.nodes_per_connect:.2f}",
-            f"{r.idle_share:.3f}",
+            f"{r.run.connects}",
+            f"{r.run.instant_rate:.4f}",
+            f"{r.run.mean_wait_s:.1f} s",
+            f"{r.run.p95_wait_s:.1f} s",
+            f"{r.run.efficiency:.3f}",
+            f"{r.run.node_seconds / 3600:.1f}",
+            f"{r.run.user_seconds / 3600:.1f}",
+            f"{r.run.nodes_created}",
+            f"{r.run.nodes_per_connect:.2f}",
+            f"{r.run.idle_share:.3f}",
             f"{r.wall_s:.1f}",
         )
     return table

@@ -28,6 +28,7 @@ from simulation.bench.setup import BenchSetup, prepare
 from simulation.bench.sweep import best_at, frontiers, run_sweep
 from simulation.nodes.boot import FixedBoot
 from simulation.policies import PolicyKind, PolicySpec, parse_policies
+from simulation.runner import RunResult
 from simulation.workloads import DEFAULT_START, generate
 
 T0 = DEFAULT_START
@@ -64,19 +65,19 @@ def test_every_policy_is_scored_by_the_same_code_on_a_hand_made_trace() -> None:
     setup = tiny_setup(events, 400)
     oracle = run_policy(PolicySpec(PolicyKind.ORACLE), setup)
     # one node, created at 80 (a 20 s boot before a's connect), reused for b: 80 -> 300
-    assert (oracle.connects, oracle.instant_rate, oracle.nodes_created) == (2, 1.0, 1)
-    assert oracle.node_seconds == 220.0 and oracle.user_seconds == 190.0
-    assert oracle.efficiency == pytest.approx(190 / 220)
+    assert (oracle.run.connects, oracle.run.instant_rate, oracle.run.nodes_created) == (2, 1.0, 1)
+    assert oracle.run.node_seconds == 220.0 and oracle.run.user_seconds == 190.0
+    assert oracle.run.efficiency == pytest.approx(190 / 220)
     assert oracle.knob is None
     static = run_policy(PolicySpec(PolicyKind.STATIC, k=1), setup)
     # t=0: one node (ready 20). a takes it at 100: a replacement is requested (ready 120).
     # a frees its node at 200: two idle, the one idle the longest (the replacement) goes.
     # b takes a's old node at 210: another replacement (ready 230), which goes at 300 when b
     # frees the first node again. Node time: 0 -> 400, 100 -> 200, 210 -> 300.
-    assert (static.connects, static.instant_rate, static.nodes_created) == (2, 1.0, 3)
-    assert static.node_seconds == pytest.approx(400 + 100 + 90)
-    assert static.user_seconds == 190.0
-    assert static.efficiency == pytest.approx(190 / 590)
+    assert (static.run.connects, static.run.instant_rate, static.run.nodes_created) == (2, 1.0, 3)
+    assert static.run.node_seconds == pytest.approx(400 + 100 + 90)
+    assert static.run.user_seconds == 190.0
+    assert static.run.efficiency == pytest.approx(190 / 590)
     assert static.knob == 1.0
 
 
@@ -260,8 +261,8 @@ def test_a_small_sweep_gives_frontiers_and_writes_a_png(tmp_path: Path) -> None:
     fronts = frontiers(swept)
     assert set(fronts) == {"static", "seed-rule", "heuristic", "oracle"}
     for points in fronts.values():
-        rates = [p.instant_rate for p in points]
-        effs = [p.efficiency for p in points]
+        rates = [p.run.instant_rate for p in points]
+        effs = [p.run.efficiency for p in points]
         assert rates == sorted(rates) and effs == sorted(effs, reverse=True)
     path = tmp_path / "frontier.png"
     plot_frontier(swept, path)
@@ -269,7 +270,26 @@ def test_a_small_sweep_gives_frontiers_and_writes_a_png(tmp_path: Path) -> None:
 
 
 def point(policy: str, instant: float, efficiency: float) -> PolicyResult:
-    return PolicyResult(policy, 10, instant, 0.0, 0.0, efficiency, 1.0, 1.0, 1, 0.1, 0.0)
+    run = RunResult(
+        connects=10,
+        instant_rate=instant,
+        mean_wait_s=0.0,
+        p95_wait_s=0.0,
+        efficiency=efficiency,
+        node_seconds=1.0,
+        user_seconds=efficiency,
+        nodes_created=1,
+        busy_node_seconds=efficiency,
+        instant=round(10 * instant),
+        waited=10 - round(10 * instant),
+        abandoned=0,
+        events=20,
+        ticks=0,
+        peak_nodes=1,
+        start=T0,
+        end=T0 + 1.0,
+    )
+    return PolicyResult(policy, run)
 
 
 def test_frontier_keeps_the_points_nothing_beats() -> None:
