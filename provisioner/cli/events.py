@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from provisioner import runtime
+from provisioner import wiring
 from provisioner.cli.common import (
     byte_progress,
     console,
@@ -49,10 +49,10 @@ def import_(
         trace_format(file)
     except UnsupportedFormat as e:
         raise typer.BadParameter(str(e), param_hint="FILE") from e
-    clock = runtime.clock(settings)
+    clock = wiring.clock(settings)
     started = time.perf_counter()
-    with runtime.redis_client(settings) as client, byte_progress() as progress:
-        log = runtime.event_log(settings, client)
+    with wiring.redis_client(settings) as client, byte_progress() as progress:
+        log = wiring.event_log(settings, client)
         task = progress.add_task(f"import {file.name}", total=file.stat().st_size)
         report = import_trace(
             log, file, now=clock.now(), progress=lambda n: progress.advance(task, n)
@@ -90,8 +90,8 @@ def export(
         raise typer.BadParameter(str(e), param_hint="--out") from e
     start, end = parse_time(since), parse_time(until)
     started = time.perf_counter()
-    with runtime.redis_client(settings) as client, count_progress() as progress:
-        log = runtime.event_log(settings, client)
+    with wiring.redis_client(settings) as client, count_progress() as progress:
+        log = wiring.event_log(settings, client)
         task = progress.add_task(f"export {out.name}", total=log.length())
         count = export_trace(log, out, start, end, progress=lambda n: progress.advance(task, n))
     print_json(
@@ -109,8 +109,8 @@ def export(
 def stats(ctx: typer.Context) -> None:
     """Length of the log, events appended and dead letters by reason."""
     settings = settings_of(ctx)
-    with runtime.redis_client(settings) as client:
-        log = runtime.event_log(settings, client)
+    with wiring.redis_client(settings) as client:
+        log = wiring.event_log(settings, client)
         print_json({"stream": log.keys.stream, "length": log.length(), "counters": log.stats()})
 
 
@@ -123,8 +123,8 @@ def dead(
     from rich.table import Table
 
     settings = settings_of(ctx)
-    with runtime.redis_client(settings) as client:
-        letters = runtime.event_log(settings, client).dead_letters(count)
+    with wiring.redis_client(settings) as client:
+        letters = wiring.event_log(settings, client).dead_letters(count)
     table = Table("reason", "source", "detail", "raw")
     for letter in letters:
         table.add_row(letter.reason.value, letter.source, letter.detail, letter.raw[:80])
@@ -143,7 +143,7 @@ def bridge(ctx: typer.Context) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    with runtime.redis_client(settings) as client, console.status("bridging") as status:
+    with wiring.redis_client(settings) as client, console.status("bridging") as status:
 
         def show(s: BridgeStats) -> None:
             status.update(
@@ -152,9 +152,9 @@ def bridge(ctx: typer.Context) -> None:
 
         worker = Bridge(
             client,
-            runtime.event_log(settings, client),
+            wiring.event_log(settings, client),
             channel_prefix=settings.channel_prefix,
-            clock=runtime.clock(settings),
+            clock=wiring.clock(settings),
             on_batch=show,
         )
         console.print(f"bridge: pub/sub -> {worker.log.keys.stream} (Ctrl-C to stop)")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from provisioner import runtime
+from provisioner import wiring
 from provisioner.cli.common import JobProgress, console, parse_time, print_json, settings_of
 
 if TYPE_CHECKING:
@@ -67,16 +67,16 @@ def train(
     """
     settings = settings_of(ctx)
     started = time.perf_counter()
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     from training.retrain import train_and_register
 
     with _errors(), JobProgress() as progress:
         source = _read(settings, trace, parse_time(since), parse_time(until), None, progress)
         trained = train_and_register(
             source,
-            runtime.dataset_spec(settings, horizon),
-            runtime.train_config(settings),
-            runtime.tracking(settings),
+            wiring.dataset_spec(settings, horizon),
+            wiring.train_config(settings),
+            wiring.tracking(settings),
             progress=progress,
             tags={"job": "train"},
         )
@@ -106,11 +106,11 @@ def promote(
     3: rejected; 1: error.
     """
     settings = settings_of(ctx)
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     from training.promote import build_holdout, load_candidate
     from training.promote import promote as run_promotion
 
-    registry = runtime.model_registry(settings)
+    registry = wiring.model_registry(settings)
     with _errors(), JobProgress() as progress:
         candidate = load_candidate(registry, None if version is None else str(version))
         source = _read(
@@ -129,8 +129,8 @@ def promote(
             registry,
             candidate,
             holdout,
-            tolerances=runtime.tolerances(settings),
-            actor=runtime.actor(settings),
+            tolerances=wiring.tolerances(settings),
+            actor=wiring.actor(settings),
             dry_run=dry_run,
             note=reason,
         )
@@ -148,12 +148,12 @@ def rollback(
 ) -> None:
     """Move `champion` back to the `previous` version (checking it loads), audited."""
     settings = settings_of(ctx)
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     from training.promote import rollback as run_rollback
 
-    registry = runtime.model_registry(settings)
+    registry = wiring.model_registry(settings)
     with _errors():
-        result = run_rollback(registry, actor=runtime.actor(settings), note=reason)
+        result = run_rollback(registry, actor=wiring.actor(settings), note=reason)
     print_json(result.as_dict() | {"model_name": registry.model_name})
     console.print(f"champion: version {result.from_version} -> version {result.to_version}")
 
@@ -183,7 +183,7 @@ def retrain(
     """
     settings = settings_of(ctx)
     started = time.perf_counter()
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     from training.retrain import retrain as run_retrain
 
     window = window_hours if window_hours is not None else settings.retrain_window_hours
@@ -191,12 +191,12 @@ def retrain(
         source = _read(settings, trace, None, None, window, progress)
         outcome = run_retrain(
             source,
-            runtime.dataset_spec(settings, horizon),
-            runtime.train_config(settings),
-            runtime.tracking(settings),
-            runtime.model_registry(settings),
-            tolerances=runtime.tolerances(settings),
-            actor=runtime.actor(settings),
+            wiring.dataset_spec(settings, horizon),
+            wiring.train_config(settings),
+            wiring.tracking(settings),
+            wiring.model_registry(settings),
+            tolerances=wiring.tolerances(settings),
+            actor=wiring.actor(settings),
             dry_run=dry_run,
             progress=progress,
         )
@@ -239,13 +239,13 @@ def _read(
             since=since,
             until=until,
             window_hours=window_hours,
-            now=runtime.clock(settings).now(),
-            limits=runtime.limits(settings),
+            now=wiring.clock(settings).now(),
+            limits=wiring.limits(settings),
             progress=lambda n: progress.advance("read", n),
         )
     else:
-        with runtime.redis_client(settings) as client:
-            log = runtime.event_log(settings, client)
+        with wiring.redis_client(settings) as client:
+            log = wiring.event_log(settings, client)
             progress("read", 0, log.length())
             source = from_log(
                 log,

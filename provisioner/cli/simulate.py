@@ -182,14 +182,14 @@ def _publish(
     speed: float | None,
     start: float | None,
 ) -> None:
-    from provisioner import runtime
+    from provisioner import wiring
     from simulation.workloads import population
     from simulation.workloads.realtime import PublishReport, run_realtime
 
     clock = _clock(settings, speed)
     stop = threading.Event()
     started = time.perf_counter()
-    with runtime.redis_client(settings) as client, _stop_on_signals(stop):
+    with wiring.redis_client(settings) as client, _stop_on_signals(stop):
         _check_reachable(client)
         prefix = settings.channel_prefix
         console.print(
@@ -255,10 +255,10 @@ def _summary(workload: str, seed: int, users: int, hours: float | None) -> dict[
 
 def _clock(settings: Settings, speed: float | None) -> ScaledClock:
     from features.clock import ScaledClock
-    from provisioner import runtime
+    from provisioner import wiring
 
     if speed is None:
-        return runtime.clock(settings)
+        return wiring.clock(settings)
     return ScaledClock(anchor=time.time(), speed=speed)
 
 
