@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from provisioner import wiring
-from provisioner.cli.common import JobProgress, console, count_progress, print_json, settings_of
+from provisioner.cli.common import console, print_json, settings_of
+from provisioner.cli.progress import TRAINING_STAGES, JobProgress, virtual_hours
 
 
 def register(app: typer.Typer) -> None:
@@ -72,20 +73,19 @@ def demo(
             log = EventLog(client, LogKeys(demo_processes.PREFIX), limits=wiring.limits(settings))
             end = time.time()
             start = end - history_hours * 3600
-            with count_progress() as progress:
-                task = progress.add_task(
-                    "history: virtual hours of the seed workload", total=history_hours
-                )
+            with JobProgress("demo", virtual_hours) as progress:
+                label = "history of the seed workload"
+                progress(label, 0, history_hours)
                 events = generate("seed", hours=history_hours, seed=seed, start=start)
                 count = 0
                 for batch in batched(events, 5000):
                     log.append_batch(batch)
                     count += len(batch)
-                    progress.update(task, completed=round((batch[-1].ts - start) / 3600, 1))
-                progress.update(task, completed=history_hours)
+                    progress(label, round((batch[-1].ts - start) / 3600, 1), history_hours)
+                progress(label, history_hours, history_hours)
             console.print(f"history: {count} events in the event log ({log.keys.stream})")
             _stop_if_asked(interrupted)
-            with JobProgress() as report:
+            with JobProgress("demo", names=TRAINING_STAGES) as report:
                 source = from_log(log, progress=lambda n: None)
                 outcome = retrain(
                     source,

@@ -13,13 +13,12 @@ import typer
 
 from provisioner import wiring
 from provisioner.cli.common import (
-    byte_progress,
     console,
-    count_progress,
     parse_time,
     print_json,
     settings_of,
 )
+from provisioner.cli.progress import JobProgress, in_bytes
 
 events_app = typer.Typer(help="The event log: import, export and inspect.", no_args_is_help=True)
 
@@ -51,11 +50,12 @@ def import_(
         raise typer.BadParameter(str(e), param_hint="FILE") from e
     clock = wiring.clock(settings)
     started = time.perf_counter()
-    with wiring.redis_client(settings) as client, byte_progress() as progress:
+    label = f"import {file.name}"
+    with wiring.redis_client(settings) as client, JobProgress("events", in_bytes) as progress:
         log = wiring.event_log(settings, client)
-        task = progress.add_task(f"import {file.name}", total=file.stat().st_size)
+        progress(label, 0, file.stat().st_size)
         report = import_trace(
-            log, file, now=clock.now(), progress=lambda n: progress.advance(task, n)
+            log, file, now=clock.now(), progress=lambda n: progress.advance(label, n)
         )
     elapsed = time.perf_counter() - started
     summary = report.as_dict() | {"file": str(file), "seconds": round(elapsed, 3)}
@@ -90,10 +90,11 @@ def export(
         raise typer.BadParameter(str(e), param_hint="--out") from e
     start, end = parse_time(since), parse_time(until)
     started = time.perf_counter()
-    with wiring.redis_client(settings) as client, count_progress() as progress:
+    label = f"export {out.name}"
+    with wiring.redis_client(settings) as client, JobProgress("events") as progress:
         log = wiring.event_log(settings, client)
-        task = progress.add_task(f"export {out.name}", total=log.length())
-        count = export_trace(log, out, start, end, progress=lambda n: progress.advance(task, n))
+        progress(label, 0, log.length())
+        count = export_trace(log, out, start, end, progress=lambda n: progress.advance(label, n))
     print_json(
         {
             "exported": count,

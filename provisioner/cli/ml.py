@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Final
 import typer
 
 from provisioner import wiring
-from provisioner.cli.common import JobProgress, console, parse_time, print_json, settings_of
+from provisioner.cli.common import console, parse_time, print_json, settings_of
+from provisioner.cli.progress import TRAINING_STAGES, JobProgress
 
 if TYPE_CHECKING:
     from provisioner.settings import Settings
@@ -70,7 +71,7 @@ def train(
     wiring.quiet_mlflow()
     from training.retrain import train_and_register
 
-    with _errors(), JobProgress() as progress:
+    with _errors(), JobProgress("train", names=TRAINING_STAGES) as progress:
         source = _read(settings, trace, parse_time(since), parse_time(until), None, progress)
         trained = train_and_register(
             source,
@@ -111,7 +112,7 @@ def promote(
     from training.promote import promote as run_promotion
 
     registry = wiring.model_registry(settings)
-    with _errors(), JobProgress() as progress:
+    with _errors(), JobProgress("promote", names=TRAINING_STAGES) as progress:
         candidate = load_candidate(registry, None if version is None else str(version))
         source = _read(
             settings,
@@ -187,7 +188,7 @@ def retrain(
     from training.retrain import retrain as run_retrain
 
     window = window_hours if window_hours is not None else settings.retrain_window_hours
-    with _errors(), JobProgress() as progress:
+    with _errors(), JobProgress("retrain", names=TRAINING_STAGES) as progress:
         source = _read(settings, trace, None, None, window, progress)
         outcome = run_retrain(
             source,

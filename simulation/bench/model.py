@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from models.scoring import Scorer
 from simulation.bench.errors import BenchError
 from simulation.bench.history import History
 from simulation.bench.progress import Progress
+
+TRAIN_LABEL: Final = "train model"
+"""The progress label of the training, in steps: 0, 1 (the dataset), 3 (the model)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ def train_model(
     from training.train import BadTrainingData, TrainConfig, train
 
     report = progress or (lambda label, done, total: None)
-    label = "train model"
+    label = TRAIN_LABEL
     report(label, 0.0, 3.0)
     started = time.perf_counter()
     dataset = build_dataset(
