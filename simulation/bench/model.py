@@ -41,18 +41,17 @@ def train_model(
     from training.train import BadTrainingData, TrainConfig, train
 
     report = progress or (lambda label, done, total: None)
-    label = TRAIN_LABEL
-    report(label, 0.0, 3.0)
+    report(TRAIN_LABEL, 0.0, 3.0)
     started = time.perf_counter()
     dataset = build_dataset(
         EventTable.from_events(history.events), DatasetSpec(horizon_s=horizon_s)
     )
-    report(label, 1.0, 3.0)
+    report(TRAIN_LABEL, 1.0, 3.0)
     try:
         result = train(dataset, TrainConfig())
     except BadTrainingData as e:
         raise BenchError(f"cannot train the model on {history.source}: {e}") from e
-    report(label, 3.0, 3.0)
+    report(TRAIN_LABEL, 3.0, 3.0)
     digest = dataset.digest()
     loaded = LoadedModel(
         name="bench",
