@@ -253,18 +253,14 @@ def apply(
         if note:
             tags["note"] = note
         registry.tag_version(decision.candidate, _audit_tags("promotion", at, actor, why, tags))
-        registry.tag_model(
-            "audit.last",
-            json.dumps(
-                {
-                    "action": "promote" if decision.promote else "reject",
-                    "version": decision.candidate,
-                    "from": source,
-                    "by": actor,
-                    "at": at,
-                    "why": why,
-                }
-            ),
+        _record_last(
+            registry,
+            "promote" if decision.promote else "reject",
+            decision.candidate,
+            source,
+            actor,
+            at,
+            why,
         )
     except Exception as e:
         raise PromotionError(f"could not record the decision in {registry!r}: {e}") from e
@@ -327,19 +323,7 @@ def rollback(
         registry.tag_version(
             champion, _audit_tags("rolled_back", at, actor, reason, {"to": previous})
         )
-        registry.tag_model(
-            "audit.last",
-            json.dumps(
-                {
-                    "action": "rollback",
-                    "version": previous,
-                    "from": champion,
-                    "by": actor,
-                    "at": at,
-                    "why": reason,
-                }
-            ),
-        )
+        _record_last(registry, "rollback", previous, champion, actor, at, reason)
     except Exception as e:
         raise PromotionError(f"rollback in {registry!r} failed: {e}") from e
     return Rollback(champion, previous, new_previous, actor, at, reason)
@@ -362,6 +346,14 @@ def _predict(model: LoadedModel, holdout: Dataset) -> npt.NDArray[np.float64] | 
         np.all(np.isfinite(probability) & (probability >= 0) & (probability <= 1))
     )
     return probability if valid else None
+
+
+def _record_last(
+    registry: ModelRegistry, action: str, version: str, source: str, actor: str, at: str, why: str
+) -> None:
+    """The registered model's ``audit.last`` tag: the last action, as JSON."""
+    last = {"action": action, "version": version, "from": source, "by": actor, "at": at, "why": why}
+    registry.tag_model("audit.last", json.dumps(last))
 
 
 def _audit_tags(
