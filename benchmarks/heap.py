@@ -2,7 +2,7 @@
 
 ``benchmarks/soak.py`` watches the resident memory of ``provisioner serve``; this script
 says whether what grows is Python objects. It runs the same service in process (built by
-``provisioner.serving.running_service``, the built-in simulated node provider, no model
+``provisioner.service_wiring.running_service``, the built-in simulated node provider, no model
 unless the registry under the temporary home has one), appends the seed workload to the
 event log on an accelerated clock, and every ``--every-s`` seconds collects garbage and
 records the memory tracemalloc traces. At the end it lists the allocation sites that grew
@@ -38,7 +38,7 @@ import uvicorn
 from benchmarks.common import emit, free_port, redis_server
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
-from provisioner.serving import running_service
+from provisioner.service_wiring import running_service
 from provisioner.settings import Settings
 from simulation.workloads import generate
 

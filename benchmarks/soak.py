@@ -54,7 +54,7 @@ import redis
 
 from benchmarks.common import emit, free_port
 from features.eventlog import EventLog, LogKeys
-from provisioner.demo import terminate
+from provisioner.demo_processes import terminate
 from provisioner.embedded_redis import EmbeddedRedis
 from simulation.workloads import population
 

@@ -1,4 +1,5 @@
-"""Reading the MLflow model registry: which version an alias names, and that version loaded.
+"""The MLflow model registry: which version an alias names, that version loaded, and the
+writes of the model's lifecycle (moving an alias, tagging a version or the model).
 
 An alias is resolved to a version number once, then that exact version is downloaded and
 loaded, so a caller always knows which version it holds even if the alias moves meanwhile.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +29,8 @@ from models.classifier import ClassifierFormatError, ConnectClassifier, Floats, 
 DEFAULT_MODEL_NAME: Final = "connect-likelihood"
 CHAMPION: Final = "champion"
 PREVIOUS: Final = "previous"
+TAG_LIMIT: Final = 4000
+"""Longest tag value written (MLflow refuses longer ones); longer values are clipped."""
 _NOT_FOUND: Final = ("RESOURCE_DOES_NOT_EXIST",)
 
 
@@ -190,6 +194,28 @@ class ModelRegistry:
             load_seconds=time.perf_counter() - started,
         )
 
+    # -- writing -------------------------------------------------------------------------
+
+    def set_alias(self, alias: str, version: str) -> None:
+        """Point ``alias`` at ``version``."""
+        self._call(lambda: self.client.set_registered_model_alias(self.model_name, alias, version))
+
+    def delete_alias(self, alias: str) -> None:
+        self._call(lambda: self.client.delete_registered_model_alias(self.model_name, alias))
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        """Set ``tags`` on ``version`` (values clipped to :data:`TAG_LIMIT`)."""
+        for key, value in tags.items():
+            self._call(
+                lambda key=key, value=value: self.client.set_model_version_tag(
+                    self.model_name, version, key, clip(value)
+                )
+            )
+
+    def tag_model(self, key: str, value: str) -> None:
+        """Set a tag on the registered model (value clipped to :data:`TAG_LIMIT`)."""
+        self._call(lambda: self.client.set_registered_model_tag(self.model_name, key, clip(value)))
+
     def _call(self, request: Any, *, missing_ok: bool = False) -> Any:
         from mlflow.exceptions import MlflowException
 
@@ -203,6 +229,11 @@ class ModelRegistry:
             raise RegistryUnavailable(f"{self.tracking_uri}: {e}") from e
         except OSError as e:
             raise RegistryUnavailable(f"{self.tracking_uri}: {e}") from e
+
+
+def clip(text: str) -> str:
+    """``text``, cut to :data:`TAG_LIMIT` characters (ending in ``...``) when longer."""
+    return text if len(text) <= TAG_LIMIT else text[: TAG_LIMIT - 3] + "..."
 
 
 def warm(classifier: ConnectClassifier, example: Floats, *, what: str = "model") -> None:

@@ -69,8 +69,8 @@ class RunResult:
     events: int
     """User events fed."""
     ticks: int
-    peak_nodes: int
-    """Most nodes alive at once."""
+    peak_nodes: int | None
+    """Most nodes alive at once (None where not counted: the bench's oracle)."""
     start: float
     end: float
 

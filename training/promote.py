@@ -1,16 +1,8 @@
-"""Promotion gates, moving the ``champion`` alias, rollback, and their audit trail.
+"""Promotion and rollback: the ``champion`` alias moved through the gates, and the audit trail.
 
 A candidate version and the current ``champion`` are scored on the same holdout: the test
 slice of a dataset freshly built, with the candidate's own dataset spec and split, from the
-most recent events. The candidate is promoted only when, beyond small tolerances, it is no
-worse on log loss and Brier score and no lower on ROC AUC:
-
-    log_loss(candidate) <= log_loss(champion) * (1 + tolerances.log_loss)
-    brier(candidate)    <= brier(champion)    * (1 + tolerances.brier)
-    roc_auc(candidate)  >= roc_auc(champion)  - tolerances.roc_auc
-
-MLflow's ``MetricThreshold`` only expresses required *improvements* (its minimum changes
-must be positive), not an allowed slack, so the gates are these few lines instead.
+most recent events, and judged by the gates of :mod:`training.gates`.
 
 With no champion yet, or one that cannot be loaded or was trained on other features, the
 reference is the heuristic (the scorer the service would fall back to) with no tolerance:
@@ -20,7 +12,8 @@ Promotion moves ``champion`` to the candidate and ``previous`` to the old champi
 rollback moves ``champion`` back to ``previous`` (and ``previous`` to the version that was
 champion before that one, when known). Every decision leaves tags on the versions
 (``promotion.*``, ``demotion.*``, ``rollback.*``: who, when, why, from which version) and
-the last action on the registered model (``audit.last``).
+the last action on the registered model (``audit.last``), written through
+:class:`models.registry.ModelRegistry`.
 """
 
 from __future__ import annotations
@@ -47,10 +40,10 @@ from models.registry import (
 )
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.evaluate import Metrics, evaluate
+from training.gates import DEFAULT_TOLERANCES, STRICT, Decision, Tolerances, check_gates
 from training.train import SPLIT
 
 HEURISTIC: Final = "heuristic"
-TAG_LIMIT: Final = 4000
 
 
 class PromotionError(Exception):
@@ -67,104 +60,6 @@ class BadHoldout(PromotionError):
 
 class NothingToRollBack(PromotionError):
     """No ``previous`` version to go back to."""
-
-
-@dataclass(frozen=True, slots=True)
-class Tolerances:
-    log_loss: float = 0.01
-    """Relative log-loss increase allowed."""
-    brier: float = 0.01
-    """Relative Brier-score increase allowed."""
-    roc_auc: float = 0.005
-    """Absolute ROC AUC decrease allowed."""
-
-    def __post_init__(self) -> None:
-        if min(self.log_loss, self.brier, self.roc_auc) < 0:
-            raise ValueError("tolerances must be >= 0")
-
-
-STRICT: Final = Tolerances(0.0, 0.0, 0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Gate:
-    metric: str
-    candidate: float
-    reference: float
-    limit: float
-    greater_is_better: bool
-    passed: bool
-
-    def describe(self, reference_name: str) -> str:
-        op = ">=" if self.greater_is_better else "<="
-        verdict = "ok" if self.passed else "FAILED"
-        return (
-            f"{self.metric} {self.candidate:.6g} {op} {self.limit:.6g} "
-            f"({reference_name} {self.reference:.6g}): {verdict}"
-        )
-
-
-def check_gates(candidate: Metrics, reference: Metrics, tolerances: Tolerances) -> tuple[Gate, ...]:
-    """The three gates of the module docstring (a NaN on either side fails its gate)."""
-
-    def lower(metric: str, relative: float) -> Gate:
-        c, r = getattr(candidate, metric), getattr(reference, metric)
-        limit = r * (1.0 + relative)
-        return Gate(metric, c, r, limit, False, bool(c <= limit))
-
-    c, r = candidate.roc_auc, reference.roc_auc
-    limit = r - tolerances.roc_auc
-    return (
-        lower("log_loss", tolerances.log_loss),
-        lower("brier", tolerances.brier),
-        Gate("roc_auc", c, r, limit, True, bool(c >= limit)),
-    )
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    candidate: str
-    reference: str
-    """``version N`` or ``heuristic``: what the candidate was measured against."""
-    champion: str | None
-    """The champion version when the decision was made (None: none)."""
-    gates: tuple[Gate, ...]
-    reasons: tuple[str, ...]
-    candidate_metrics: Metrics | None
-    reference_metrics: Metrics | None
-    holdout: dict[str, Any]
-    dry_run: bool = False
-    applied: bool = False
-    actor: str | None = None
-    at: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "decision": self.verdict,
-            "promote": self.promote,
-            "candidate": self.candidate,
-            "reference": self.reference,
-            "champion_before": self.champion,
-            "reasons": list(self.reasons),
-            "gates": [asdict(g) for g in self.gates],
-            "candidate_metrics": _metrics_dict(self.candidate_metrics),
-            "reference_metrics": _metrics_dict(self.reference_metrics),
-            "holdout": self.holdout,
-            "dry_run": self.dry_run,
-            "applied": self.applied,
-            "actor": self.actor,
-            "at": self.at,
-        }
-
-    @property
-    def verdict(self) -> str:
-        """``promoted``, ``would promote`` (dry run), ``promote`` (not applied), ``rejected``."""
-        if not self.promote:
-            return "rejected"
-        if self.applied:
-            return "promoted"
-        return "would promote" if self.dry_run else "promote"
 
 
 @dataclass(frozen=True)
@@ -252,7 +147,7 @@ def decide(
     registry: ModelRegistry,
     candidate: LoadedModel,
     holdout: Dataset,
-    tolerances: Tolerances = Tolerances(),
+    tolerances: Tolerances = DEFAULT_TOLERANCES,
 ) -> Decision:
     """Score the candidate and the reference on ``holdout`` and apply the gates."""
     check_holdout(holdout)
@@ -336,21 +231,19 @@ def apply(
 ) -> Decision:
     """Carry out ``decision``: move the aliases when promoted, tag the versions either way."""
     at = _iso(time.time() if now is None else now)
-    name = registry.model_name
     why = "; ".join(decision.reasons)
     if note:
         why = f"{note} | {why}"
     source = decision.champion or HEURISTIC
-    client = registry.client
     try:
         if decision.promote:
             if decision.champion is not None:
-                client.set_registered_model_alias(name, PREVIOUS, decision.champion)
-                _tag(client, name, decision.champion, "demotion", at, actor, why)
-                client.set_model_version_tag(
-                    name, decision.champion, "demotion.to", decision.candidate
+                registry.set_alias(PREVIOUS, decision.champion)
+                registry.tag_version(
+                    decision.champion,
+                    _audit_tags("demotion", at, actor, why, {"to": decision.candidate}),
                 )
-            client.set_registered_model_alias(name, CHAMPION, decision.candidate)
+            registry.set_alias(CHAMPION, decision.candidate)
         tags = {
             "decision": "promoted" if decision.promote else "rejected",
             "from": source,
@@ -359,22 +252,15 @@ def apply(
         }
         if note:
             tags["note"] = note
-        _tag(client, name, decision.candidate, "promotion", at, actor, why, tags)
-        client.set_registered_model_tag(
-            name,
-            "audit.last",
-            _clip(
-                json.dumps(
-                    {
-                        "action": "promote" if decision.promote else "reject",
-                        "version": decision.candidate,
-                        "from": source,
-                        "by": actor,
-                        "at": at,
-                        "why": why,
-                    }
-                )
-            ),
+        registry.tag_version(decision.candidate, _audit_tags("promotion", at, actor, why, tags))
+        _record_last(
+            registry,
+            "promote" if decision.promote else "reject",
+            decision.candidate,
+            source,
+            actor,
+            at,
+            why,
         )
     except Exception as e:
         raise PromotionError(f"could not record the decision in {registry!r}: {e}") from e
@@ -386,7 +272,7 @@ def promote(
     candidate: LoadedModel,
     holdout: Dataset,
     *,
-    tolerances: Tolerances = Tolerances(),
+    tolerances: Tolerances = DEFAULT_TOLERANCES,
     actor: str,
     now: float | None = None,
     dry_run: bool = False,
@@ -425,31 +311,19 @@ def rollback(
             new_previous = None
     at = _iso(time.time() if now is None else now)
     reason = note or f"rollback from version {champion} to version {previous}"
-    name, client = registry.model_name, registry.client
     try:
-        client.set_registered_model_alias(name, CHAMPION, previous)
+        registry.set_alias(CHAMPION, previous)
         if new_previous is not None:
-            client.set_registered_model_alias(name, PREVIOUS, new_previous)
+            registry.set_alias(PREVIOUS, new_previous)
         else:
-            client.delete_registered_model_alias(name, PREVIOUS)
-        _tag(client, name, previous, "rollback", at, actor, reason, {"from": champion})
-        _tag(client, name, champion, "rolled_back", at, actor, reason, {"to": previous})
-        client.set_registered_model_tag(
-            name,
-            "audit.last",
-            _clip(
-                json.dumps(
-                    {
-                        "action": "rollback",
-                        "version": previous,
-                        "from": champion,
-                        "by": actor,
-                        "at": at,
-                        "why": reason,
-                    }
-                )
-            ),
+            registry.delete_alias(PREVIOUS)
+        registry.tag_version(
+            previous, _audit_tags("rollback", at, actor, reason, {"from": champion})
         )
+        registry.tag_version(
+            champion, _audit_tags("rolled_back", at, actor, reason, {"to": previous})
+        )
+        _record_last(registry, "rollback", previous, champion, actor, at, reason)
     except Exception as e:
         raise PromotionError(f"rollback in {registry!r} failed: {e}") from e
     return Rollback(champion, previous, new_previous, actor, at, reason)
@@ -474,27 +348,20 @@ def _predict(model: LoadedModel, holdout: Dataset) -> npt.NDArray[np.float64] | 
     return probability if valid else None
 
 
-def _tag(
-    client: Any,
-    name: str,
-    version: str,
-    prefix: str,
-    at: str,
-    actor: str,
-    why: str,
-    extra: dict[str, str] | None = None,
+def _record_last(
+    registry: ModelRegistry, action: str, version: str, source: str, actor: str, at: str, why: str
 ) -> None:
+    """The registered model's ``audit.last`` tag: the last action, as JSON."""
+    last = {"action": action, "version": version, "from": source, "by": actor, "at": at, "why": why}
+    registry.tag_model("audit.last", json.dumps(last))
+
+
+def _audit_tags(
+    prefix: str, at: str, actor: str, why: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """``{prefix}.at``, ``.by``, ``.why`` and ``extra``'s keys under ``prefix``."""
     values = {"at": at, "by": actor, "why": why, **(extra or {})}
-    for key, value in values.items():
-        client.set_model_version_tag(name, version, f"{prefix}.{key}", _clip(value))
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= TAG_LIMIT else text[: TAG_LIMIT - 3] + "..."
-
-
-def _metrics_dict(metrics: Metrics | None) -> dict[str, float] | None:
-    return metrics.as_dict() if metrics is not None else None
+    return {f"{prefix}.{key}": value for key, value in values.items()}
 
 
 def _iso(ts: float) -> str:

@@ -20,7 +20,8 @@ from typing import Any
 
 from models.registry import ModelRegistry
 from training.dataset import Dataset, DatasetSpec, build_dataset
-from training.promote import Decision, Tolerances, promote
+from training.gates import Decision, Tolerances
+from training.promote import promote
 from training.sources import EventSource
 from training.tracking import LoggedRun, TrackingConfig, log_training
 from training.train import TrainConfig, TrainResult, train

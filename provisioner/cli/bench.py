@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from provisioner.cli.common import console, print_json
+from provisioner.cli.progress import JobProgress, counted, virtual_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from simulation.bench import BenchRequest, PolicyResult, Progress
+    from simulation.bench.policy_run import PolicyResult
+    from simulation.bench.request import BenchRequest
 
 
 TABLE_WIDTH = 150
@@ -103,13 +103,11 @@ def bench(
     stderr; one JSON summary line to stdout (the --json file holds the same, without the
     wall times).
     """
-    from simulation.bench import (
-        BenchError,
-        BenchRequest,
-        parse_override,
-        plot_frontier,
-        run_bench,
-    )
+    from simulation.bench.errors import BenchError
+    from simulation.bench.model import TRAIN_LABEL
+    from simulation.bench.plot import plot_frontier
+    from simulation.bench.request import BenchRequest, parse_override
+    from simulation.bench.run import run_bench
     from simulation.policies import BadPolicySpec, parse_policies
     from simulation.workloads import WORKLOADS
 
@@ -155,7 +153,7 @@ def bench(
         raise typer.BadParameter(str(e)) from e
     started = time.perf_counter()
     try:
-        with _progress() as progress:
+        with JobProgress("bench", virtual_seconds, figures_of={TRAIN_LABEL: counted}) as progress:
             result = run_bench(request, sweep=sweep, progress=progress)
     except BenchError as e:
         console.print(f"[red]error:[/] {e}")
@@ -171,14 +169,14 @@ def bench(
         console.print(f"plot: {plot}")
     wall = {p.policy: round(p.wall_s, 3) for p in (*result.policies, *result.sweep)}
     if result.setup.model is not None:
-        wall["train model"] = round(result.setup.model.seconds, 3)
+        wall[TRAIN_LABEL] = round(result.setup.model.seconds, 3)
     print_json(data | {"seconds": round(time.perf_counter() - started, 3), "wall_s": wall})
 
 
 def _show(results: Sequence[PolicyResult], *, title: str) -> None:
     from rich.console import Console
 
-    from simulation.bench import render_table
+    from simulation.bench.table import render_table
 
     table = render_table(results, title=title)
     if console.is_terminal:
@@ -190,26 +188,3 @@ def _show(results: Sequence[PolicyResult], *, title: str) -> None:
 def _title(request: BenchRequest, data: dict[str, Any]) -> str:
     what = f"trace {request.trace.name}" if request.trace is not None else request.workload
     return f"{what}, {data['hours']:g} h, seed {request.seed}, boot {data['boot']}"
-
-
-@contextmanager
-def _progress() -> Iterator[Progress]:
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    tasks: dict[str, Any] = {}
-
-    def report(label: str, done: float, total: float) -> None:
-        task = tasks.get(label)
-        if task is None:
-            task = tasks[label] = bar.add_task(label, total=total)
-        bar.update(task, completed=done, total=total)
-
-    with bar:
-        yield report

@@ -8,20 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, Final
+from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from provisioner.settings import Settings
 
@@ -75,65 +65,3 @@ def graceful_signals() -> Iterator[None]:
 def print_json(data: dict[str, Any]) -> None:
     """One JSON line on stdout: the machine-readable summary of a command."""
     typer.echo(json.dumps(data, sort_keys=True))
-
-
-def byte_progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def count_progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-STAGES: Final[dict[str, str]] = {
-    "read": "read events",
-    "features": "features (rows)",
-    "lightgbm": "LightGBM (trees)",
-    "baseline": "baseline",
-    "calibrate": "calibrate",
-    "log": "log to MLflow",
-    "promote": "promotion gates",
-    "holdout": "holdout (rows)",
-}
-
-
-class JobProgress:
-    """Rich progress bars on stderr, one per stage, created as stages start."""
-
-    def __init__(self) -> None:
-        self._progress: Progress = count_progress()
-        self._tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> JobProgress:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._progress.__exit__(None, None, None)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        task = self._task(stage, total)
-        self._progress.update(task, completed=done, total=total)
-
-    def advance(self, stage: str, amount: int) -> None:
-        self._progress.advance(self._task(stage, None), amount)
-
-    def _task(self, stage: str, total: int | None) -> TaskID:
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(STAGES.get(stage, stage), total=total)
-        return self._tasks[stage]

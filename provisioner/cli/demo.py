@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from provisioner import runtime
-from provisioner.cli.common import JobProgress, console, count_progress, print_json, settings_of
+from provisioner import wiring
+from provisioner.cli.common import console, print_json, settings_of
+from provisioner.cli.progress import TRAINING_STAGES, JobProgress, virtual_hours
 
 
 def register(app: typer.Typer) -> None:
@@ -46,60 +47,59 @@ def demo(
     import redis
 
     from features.eventlog import EventLog, LogKeys, batched
-    from provisioner import demo as demo_
+    from provisioner import demo_processes
     from simulation.workloads import generate
     from training.retrain import retrain
     from training.sources import from_log
 
     base = settings_of(ctx)
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     settings = base.model_copy(
         update={
-            "key_prefix": demo_.PREFIX,
-            "channel_prefix": demo_.PREFIX,
-            "model_name": demo_.MODEL_NAME,
-            "experiment_name": demo_.EXPERIMENT,
+            "key_prefix": demo_processes.PREFIX,
+            "channel_prefix": demo_processes.PREFIX,
+            "model_name": demo_processes.MODEL_NAME,
+            "experiment_name": demo_processes.EXPERIMENT,
         }
     )
     settings.home.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     interrupted = _interruptible()
-    with runtime.redis_url(settings) as url:
+    with wiring.redis_url(settings) as url:
         client = redis.Redis.from_url(url)
         try:
-            demo_.clear_namespace(client)
-            demo_.clear_registered_model(settings)
-            log = EventLog(client, LogKeys(demo_.PREFIX), limits=runtime.limits(settings))
+            demo_processes.clear_namespace(client)
+            demo_processes.clear_registered_model(settings)
+            log = EventLog(client, LogKeys(demo_processes.PREFIX), limits=wiring.limits(settings))
             end = time.time()
             start = end - history_hours * 3600
-            with count_progress() as progress:
-                task = progress.add_task(
-                    "history: virtual hours of the seed workload", total=history_hours
-                )
+            with JobProgress("demo", virtual_hours) as progress:
+                label = "history of the seed workload"
+                progress(label, 0, history_hours)
                 events = generate("seed", hours=history_hours, seed=seed, start=start)
                 count = 0
                 for batch in batched(events, 5000):
                     log.append_batch(batch)
                     count += len(batch)
-                    progress.update(task, completed=round((batch[-1].ts - start) / 3600, 1))
-                progress.update(task, completed=history_hours)
+                    progress(label, round((batch[-1].ts - start) / 3600, 1), history_hours)
+                progress(label, history_hours, history_hours)
             console.print(f"history: {count} events in the event log ({log.keys.stream})")
             _stop_if_asked(interrupted)
-            with JobProgress() as report:
+            with JobProgress("demo", names=TRAINING_STAGES) as report:
                 source = from_log(log, progress=lambda n: None)
                 outcome = retrain(
                     source,
-                    runtime.dataset_spec(settings),
-                    runtime.train_config(settings),
-                    runtime.tracking(settings),
-                    runtime.model_registry(settings),
-                    tolerances=runtime.tolerances(settings),
+                    wiring.dataset_spec(settings),
+                    wiring.train_config(settings),
+                    wiring.tracking(settings),
+                    wiring.model_registry(settings),
+                    tolerances=wiring.tolerances(settings),
                     actor="demo",
                     progress=report,
                 )
             version = outcome.trained.logged.version
             if not outcome.decision.promote:
-                raise demo_.DemoError(
+                raise demo_processes.DemoError(
                     f"version {version} was not promoted: {'; '.join(outcome.decision.reasons)}"
                 )
             model_metrics = outcome.trained.result.metrics["model"].scores()
@@ -121,7 +121,7 @@ def demo(
                 duration,
                 interrupted,
             )
-        except demo_.DemoError as e:
+        except demo_processes.DemoError as e:
             console.print(f"[red]demo failed:[/] {e}")
             print_json({"error": str(e)})
             raise typer.Exit(1) from e
@@ -141,33 +141,33 @@ def _run_live(
     duration: float | None,
     interrupted: list[bool],
 ) -> dict[str, Any]:
-    from provisioner import demo as demo_
+    from provisioner import demo_processes
 
-    options = demo_.DemoOptions(
+    options = demo_processes.DemoOptions(
         speed=speed,
         history_hours=history_hours,
         seed=seed,
-        port=demo_.free_port(port),
-        node_api_port=demo_.free_port(node_api_port),
+        port=demo_processes.free_port(port),
+        node_api_port=demo_processes.free_port(node_api_port),
         duration_s=duration,
     )
     anchor = time.time()
-    run = demo_.Demo(settings, options, url, anchor, secrets.token_urlsafe(16))
+    run = demo_processes.Demo(settings, options, url, anchor, secrets.token_urlsafe(16))
 
     def wait_for(what: str, probe: Any) -> None:
         def ready() -> bool:
             _stop_if_asked(interrupted)
             return bool(probe())
 
-        demo_.wait_for(what, ready, run)
+        demo_processes.wait_for(what, ready, run)
 
     try:
         with console.status("starting the node API simulator"):
             run.start("node-api", "node-api", "--port", str(options.node_api_port))
-            wait_for("the node API", lambda: demo_.answers(run.node_api_url + "/"))
+            wait_for("the node API", lambda: demo_processes.answers(run.node_api_url + "/"))
         with console.status("starting the service (model, warm nodes)"):
             run.start("service", "serve", "--port", str(options.port), "--log-level", "warning")
-            wait_for("the service", lambda: demo_.answers(run.service_url + "/readyz"))
+            wait_for("the service", lambda: demo_processes.answers(run.service_url + "/readyz"))
             wait_for("the champion", lambda: _model_loaded(run))
             wait_for("the warm nodes", lambda: _warm(run, settings.min_ready))
         run.start(
@@ -186,7 +186,7 @@ def _run_live(
         with console.status("running") as line:
             while not interrupted[0] and (deadline is None or time.monotonic() < deadline):
                 run.check_alive()
-                numbers = demo_.status(run)
+                numbers = demo_processes.status(run)
                 line.update(
                     f"connects {numbers['connects']}, instant rate "
                     f"{numbers['instant_rate']:.3f}, efficiency {numbers['efficiency']:.2f}, "
@@ -195,7 +195,7 @@ def _run_live(
                     f"{numbers['nodes']['booting']} booting (Ctrl-C to stop)"
                 )
                 time.sleep(1.0)
-        summary = demo_.status(run)
+        summary = demo_processes.status(run)
     finally:
         with console.status("stopping"):
             run.stop()
@@ -204,15 +204,15 @@ def _run_live(
 
 
 def _model_loaded(run: Any) -> bool:
-    from provisioner import demo as demo_
+    from provisioner import demo_processes
 
-    return bool(demo_.get_json(run.service_url + "/v1/model").get("source") == "model")
+    return bool(demo_processes.get_json(run.service_url + "/v1/model").get("source") == "model")
 
 
 def _warm(run: Any, min_ready: int) -> bool:
-    from provisioner import demo as demo_
+    from provisioner import demo_processes
 
-    counts = demo_.get_json(run.service_url + "/v1/pool")["counts"]
+    counts = demo_processes.get_json(run.service_url + "/v1/pool")["counts"]
     return bool(counts["ready"] >= min_ready)
 
 
@@ -224,16 +224,16 @@ def _where_to_look(run: Any, settings: Any) -> None:
         f"  metrics       {run.service_url}/metrics\n"
         f"  node API      {run.node_api_url}/api/efficiency\n"
         f"  MLflow UI     .venv/bin/mlflow ui --backend-store-uri "
-        f"{runtime.tracking_uri(settings)} --port 5000\n"
+        f"{wiring.tracking_uri(settings)} --port 5000\n"
         f"  logs          {settings.home / 'demo-logs'}\n"
     )
 
 
 def _stop_if_asked(interrupted: list[bool]) -> None:
-    from provisioner import demo as demo_
+    from provisioner import demo_processes
 
     if interrupted[0]:
-        raise demo_.DemoError("interrupted")
+        raise demo_processes.DemoError("interrupted")
 
 
 def _interruptible() -> list[bool]:

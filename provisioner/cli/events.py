@@ -11,15 +11,14 @@ from typing import Annotated
 
 import typer
 
-from provisioner import runtime
+from provisioner import wiring
 from provisioner.cli.common import (
-    byte_progress,
     console,
-    count_progress,
     parse_time,
     print_json,
     settings_of,
 )
+from provisioner.cli.progress import JobProgress, in_bytes
 
 events_app = typer.Typer(help="The event log: import, export and inspect.", no_args_is_help=True)
 
@@ -49,13 +48,14 @@ def import_(
         trace_format(file)
     except UnsupportedFormat as e:
         raise typer.BadParameter(str(e), param_hint="FILE") from e
-    clock = runtime.clock(settings)
+    clock = wiring.clock(settings)
     started = time.perf_counter()
-    with runtime.redis_client(settings) as client, byte_progress() as progress:
-        log = runtime.event_log(settings, client)
-        task = progress.add_task(f"import {file.name}", total=file.stat().st_size)
+    label = f"import {file.name}"
+    with wiring.redis_client(settings) as client, JobProgress("events", in_bytes) as progress:
+        log = wiring.event_log(settings, client)
+        progress(label, 0, file.stat().st_size)
         report = import_trace(
-            log, file, now=clock.now(), progress=lambda n: progress.advance(task, n)
+            log, file, now=clock.now(), progress=lambda n: progress.advance(label, n)
         )
     elapsed = time.perf_counter() - started
     summary = report.as_dict() | {"file": str(file), "seconds": round(elapsed, 3)}
@@ -90,10 +90,11 @@ def export(
         raise typer.BadParameter(str(e), param_hint="--out") from e
     start, end = parse_time(since), parse_time(until)
     started = time.perf_counter()
-    with runtime.redis_client(settings) as client, count_progress() as progress:
-        log = runtime.event_log(settings, client)
-        task = progress.add_task(f"export {out.name}", total=log.length())
-        count = export_trace(log, out, start, end, progress=lambda n: progress.advance(task, n))
+    label = f"export {out.name}"
+    with wiring.redis_client(settings) as client, JobProgress("events") as progress:
+        log = wiring.event_log(settings, client)
+        progress(label, 0, log.length())
+        count = export_trace(log, out, start, end, progress=lambda n: progress.advance(label, n))
     print_json(
         {
             "exported": count,
@@ -109,8 +110,8 @@ def export(
 def stats(ctx: typer.Context) -> None:
     """Length of the log, events appended and dead letters by reason."""
     settings = settings_of(ctx)
-    with runtime.redis_client(settings) as client:
-        log = runtime.event_log(settings, client)
+    with wiring.redis_client(settings) as client:
+        log = wiring.event_log(settings, client)
         print_json({"stream": log.keys.stream, "length": log.length(), "counters": log.stats()})
 
 
@@ -123,8 +124,8 @@ def dead(
     from rich.table import Table
 
     settings = settings_of(ctx)
-    with runtime.redis_client(settings) as client:
-        letters = runtime.event_log(settings, client).dead_letters(count)
+    with wiring.redis_client(settings) as client:
+        letters = wiring.event_log(settings, client).dead_letters(count)
     table = Table("reason", "source", "detail", "raw")
     for letter in letters:
         table.add_row(letter.reason.value, letter.source, letter.detail, letter.raw[:80])
@@ -143,7 +144,7 @@ def bridge(ctx: typer.Context) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    with runtime.redis_client(settings) as client, console.status("bridging") as status:
+    with wiring.redis_client(settings) as client, console.status("bridging") as status:
 
         def show(s: BridgeStats) -> None:
             status.update(
@@ -152,9 +153,9 @@ def bridge(ctx: typer.Context) -> None:
 
         worker = Bridge(
             client,
-            runtime.event_log(settings, client),
+            wiring.event_log(settings, client),
             channel_prefix=settings.channel_prefix,
-            clock=runtime.clock(settings),
+            clock=wiring.clock(settings),
             on_batch=show,
         )
         console.print(f"bridge: pub/sub -> {worker.log.keys.stream} (Ctrl-C to stop)")

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from provisioner import runtime
-from provisioner.cli.common import JobProgress, console, parse_time, print_json, settings_of
+from provisioner import wiring
+from provisioner.cli.common import console, parse_time, print_json, settings_of
+from provisioner.cli.progress import TRAINING_STAGES, JobProgress
 
 if TYPE_CHECKING:
     from provisioner.settings import Settings
@@ -67,16 +68,16 @@ def train(
     """
     settings = settings_of(ctx)
     started = time.perf_counter()
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     from training.retrain import train_and_register
 
-    with _errors(), JobProgress() as progress:
+    with _errors(), JobProgress("train", names=TRAINING_STAGES) as progress:
         source = _read(settings, trace, parse_time(since), parse_time(until), None, progress)
         trained = train_and_register(
             source,
-            runtime.dataset_spec(settings, horizon),
-            runtime.train_config(settings),
-            runtime.tracking(settings),
+            wiring.dataset_spec(settings, horizon),
+            wiring.train_config(settings),
+            wiring.tracking(settings),
             progress=progress,
             tags={"job": "train"},
         )
@@ -106,12 +107,12 @@ def promote(
     3: rejected; 1: error.
     """
     settings = settings_of(ctx)
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     from training.promote import build_holdout, load_candidate
     from training.promote import promote as run_promotion
 
-    registry = runtime.model_registry(settings)
-    with _errors(), JobProgress() as progress:
+    registry = wiring.model_registry(settings)
+    with _errors(), JobProgress("promote", names=TRAINING_STAGES) as progress:
         candidate = load_candidate(registry, None if version is None else str(version))
         source = _read(
             settings,
@@ -129,8 +130,8 @@ def promote(
             registry,
             candidate,
             holdout,
-            tolerances=runtime.tolerances(settings),
-            actor=runtime.actor(settings),
+            tolerances=wiring.tolerances(settings),
+            actor=wiring.actor(settings),
             dry_run=dry_run,
             note=reason,
         )
@@ -148,12 +149,12 @@ def rollback(
 ) -> None:
     """Move `champion` back to the `previous` version (checking it loads), audited."""
     settings = settings_of(ctx)
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     from training.promote import rollback as run_rollback
 
-    registry = runtime.model_registry(settings)
+    registry = wiring.model_registry(settings)
     with _errors():
-        result = run_rollback(registry, actor=runtime.actor(settings), note=reason)
+        result = run_rollback(registry, actor=wiring.actor(settings), note=reason)
     print_json(result.as_dict() | {"model_name": registry.model_name})
     console.print(f"champion: version {result.from_version} -> version {result.to_version}")
 
@@ -183,20 +184,20 @@ def retrain(
     """
     settings = settings_of(ctx)
     started = time.perf_counter()
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     from training.retrain import retrain as run_retrain
 
     window = window_hours if window_hours is not None else settings.retrain_window_hours
-    with _errors(), JobProgress() as progress:
+    with _errors(), JobProgress("retrain", names=TRAINING_STAGES) as progress:
         source = _read(settings, trace, None, None, window, progress)
         outcome = run_retrain(
             source,
-            runtime.dataset_spec(settings, horizon),
-            runtime.train_config(settings),
-            runtime.tracking(settings),
-            runtime.model_registry(settings),
-            tolerances=runtime.tolerances(settings),
-            actor=runtime.actor(settings),
+            wiring.dataset_spec(settings, horizon),
+            wiring.train_config(settings),
+            wiring.tracking(settings),
+            wiring.model_registry(settings),
+            tolerances=wiring.tolerances(settings),
+            actor=wiring.actor(settings),
             dry_run=dry_run,
             progress=progress,
         )
@@ -239,13 +240,13 @@ def _read(
             since=since,
             until=until,
             window_hours=window_hours,
-            now=runtime.clock(settings).now(),
-            limits=runtime.limits(settings),
+            now=wiring.clock(settings).now(),
+            limits=wiring.limits(settings),
             progress=lambda n: progress.advance("read", n),
         )
     else:
-        with runtime.redis_client(settings) as client:
-            log = runtime.event_log(settings, client)
+        with wiring.redis_client(settings) as client:
+            log = wiring.event_log(settings, client)
             progress("read", 0, log.length())
             source = from_log(
                 log,

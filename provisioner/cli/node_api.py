@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provisioner import runtime
+from provisioner import wiring
 from provisioner.cli.common import console, graceful_signals, print_json, settings_of
 from provisioner.settings import Settings
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
@@ -53,7 +53,7 @@ def node_api(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     fleet = NodeFleet(boot_time, random.Random(seed))
-    with runtime.redis_url(settings) as url:
+    with wiring.redis_url(settings) as url:
         report = asyncio.run(_serve(settings, url, fleet, host, port))
     print_json(report)
 
@@ -78,9 +78,9 @@ async def _serve(
         app = create_node_api(
             fleet,
             client,
-            clock=runtime.clock(settings),
+            clock=wiring.clock(settings),
             channel_prefix=settings.channel_prefix,
-            limits=runtime.limits(settings),
+            limits=wiring.limits(settings),
         )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
         console.print(f"node API on http://{host}:{port} (boot {fleet.boot}; Ctrl-C to stop)")

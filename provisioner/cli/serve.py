@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from provisioner import runtime
+from provisioner import wiring
 from provisioner.cli.common import console, graceful_signals, print_json, settings_of
 from provisioner.settings import Settings
 
@@ -35,7 +35,7 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node API call
-    with runtime.redis_url(settings) as url:
+    with wiring.redis_url(settings) as url:
         summary = asyncio.run(_serve(settings, url, host, port, log_level))
     print_json(summary)
 
@@ -45,7 +45,7 @@ async def _serve(
 ) -> dict[str, object]:
     import uvicorn
 
-    from provisioner.serving import running_service
+    from provisioner.service_wiring import running_service
     from service.redact import redact_url
 
     nodes = redact_url(settings.node_api_url) if settings.node_api_url else "built-in simulator"

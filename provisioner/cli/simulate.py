@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from provisioner.cli.common import console, parse_time, print_json, settings_of
+from provisioner.cli.progress import JobProgress, virtual_hours
 
 if TYPE_CHECKING:
     import redis
@@ -120,8 +121,6 @@ def simulate(
 def _write(
     *, out: Path, workload: str, hours: float, seed: int, users: int | None, start: float | None
 ) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from features.trace import write_jsonl, write_parquet
     from features.transfer import UnsupportedFormat, trace_format
     from simulation.workloads import DEFAULT_START, generate, population
@@ -140,22 +139,16 @@ def _write(
         raise typer.BadParameter(str(e)) from e
     started = time.perf_counter()
     tally = Tally()
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:.1f}/{task.total:g} virtual h"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    with progress:
-        task = progress.add_task(f"{workload} -> {out.name}", total=hours)
+    label = f"{workload} -> {out.name}"
+    with JobProgress("simulate", virtual_hours) as progress:
+        progress(label, 0, hours)
 
         def advancing(events: Iterator[UserEvent]) -> Iterator[UserEvent]:
             for n, event in enumerate(tally.count(events), start=1):
                 if n % PROGRESS_EVERY == 0:
-                    progress.update(task, completed=(event.ts - begin) / 3600)
+                    progress(label, (event.ts - begin) / 3600, hours)
                 yield event
-            progress.update(task, completed=hours)
+            progress(label, hours, hours)
 
         writer = write_parquet if kind == "parquet" else write_jsonl
         partial = out.with_name(out.name + ".part")  # never a half-written trace under `out`
@@ -182,14 +175,14 @@ def _publish(
     speed: float | None,
     start: float | None,
 ) -> None:
-    from provisioner import runtime
+    from provisioner import wiring
     from simulation.workloads import population
     from simulation.workloads.realtime import PublishReport, run_realtime
 
     clock = _clock(settings, speed)
     stop = threading.Event()
     started = time.perf_counter()
-    with runtime.redis_client(settings) as client, _stop_on_signals(stop):
+    with wiring.redis_client(settings) as client, _stop_on_signals(stop):
         _check_reachable(client)
         prefix = settings.channel_prefix
         console.print(
@@ -255,10 +248,10 @@ def _summary(workload: str, seed: int, users: int, hours: float | None) -> dict[
 
 def _clock(settings: Settings, speed: float | None) -> ScaledClock:
     from features.clock import ScaledClock
-    from provisioner import runtime
+    from provisioner import wiring
 
     if speed is None:
-        return runtime.clock(settings)
+        return wiring.clock(settings)
     return ScaledClock(anchor=time.time(), speed=speed)
 
 

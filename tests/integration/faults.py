@@ -38,7 +38,7 @@ from features.clock import Clock
 from features.eventlog import EventLog, LogKeys
 from features.events import Event, UserActivity, UserConnect, UserDisconnect
 from provisioner.embedded_redis import redis_server_binary
-from provisioner.serving import redis_clients
+from provisioner.service_wiring import redis_clients
 from service.consumer import entry_key
 from simulation.nodes.api import create_node_api
 from simulation.nodes.boot import UniformBoot

@@ -27,7 +27,7 @@ from features.events import UserConnect, UserDisconnect
 from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
 from provisioner.embedded_redis import EmbeddedRedis
-from provisioner.serving import redis_clients
+from provisioner.service_wiring import redis_clients
 from service.app import create_app
 from service.breaker import CircuitBreaker
 from service.config import ServiceConfig

@@ -24,7 +24,7 @@ import redis
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
 from features.events import Event, UserActivity, UserConnect
-from provisioner.serving import redis_clients
+from provisioner.service_wiring import redis_clients
 from service.consumer import StreamConsumer
 from tests.integration.faults import (
     Feeder,

@@ -28,7 +28,7 @@ from features.table import to_ms
 from models.classifier import ConnectClassifier, check_booster_text
 from models.registry import CHAMPION, ModelRegistry
 from provisioner.embedded_redis import EmbeddedRedis
-from provisioner.serving import redis_clients
+from provisioner.service_wiring import redis_clients
 from tests.integration.faults import MlflowServer, ServeProcess, free_port, wait_for
 from tests.lifecycle import mlflow_root, register, tracking, trained
 from training.tracking import TrackingConfig, _input_example

@@ -12,6 +12,8 @@ import pytest
 from models.classifier import ConnectClassifier, Floats, SigmoidCalibration
 from models.registry import (
     CHAMPION,
+    PREVIOUS,
+    TAG_LIMIT,
     ModelLoadError,
     ModelNotFound,
     ModelRegistry,
@@ -20,10 +22,6 @@ from models.registry import (
 )
 from tests.lifecycle import register, trained
 from training.tracking import TrackingConfig
-
-
-def set_alias(registry: ModelRegistry, alias: str, version: str) -> None:
-    registry.client.set_registered_model_alias(registry.model_name, alias, version)
 
 
 def artifacts(registry: ModelRegistry, version: str) -> Path:
@@ -36,14 +34,33 @@ def test_an_alias_resolves_once_to_the_exact_version(
 ) -> None:
     register(tracking)
     register(tracking)
-    set_alias(registry, CHAMPION, "1")
+    registry.set_alias(CHAMPION, "1")
     loaded = registry.load_alias()
-    set_alias(registry, CHAMPION, "2")  # the alias moves; what was loaded does not
+    registry.set_alias(CHAMPION, "2")  # the alias moves; what was loaded does not
     assert (loaded.version, loaded.alias, loaded.name) == ("1", CHAMPION, registry.model_name)
     assert registry.resolve() == "2" and registry.load_alias().version == "2"
     assert loaded.run_id and loaded.horizon_s == 40.0
     assert loaded.loaded_at == pytest.approx(time.time(), abs=60) and loaded.load_seconds > 0
     assert registry.aliases() == {CHAMPION: "2"} and registry.latest_version() == "2"
+
+
+def test_aliases_and_tags_are_written_through_the_registry(
+    registry: ModelRegistry, tracking: TrackingConfig
+) -> None:
+    register(tracking)
+    register(tracking)
+    registry.set_alias(CHAMPION, "2")
+    registry.set_alias(PREVIOUS, "1")
+    assert registry.aliases() == {CHAMPION: "2", PREVIOUS: "1"}
+    registry.delete_alias(PREVIOUS)
+    assert registry.aliases() == {CHAMPION: "2"}
+    registry.tag_version("2", {"promotion.by": "ci", "promotion.why": "x" * (TAG_LIMIT + 10)})
+    tags = registry.version_info("2").tags
+    assert tags["promotion.by"] == "ci"
+    assert len(tags["promotion.why"]) == TAG_LIMIT and tags["promotion.why"].endswith("...")
+    registry.tag_model("audit.last", "{}")
+    model = registry.client.get_registered_model(registry.model_name)
+    assert model.tags["audit.last"] == "{}"
 
 
 def test_a_loaded_version_is_warm_and_predicts_as_trained(

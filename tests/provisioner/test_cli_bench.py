@@ -34,6 +34,10 @@ def test_bench_prints_a_table_and_one_json_line_and_writes_the_json(
     assert set(summary["wall_s"]) == set(names)
     assert "efficiency" in result.stderr and "oracle" in result.stderr  # the table
     assert len(result.stdout.strip().splitlines()) == 1
+    # stderr is a pipe, not a terminal: progress as plain lines, one per finished policy
+    lines = result.stderr.splitlines()
+    for name in names:
+        assert f"bench {name}: 100% (1.0 h of 1 h simulated)" in lines
 
 
 def test_bench_on_a_trace_with_a_model_and_a_sweep_plot(tmp_path: Path, home: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.serving import running_service
+from provisioner.service_wiring import running_service
 from provisioner.settings import Settings
 from service.lease import FencedProvider
 

@@ -1,6 +1,6 @@
 """Admin endpoints need the bearer token; no token, password or payload reaches a log.
 
-The log test runs the production wiring (``provisioner.serving.running_service``) under
+The log test runs the production wiring (``provisioner.service_wiring.running_service``) under
 uvicorn on a real socket, against a password-protected Redis server of its own and an
 MLflow tracking URI with credentials in it, sends bad events with marked payloads both
 ways, calls the admin endpoint with a wrong and with the right token and makes a reload
@@ -32,7 +32,7 @@ from redis.retry import Retry
 
 from features.clock import ScaledClock
 from provisioner.embedded_redis import redis_server_binary
-from provisioner.serving import running_service
+from provisioner.service_wiring import running_service
 from provisioner.settings import Settings
 from service.app import create_app, token_matches
 from service.redact import redact_url, scrub

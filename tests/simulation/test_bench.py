@@ -8,31 +8,27 @@ from typing import Any
 
 import pytest
 
-import simulation.bench as bench_module
 from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
 from features.trace import write_jsonl
 from service.config import ServiceConfig
-from simulation.bench import (
-    BenchError,
-    BenchRequest,
-    BenchSetup,
+from simulation.bench.errors import BenchError, TrainingLeak
+from simulation.bench.history import (
     History,
-    PolicyResult,
-    TrainingLeak,
-    best_at,
     check_separate,
-    frontiers,
-    plot_frontier,
-    prepare,
-    run_bench,
-    run_policy,
-    run_sweep,
     split_history,
     trace_history,
     workload_history,
 )
+from simulation.bench.model import TrainedModel, train_model
+from simulation.bench.plot import plot_frontier
+from simulation.bench.policy_run import PolicyResult, run_policy, warm_features
+from simulation.bench.request import BenchRequest
+from simulation.bench.run import run_bench
+from simulation.bench.setup import BenchSetup, prepare
+from simulation.bench.sweep import best_at, frontiers, run_sweep
 from simulation.nodes.boot import FixedBoot
 from simulation.policies import PolicyKind, PolicySpec, parse_policies
+from simulation.runner import RunResult
 from simulation.workloads import DEFAULT_START, generate
 
 T0 = DEFAULT_START
@@ -69,19 +65,19 @@ def test_every_policy_is_scored_by_the_same_code_on_a_hand_made_trace() -> None:
     setup = tiny_setup(events, 400)
     oracle = run_policy(PolicySpec(PolicyKind.ORACLE), setup)
     # one node, created at 80 (a 20 s boot before a's connect), reused for b: 80 -> 300
-    assert (oracle.connects, oracle.instant_rate, oracle.nodes_created) == (2, 1.0, 1)
-    assert oracle.node_seconds == 220.0 and oracle.user_seconds == 190.0
-    assert oracle.efficiency == pytest.approx(190 / 220)
+    assert (oracle.run.connects, oracle.run.instant_rate, oracle.run.nodes_created) == (2, 1.0, 1)
+    assert oracle.run.node_seconds == 220.0 and oracle.run.user_seconds == 190.0
+    assert oracle.run.efficiency == pytest.approx(190 / 220)
     assert oracle.knob is None
     static = run_policy(PolicySpec(PolicyKind.STATIC, k=1), setup)
     # t=0: one node (ready 20). a takes it at 100: a replacement is requested (ready 120).
     # a frees its node at 200: two idle, the one idle the longest (the replacement) goes.
     # b takes a's old node at 210: another replacement (ready 230), which goes at 300 when b
     # frees the first node again. Node time: 0 -> 400, 100 -> 200, 210 -> 300.
-    assert (static.connects, static.instant_rate, static.nodes_created) == (2, 1.0, 3)
-    assert static.node_seconds == pytest.approx(400 + 100 + 90)
-    assert static.user_seconds == 190.0
-    assert static.efficiency == pytest.approx(190 / 590)
+    assert (static.run.connects, static.run.instant_rate, static.run.nodes_created) == (2, 1.0, 3)
+    assert static.run.node_seconds == pytest.approx(400 + 100 + 90)
+    assert static.run.user_seconds == 190.0
+    assert static.run.efficiency == pytest.approx(190 / 590)
     assert static.knob == 1.0
 
 
@@ -126,13 +122,12 @@ def test_same_inputs_same_json_other_seed_other_json() -> None:
 def spy_training(monkeypatch: pytest.MonkeyPatch) -> list[tuple[UserEvent, ...]]:
     """Record the events every model is trained on (the model is still trained)."""
     seen: list[tuple[UserEvent, ...]] = []
-    train_model = bench_module.train_model
 
-    def spying(history: History, **kwargs: Any) -> bench_module.TrainedModel:
+    def spying(history: History, **kwargs: Any) -> TrainedModel:
         seen.append(history.events)
         return train_model(history, **kwargs)
 
-    monkeypatch.setattr(bench_module, "train_model", spying)
+    monkeypatch.setattr("simulation.bench.setup.train_model", spying)
     return seen
 
 
@@ -197,7 +192,7 @@ def test_a_history_trains_on_the_same_users_before_and_warms_every_engine(
     assert list(setup.warmup.events) + list(setup.scored.events) == whole
     data = result.to_dict()
     assert data["history"]["hours"] == 18.0 and data["hours"] == 6.0
-    fed = bench_module._warm_features(setup)
+    fed = warm_features(setup)
     assert fed is not None and len(fed) == len(setup.warmup.users)
     with pytest.raises(BenchError, match="only applies to a generated workload"):
         BenchRequest(history_hours=24, train_hours=24)
@@ -266,8 +261,8 @@ def test_a_small_sweep_gives_frontiers_and_writes_a_png(tmp_path: Path) -> None:
     fronts = frontiers(swept)
     assert set(fronts) == {"static", "seed-rule", "heuristic", "oracle"}
     for points in fronts.values():
-        rates = [p.instant_rate for p in points]
-        effs = [p.efficiency for p in points]
+        rates = [p.run.instant_rate for p in points]
+        effs = [p.run.efficiency for p in points]
         assert rates == sorted(rates) and effs == sorted(effs, reverse=True)
     path = tmp_path / "frontier.png"
     plot_frontier(swept, path)
@@ -275,7 +270,26 @@ def test_a_small_sweep_gives_frontiers_and_writes_a_png(tmp_path: Path) -> None:
 
 
 def point(policy: str, instant: float, efficiency: float) -> PolicyResult:
-    return PolicyResult(policy, 10, instant, 0.0, 0.0, efficiency, 1.0, 1.0, 1, 0.1, 0.0)
+    run = RunResult(
+        connects=10,
+        instant_rate=instant,
+        mean_wait_s=0.0,
+        p95_wait_s=0.0,
+        efficiency=efficiency,
+        node_seconds=1.0,
+        user_seconds=efficiency,
+        nodes_created=1,
+        busy_node_seconds=efficiency,
+        instant=round(10 * instant),
+        waited=10 - round(10 * instant),
+        abandoned=0,
+        events=20,
+        ticks=0,
+        peak_nodes=1,
+        start=T0,
+        end=T0 + 1.0,
+    )
+    return PolicyResult(policy, run)
 
 
 def test_frontier_keeps_the_points_nothing_beats() -> None:

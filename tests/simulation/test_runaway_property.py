@@ -27,7 +27,7 @@ from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
 from service.config import ServiceConfig
 from service.engine import Engine
-from simulation.bench import DEFAULT_MAX_NODES
+from simulation.bench.request import DEFAULT_MAX_NODES
 from simulation.nodes.boot import UniformBoot
 from simulation.policies import StaticPolicy
 from simulation.runner import RunResult, run

@@ -107,5 +107,5 @@ def test_a_day_of_the_seed_workload_with_the_heuristic_is_sane() -> None:
     assert result.instant_rate >= 0.99
     assert 0.6 < result.efficiency < 0.9
     assert 0 < result.mean_wait_s <= result.p95_wait_s <= 30  # a boot at most
-    assert result.peak_nodes <= ServiceConfig().max_nodes
+    assert result.peak_nodes is not None and result.peak_nodes <= ServiceConfig().max_nodes
     assert result.user_seconds < result.node_seconds

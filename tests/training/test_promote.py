@@ -12,13 +12,12 @@ import pytest
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
 from tests.lifecycle import register, seed_dataset, seed_table, trained, worse
 from training.evaluate import Metrics
+from training.gates import Tolerances, check_gates
 from training.promote import (
     BadHoldout,
     NoCandidate,
     NothingToRollBack,
-    Tolerances,
     build_holdout,
-    check_gates,
     load_candidate,
     promote,
     rollback,

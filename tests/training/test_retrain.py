@@ -9,7 +9,8 @@ from models.registry import CHAMPION, PREVIOUS, ModelRegistry
 from simulation.workloads import generate
 from tests.lifecycle import FAST, register, trace_source, trained
 from training.dataset import DatasetSpec
-from training.promote import Tolerances, load_candidate, promote
+from training.gates import Tolerances
+from training.promote import load_candidate, promote
 from training.retrain import retrain, train_and_register
 from training.sources import EventSource
 from training.tracking import TrackingConfig

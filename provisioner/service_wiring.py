@@ -23,7 +23,7 @@ from features.bridge import Bridge
 from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
 from models.model_scorer import ModelScorer
-from provisioner import runtime
+from provisioner import wiring
 from provisioner.settings import Settings
 from service.app import create_app
 from service.config import ServiceConfig
@@ -117,10 +117,10 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
 
     The service itself is started and stopped by the app's lifespan.
     """
-    runtime.quiet_mlflow()
+    wiring.quiet_mlflow()
     client, async_client = redis_clients(redis_url)
-    clock = runtime.clock(settings)
-    log_ = runtime.event_log(settings, client)
+    clock = wiring.clock(settings)
+    log_ = wiring.event_log(settings, client)
     nodes: NodeProvider
     if settings.node_api_url:
         nodes = HttpNodeProvider(settings.node_api_url)
@@ -132,7 +132,7 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
     scorer = ModelScorer(
         fallback=HeuristicScorer(horizon_s=settings.horizon_s), horizon_s=settings.horizon_s
     )
-    watcher = RegistryWatcher(scorer, runtime.model_registry(settings))
+    watcher = RegistryWatcher(scorer, wiring.model_registry(settings))
     config = service_config(settings)
 
     def engine(saved: dict[str, Any] | None, features: OnlineFeatures) -> Engine:

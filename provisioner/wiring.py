@@ -20,7 +20,7 @@ from provisioner.settings import Settings
 if TYPE_CHECKING:  # heavy (MLflow, LightGBM): imported where used, keeping the CLI fast
     from models.registry import ModelRegistry
     from training.dataset import DatasetSpec
-    from training.promote import Tolerances
+    from training.gates import Tolerances
     from training.tracking import TrackingConfig
     from training.train import TrainConfig
 
@@ -148,7 +148,7 @@ def train_config(settings: Settings) -> TrainConfig:
 
 
 def tolerances(settings: Settings) -> Tolerances:
-    from training.promote import Tolerances
+    from training.gates import Tolerances
 
     return Tolerances(
         log_loss=settings.promote_log_loss_tolerance,

@@ -1,4 +1,7 @@
-"""The one-command demo: the whole system on this machine, on nothing but Python.
+"""The demo's processes: its namespace, the child processes it starts on loopback (node API
+simulator, service, live workload) with the settings they share, and how to reach, wait
+for and stop them. The demo's steps are the ``provisioner demo`` command
+(:mod:`provisioner.cli.demo`):
 
 1. Redis (the embedded server under ``PROVISIONER_HOME`` unless ``REDIS_URL`` is set) and
    the local MLflow store, in a namespace of the demo's own (key prefix ``demo:``, model
@@ -27,7 +30,7 @@ from typing import IO, Any
 import httpx
 import redis
 
-from provisioner import runtime
+from provisioner import wiring
 from provisioner.settings import Settings
 
 PREFIX = "demo:"
@@ -84,7 +87,7 @@ class Demo:
             {
                 "REDIS_URL": self.redis_url,
                 "PROVISIONER_HOME": str(self.settings.home),
-                "MLFLOW_TRACKING_URI": runtime.tracking_uri(self.settings),
+                "MLFLOW_TRACKING_URI": wiring.tracking_uri(self.settings),
                 "PROVISIONER_KEY_PREFIX": PREFIX,
                 "PROVISIONER_MODEL_NAME": MODEL_NAME,
                 "PROVISIONER_EXPERIMENT_NAME": EXPERIMENT,
@@ -164,7 +167,7 @@ def clear_registered_model(settings: Settings) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(runtime.tracking_uri(settings))
+    client = MlflowClient(wiring.tracking_uri(settings))
     with contextlib.suppress(MlflowException):
         client.delete_registered_model(MODEL_NAME)
 

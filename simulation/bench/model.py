@@ -1,0 +1,74 @@
+"""The bench's model: the calibrated LightGBM of the training package, trained on a history
+that is not the scored one (:func:`simulation.bench.history.check_separate`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from models.scoring import Scorer
+from simulation.bench.errors import BenchError
+from simulation.bench.history import History
+from simulation.bench.progress import Progress
+
+TRAIN_LABEL: Final = "train model"
+"""The progress label of the training, in steps: 0, 1 (the dataset), 3 (the model)."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    scorer: Scorer
+    info: dict[str, Any]
+    """What the JSON says of the model (no wall time: the JSON is deterministic)."""
+    history: History = field(repr=False)
+    seconds: float = field(default=0.0, compare=False)
+    """Wall time of building the dataset and training."""
+
+
+def train_model(
+    history: History,
+    *,
+    horizon_s: float,
+    progress: Progress | None = None,
+) -> TrainedModel:
+    """Build the point-in-time dataset of ``history`` and train the calibrated LightGBM on
+    it; the scorer is the one the service serves (``models.model_scorer.ModelScorer``)."""
+    from features.table import EventTable
+    from models.model_scorer import ModelScorer
+    from models.registry import LoadedModel
+    from training.dataset import DatasetSpec, build_dataset
+    from training.train import BadTrainingData, TrainConfig, train
+
+    report = progress or (lambda label, done, total: None)
+    report(TRAIN_LABEL, 0.0, 3.0)
+    started = time.perf_counter()
+    dataset = build_dataset(
+        EventTable.from_events(history.events), DatasetSpec(horizon_s=horizon_s)
+    )
+    report(TRAIN_LABEL, 1.0, 3.0)
+    try:
+        result = train(dataset, TrainConfig())
+    except BadTrainingData as e:
+        raise BenchError(f"cannot train the model on {history.source}: {e}") from e
+    report(TRAIN_LABEL, 3.0, 3.0)
+    digest = dataset.digest()
+    loaded = LoadedModel(
+        name="bench",
+        version=f"bench-{digest[:12]}",
+        classifier=result.classifier,
+        input_example=dataset.X[:8],
+    )
+    metrics = result.metrics["model"]
+    info = {
+        "trained_on": history.describe(),
+        "rows": len(dataset),
+        "positives": dataset.positives,
+        "horizon_s": dataset.spec.horizon_s,
+        "trees": result.trees,
+        "version": loaded.version,
+        "test_metrics": {
+            name: value for name, value in asdict(metrics).items() if isinstance(value, float | int)
+        },
+    }
+    return TrainedModel(ModelScorer(loaded), info, history, time.perf_counter() - started)

@@ -1,0 +1,126 @@
+"""The promotion gates: whether a candidate beats the reference, and the decision that says so.
+
+A candidate and a reference (the ``champion``, or the heuristic) are scored on the same
+holdout. The candidate passes only when, beyond small tolerances, it is no worse on log loss
+and Brier score and no lower on ROC AUC:
+
+    log_loss(candidate) <= log_loss(champion) * (1 + tolerances.log_loss)
+    brier(candidate)    <= brier(champion)    * (1 + tolerances.brier)
+    roc_auc(candidate)  >= roc_auc(champion)  - tolerances.roc_auc
+
+MLflow's ``MetricThreshold`` only expresses required *improvements* (its minimum changes
+must be positive), not an allowed slack, so the gates are these few lines instead. Against
+the heuristic there is no tolerance (:data:`STRICT`): the first model must beat it.
+
+Pure: nothing here reads or writes the registry (:mod:`training.promote` does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from training.evaluate import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerances:
+    log_loss: float = 0.01
+    """Relative log-loss increase allowed."""
+    brier: float = 0.01
+    """Relative Brier-score increase allowed."""
+    roc_auc: float = 0.005
+    """Absolute ROC AUC decrease allowed."""
+
+    def __post_init__(self) -> None:
+        if min(self.log_loss, self.brier, self.roc_auc) < 0:
+            raise ValueError("tolerances must be >= 0")
+
+
+DEFAULT_TOLERANCES: Final = Tolerances()
+STRICT: Final = Tolerances(0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    metric: str
+    candidate: float
+    reference: float
+    limit: float
+    greater_is_better: bool
+    passed: bool
+
+    def describe(self, reference_name: str) -> str:
+        op = ">=" if self.greater_is_better else "<="
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"{self.metric} {self.candidate:.6g} {op} {self.limit:.6g} "
+            f"({reference_name} {self.reference:.6g}): {verdict}"
+        )
+
+
+def check_gates(candidate: Metrics, reference: Metrics, tolerances: Tolerances) -> tuple[Gate, ...]:
+    """The three gates of the module docstring (a NaN on either side fails its gate)."""
+
+    def lower(metric: str, relative: float) -> Gate:
+        c, r = getattr(candidate, metric), getattr(reference, metric)
+        limit = r * (1.0 + relative)
+        return Gate(metric, c, r, limit, False, bool(c <= limit))
+
+    c, r = candidate.roc_auc, reference.roc_auc
+    limit = r - tolerances.roc_auc
+    return (
+        lower("log_loss", tolerances.log_loss),
+        lower("brier", tolerances.brier),
+        Gate("roc_auc", c, r, limit, True, bool(c >= limit)),
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    candidate: str
+    reference: str
+    """``version N`` or ``heuristic``: what the candidate was measured against."""
+    champion: str | None
+    """The champion version when the decision was made (None: none)."""
+    gates: tuple[Gate, ...]
+    reasons: tuple[str, ...]
+    candidate_metrics: Metrics | None
+    reference_metrics: Metrics | None
+    holdout: dict[str, Any]
+    dry_run: bool = False
+    applied: bool = False
+    actor: str | None = None
+    at: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.verdict,
+            "promote": self.promote,
+            "candidate": self.candidate,
+            "reference": self.reference,
+            "champion_before": self.champion,
+            "reasons": list(self.reasons),
+            "gates": [asdict(g) for g in self.gates],
+            "candidate_metrics": _metrics_dict(self.candidate_metrics),
+            "reference_metrics": _metrics_dict(self.reference_metrics),
+            "holdout": self.holdout,
+            "dry_run": self.dry_run,
+            "applied": self.applied,
+            "actor": self.actor,
+            "at": self.at,
+        }
+
+    @property
+    def verdict(self) -> str:
+        """``promoted``, ``would promote`` (dry run), ``promote`` (not applied), ``rejected``."""
+        if not self.promote:
+            return "rejected"
+        if self.applied:
+            return "promoted"
+        return "would promote" if self.dry_run else "promote"
+
+
+def _metrics_dict(metrics: Metrics | None) -> dict[str, float] | None:
+    return metrics.as_dict() if metrics is not None else None
