@@ -30,12 +30,11 @@ from features.batch import BatchHistory
 from features.definitions import FEATURE_NAMES, compute_features
 from features.labels import connects_within
 from features.table import EventTable
+from models.horizon import DEFAULT_HORIZON_S
 
 Floats = npt.NDArray[np.float64]
 Int64s = npt.NDArray[np.int64]
 
-DEFAULT_HORIZON_S: Final = 40.0
-"""The slowest boot of the seed's node API (29 s) plus one 10 s decision interval."""
 DEFAULT_EVERY_S: Final = 30.0
 """Cutoff spacing: every positive window (the horizon) holds at least one cutoff."""
 CHUNK_ROWS: Final = 500_000

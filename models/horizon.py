@@ -1,0 +1,9 @@
+"""The horizon the scores are about, by default: one constant for every layer above."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_HORIZON_S: Final = 40.0
+"""The slowest boot of the seed's node API (29 s) plus one 10 s decision interval: the
+model's label horizon and the time warm nodes must cover."""
