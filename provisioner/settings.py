@@ -1,12 +1,26 @@
-"""The one typed Settings object. Read once, here, and passed to everything else."""
+"""The one typed Settings object. Read once, here, and passed to everything else.
+
+A setting that is a knob of a lower layer takes its default from there (the decision
+core's from ``ServiceConfig``, the horizon from ``models.horizon``, the boot spec from
+``simulation.nodes.boot``): every default is written once.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.horizon import DEFAULT_HORIZON_S
+from service.config import ServiceConfig
+from simulation.nodes.boot import DEFAULT_BOOT_SPEC
+
+
+def config_default(name: str) -> Any:
+    """The default of ``ServiceConfig``'s field ``name``."""
+    return ServiceConfig.__dataclass_fields__[name].default
 
 
 class Settings(BaseSettings):
@@ -72,7 +86,9 @@ class Settings(BaseSettings):
         default="connect-likelihood", min_length=1, description="MLflow experiment of the runs."
     )
     horizon_s: float = Field(
-        default=40.0, gt=0, description="Label horizon: predict a connect within this many s."
+        default=DEFAULT_HORIZON_S,
+        gt=0,
+        description="Label horizon: predict a connect within this many s.",
     )
     dataset_every_s: float = Field(
         default=30.0, gt=0, description="Spacing of the training cutoffs, seconds."
@@ -127,24 +143,43 @@ class Settings(BaseSettings):
         default=True, description="`serve` also bridges pub/sub into the event log."
     )
     node_boot: str = Field(
-        default="uniform:10:29", description="Boot times of the built-in simulated nodes."
+        default=DEFAULT_BOOT_SPEC, description="Boot times of the built-in simulated nodes."
     )
-    min_ready: int = Field(default=2, ge=0, description="Warm nodes always kept (seed: 2).")
+    min_ready: int = Field(
+        default=config_default("min_ready"), ge=0, description="Warm nodes always kept."
+    )
     scale_up_threshold: float = Field(
-        default=0.7, ge=0, le=1, description="Request nodes when the shortfall reaches this."
+        default=config_default("scale_up_threshold"),
+        ge=0,
+        le=1,
+        description="Request nodes when the shortfall reaches this.",
     )
     scale_down_threshold: float = Field(
-        default=0.3, ge=0, le=1, description="Terminate when this much surplus would remain."
+        default=config_default("scale_down_threshold"),
+        ge=0,
+        le=1,
+        description="Terminate when this much surplus would remain.",
     )
-    max_idle_s: float = Field(default=600.0, gt=0, description="Idle ready nodes retire after.")
+    max_idle_s: float = Field(
+        default=config_default("max_idle_s"), gt=0, description="Idle ready nodes retire after."
+    )
     target_instant_rate: float = Field(
-        default=0.99, gt=0, lt=1, description="Wanted share of connects served at once."
+        default=config_default("target_instant_rate"),
+        gt=0,
+        lt=1,
+        description="Wanted share of connects served at once.",
     )
-    max_nodes: int = Field(default=50, ge=1, description="Node budget: nodes alive at most.")
+    max_nodes: int = Field(
+        default=config_default("max_nodes"), ge=1, description="Node budget: nodes alive at most."
+    )
     lead_time_s: float = Field(
-        default=40.0, gt=0, description="Time warm nodes must cover (a tick plus the slowest boot)."
+        default=config_default("lead_time_s"),
+        gt=0,
+        description="Time warm nodes must cover (a tick plus the slowest boot).",
     )
-    tick_interval_s: float = Field(default=10.0, gt=0, description="Seconds between decisions.")
+    tick_interval_s: float = Field(
+        default=config_default("tick_interval_s"), gt=0, description="Seconds between decisions."
+    )
     warm_history_hours: float = Field(
         default=168.0, ge=0, description="Event-log hours replayed into the features at start."
     )
