@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 
 TRAIN_SEED_OFFSET: Final = 1000
 """The model's default training history: the same workload under ``seed + 1000``."""
+DEFAULT_HOURS: Final = 24.0
+"""Scored hours of a generated workload."""
 DEFAULT_MAX_NODES: Final = 500
 """The bench's node budget: large enough not to bind on either workload."""
 STATIC_SWEEP_MAX: Final = 30
@@ -446,7 +448,7 @@ class BenchRequest:
     workload: str = "seed"
     trace: Path | None = None
     hours: float | None = None
-    """Scored hours (default: 24 for a workload, the whole trace for a trace)."""
+    """Scored hours (default: ``DEFAULT_HOURS`` of a workload, the whole of a trace)."""
     seed: int = 1
     users: int | None = None
     boot: str = DEFAULT_BOOT_SPEC
@@ -567,7 +569,7 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
         if request.train_fraction is not None:
             train, scored = split_history(scored, request.train_fraction)
     else:
-        hours = 24.0 if request.hours is None else request.hours
+        hours = DEFAULT_HOURS if request.hours is None else request.hours
         history = request.history_hours or 0.0
         try:
             scored = workload_history(
