@@ -58,7 +58,7 @@ from simulation.policies import (
     StaticPolicy,
     parse_policies,
 )
-from simulation.runner import DecisionCore, run
+from simulation.runner import DEFAULT_HOURS, DecisionCore, run
 from simulation.workloads import DEFAULT_START, generate
 
 if TYPE_CHECKING:
@@ -66,8 +66,6 @@ if TYPE_CHECKING:
 
 TRAIN_SEED_OFFSET: Final = 1000
 """The model's default training history: the same workload under ``seed + 1000``."""
-DEFAULT_HOURS: Final = 24.0
-"""Scored hours of a generated workload."""
 DEFAULT_MAX_NODES: Final = 500
 """The bench's node budget: large enough not to bind on either workload."""
 STATIC_SWEEP_MAX: Final = 30
