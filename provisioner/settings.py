@@ -1,26 +1,33 @@
 """The one typed Settings object. Read once, here, and passed to everything else.
 
-A setting that is a knob of a lower layer takes its default from there (the decision
-core's from ``ServiceConfig``, the horizon from ``models.horizon``, the boot spec from
+A setting that is a knob of a lower layer takes its default from there (the key prefix
+from ``LogKeys``, the message limits from ``Limits``, the decision core's knobs from
+``ServiceConfig``, the horizon from ``models.horizon``, the boot spec from
 ``simulation.nodes.boot``): every default is written once.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.eventlog import LogKeys
+from features.events import Limits
 from models.horizon import DEFAULT_HORIZON_S
 from service.config import ServiceConfig
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
-def config_default(name: str) -> Any:
-    """The default of ``ServiceConfig``'s field ``name``."""
-    return ServiceConfig.__dataclass_fields__[name].default
+
+def default_of(owner: type[DataclassInstance], name: str) -> Any:
+    """The default of the field ``name`` of the dataclass ``owner``."""
+    return next(field.default for field in fields(owner) if field.name == name)
 
 
 class Settings(BaseSettings):
@@ -53,7 +60,9 @@ class Settings(BaseSettings):
     node_api_url: str | None = Field(
         default=None, description="Node API base URL; unset uses the built-in simulated one."
     )
-    key_prefix: str = Field(default="pp:", description="Prefix of every Redis key we own.")
+    key_prefix: str = Field(
+        default=default_of(LogKeys, "prefix"), description="Prefix of every Redis key we own."
+    )
     channel_prefix: str = Field(
         default="", description="Prefix of the pub/sub channel names (empty: the seed's names)."
     )
@@ -63,10 +72,20 @@ class Settings(BaseSettings):
     stream_max_age_s: float | None = Field(
         default=None, gt=0, description="Event-log retention by event age, seconds."
     )
-    max_payload_bytes: int = Field(default=4096, ge=64, description="Larger payloads are rejected.")
-    max_id_length: int = Field(default=256, ge=1, description="Longer user/node ids are rejected.")
+    max_payload_bytes: int = Field(
+        default=default_of(Limits, "max_payload_bytes"),
+        ge=64,
+        description="Larger payloads are rejected.",
+    )
+    max_id_length: int = Field(
+        default=default_of(Limits, "max_id_length"),
+        ge=1,
+        description="Longer user/node ids are rejected.",
+    )
     max_future_skew_s: float = Field(
-        default=300.0, ge=0, description="Timestamps further ahead of the clock are rejected."
+        default=default_of(Limits, "max_future_skew_s"),
+        ge=0,
+        description="Timestamps further ahead of the clock are rejected.",
     )
     speed: float = Field(default=1.0, gt=0, description="Time acceleration of the shared clock.")
     clock_anchor: float | None = Field(
@@ -146,39 +165,45 @@ class Settings(BaseSettings):
         default=DEFAULT_BOOT_SPEC, description="Boot times of the built-in simulated nodes."
     )
     min_ready: int = Field(
-        default=config_default("min_ready"), ge=0, description="Warm nodes always kept."
+        default=default_of(ServiceConfig, "min_ready"), ge=0, description="Warm nodes always kept."
     )
     scale_up_threshold: float = Field(
-        default=config_default("scale_up_threshold"),
+        default=default_of(ServiceConfig, "scale_up_threshold"),
         ge=0,
         le=1,
         description="Request nodes when the shortfall reaches this.",
     )
     scale_down_threshold: float = Field(
-        default=config_default("scale_down_threshold"),
+        default=default_of(ServiceConfig, "scale_down_threshold"),
         ge=0,
         le=1,
         description="Terminate when this much surplus would remain.",
     )
     max_idle_s: float = Field(
-        default=config_default("max_idle_s"), gt=0, description="Idle ready nodes retire after."
+        default=default_of(ServiceConfig, "max_idle_s"),
+        gt=0,
+        description="Idle ready nodes retire after.",
     )
     target_instant_rate: float = Field(
-        default=config_default("target_instant_rate"),
+        default=default_of(ServiceConfig, "target_instant_rate"),
         gt=0,
         lt=1,
         description="Wanted share of connects served at once.",
     )
     max_nodes: int = Field(
-        default=config_default("max_nodes"), ge=1, description="Node budget: nodes alive at most."
+        default=default_of(ServiceConfig, "max_nodes"),
+        ge=1,
+        description="Node budget: nodes alive at most.",
     )
     lead_time_s: float = Field(
-        default=config_default("lead_time_s"),
+        default=default_of(ServiceConfig, "lead_time_s"),
         gt=0,
         description="Time warm nodes must cover (a tick plus the slowest boot).",
     )
     tick_interval_s: float = Field(
-        default=config_default("tick_interval_s"), gt=0, description="Seconds between decisions."
+        default=default_of(ServiceConfig, "tick_interval_s"),
+        gt=0,
+        description="Seconds between decisions.",
     )
     warm_history_hours: float = Field(
         default=168.0, ge=0, description="Event-log hours replayed into the features at start."
