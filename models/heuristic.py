@@ -17,7 +17,7 @@ from typing import Final
 import numpy as np
 
 from features.definitions import FEATURE_NAMES
-from models.horizon import DEFAULT_HORIZON_S
+from models.defaults import DEFAULT_HORIZON_S
 from models.scoring import Floats, Scores
 
 STAGES: Final = ((30.0, 0.9), (120.0, 0.6), (300.0, 0.3))

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from features.definitions import FEATURE_NAMES
+from models.defaults import DEFAULT_HORIZON_S
 from models.heuristic import HeuristicScorer
-from models.horizon import DEFAULT_HORIZON_S
 from models.registry import (
     CHAMPION,
     LoadedModel,

@@ -23,8 +23,8 @@ from typing import Any, Final
 import numpy as np
 
 from models.classifier import ClassifierFormatError, ConnectClassifier, Floats, load_model
+from models.defaults import DEFAULT_MODEL_NAME
 
-DEFAULT_MODEL_NAME: Final = "connect-likelihood"
 CHAMPION: Final = "champion"
 PREVIOUS: Final = "previous"
 _NOT_FOUND: Final = ("RESOURCE_DOES_NOT_EXIST",)

@@ -1,9 +1,8 @@
 """The one typed Settings object. Read once, here, and passed to everything else.
 
-A setting that is a knob of a lower layer takes its default from there (the key prefix
-from ``LogKeys``, the message limits from ``Limits``, the decision core's knobs from
-``ServiceConfig``, the horizon from ``models.horizon``, the boot spec from
-``simulation.nodes.boot``): every default is written once.
+A setting that is a knob of a lower layer takes its default from that layer (``LogKeys``,
+``Limits`` and ``ServiceConfig``'s fields; the boot spec; the constants of the light
+``defaults`` modules of models, training and service): every default is written once.
 """
 
 from __future__ import annotations
@@ -17,9 +16,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.eventlog import LogKeys
 from features.events import Limits
-from models.horizon import DEFAULT_HORIZON_S
+from models.defaults import DEFAULT_HORIZON_S, DEFAULT_MODEL_NAME
 from service.config import ServiceConfig
+from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
+from training.defaults import (
+    DEFAULT_AUC_TOLERANCE,
+    DEFAULT_BRIER_TOLERANCE,
+    DEFAULT_CALIBRATION,
+    DEFAULT_EVERY_S,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_LOG_LOSS_TOLERANCE,
+    DEFAULT_MIN_POSITIVES,
+    DEFAULT_QUIET_AFTER_S,
+    DEFAULT_QUIET_STRIDE,
+    DEFAULT_TRAIN_SEED,
+)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -97,12 +109,12 @@ class Settings(BaseSettings):
 
     # -- model lifecycle ---------------------------------------------------------------------
     model_name: str = Field(
-        default="connect-likelihood",
+        default=DEFAULT_MODEL_NAME,
         min_length=1,
         description="Registered model every training run adds a version to.",
     )
     experiment_name: str = Field(
-        default="connect-likelihood", min_length=1, description="MLflow experiment of the runs."
+        default=DEFAULT_EXPERIMENT, min_length=1, description="MLflow experiment of the runs."
     )
     horizon_s: float = Field(
         default=DEFAULT_HORIZON_S,
@@ -110,33 +122,47 @@ class Settings(BaseSettings):
         description="Label horizon: predict a connect within this many s.",
     )
     dataset_every_s: float = Field(
-        default=30.0, gt=0, description="Spacing of the training cutoffs, seconds."
+        default=DEFAULT_EVERY_S, gt=0, description="Spacing of the training cutoffs, seconds."
     )
     dataset_quiet_after_s: float = Field(
-        default=300.0, gt=0, description="A user with no event for this long counts as quiet."
+        default=DEFAULT_QUIET_AFTER_S,
+        gt=0,
+        description="A user with no event for this long counts as quiet.",
     )
     dataset_quiet_stride: int = Field(
-        default=120, ge=1, description="Quiet rows are sampled every Nth cutoff, with weight N."
+        default=DEFAULT_QUIET_STRIDE,
+        ge=1,
+        description="Quiet rows are sampled every Nth cutoff, with weight N.",
     )
     calibration: Literal["sigmoid", "isotonic"] = Field(
-        default="sigmoid",
+        default=DEFAULT_CALIBRATION,
         description="Calibration on the validation slice (isotonic needs enough positives).",
     )
-    train_seed: int = Field(default=0, ge=0, description="Seed of LightGBM: same data, same model.")
+    train_seed: int = Field(
+        default=DEFAULT_TRAIN_SEED, ge=0, description="Seed of LightGBM: same data, same model."
+    )
     train_min_positives: int = Field(
-        default=20, ge=1, description="Connects each of train/validation/test must hold at least."
+        default=DEFAULT_MIN_POSITIVES,
+        ge=1,
+        description="Connects each of train/validation/test must hold at least.",
     )
     retrain_window_hours: float = Field(
         default=168.0, gt=0, description="`retrain` trains on this many hours up to the last event."
     )
     promote_log_loss_tolerance: float = Field(
-        default=0.01, ge=0, description="Relative log-loss increase a candidate may show."
+        default=DEFAULT_LOG_LOSS_TOLERANCE,
+        ge=0,
+        description="Relative log-loss increase a candidate may show.",
     )
     promote_brier_tolerance: float = Field(
-        default=0.01, ge=0, description="Relative Brier-score increase a candidate may show."
+        default=DEFAULT_BRIER_TOLERANCE,
+        ge=0,
+        description="Relative Brier-score increase a candidate may show.",
     )
     promote_auc_tolerance: float = Field(
-        default=0.005, ge=0, description="ROC AUC decrease (absolute) a candidate may show."
+        default=DEFAULT_AUC_TOLERANCE,
+        ge=0,
+        description="ROC AUC decrease (absolute) a candidate may show.",
     )
     actor: str | None = Field(
         default=None, description="Who promotes or rolls back, for the audit tags (default: $USER)."
@@ -206,10 +232,14 @@ class Settings(BaseSettings):
         description="Seconds between decisions.",
     )
     warm_history_hours: float = Field(
-        default=168.0, ge=0, description="Event-log hours replayed into the features at start."
+        default=DEFAULT_WARM_HISTORY_S / 3600.0,
+        ge=0,
+        description="Event-log hours replayed into the features at start.",
     )
     model_check_s: float = Field(
-        default=30.0, gt=0, description="How often the service looks for a new champion."
+        default=DEFAULT_MODEL_CHECK_S,
+        gt=0,
+        description="How often the service looks for a new champion.",
     )
 
     @field_validator("home")

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.horizon import DEFAULT_HORIZON_S
+from models.defaults import DEFAULT_HORIZON_S
 
 
 @dataclass(frozen=True, slots=True)
