@@ -25,9 +25,7 @@ def node_api(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 7777,
     boot: Annotated[
         str | None,
-        typer.Option(
-            help=f"Boot time: {SPEC_FORMS} (seconds) [default: the setting PROVISIONER_NODE_BOOT]."
-        ),
+        typer.Option(help=f"Boot time: {SPEC_FORMS}, seconds (default: PROVISIONER_NODE_BOOT)."),
     ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for node ids and boot times (random if unset).")
