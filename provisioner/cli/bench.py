@@ -35,7 +35,7 @@ def bench(
     ] = None,
     hours: Annotated[
         float | None,
-        typer.Option(help="Virtual hours scored [default: a day; with --trace: all of it]."),
+        typer.Option(help="Virtual hours scored (default: a day; with --trace: all of it)."),
     ] = None,
     seed: Annotated[
         int | None,
@@ -58,7 +58,7 @@ def bench(
     train_hours: Annotated[
         float | None,
         typer.Option(
-            help="Hours of the model's training workload (another seed) [default: --hours]."
+            help="Hours of the model's training workload, another seed (default: --hours)."
         ),
     ] = None,
     history: Annotated[
@@ -73,16 +73,16 @@ def bench(
         str | None,
         typer.Option(
             help="Comma-separated: static:K, seed-rule, heuristic[:TARGET], model[:TARGET], "
-            "oracle [default: all of them]."
+            "oracle (default: all of them)."
         ),
     ] = None,
     target: Annotated[
         float | None,
-        typer.Option(help="Service-level target of heuristic and model [default: the config's]."),
+        typer.Option(help="Service-level target of heuristic and model (default: the config's)."),
     ] = None,
     max_nodes: Annotated[
         int | None,
-        typer.Option(min=1, help="Node budget of every policy [default: one that never binds]."),
+        typer.Option(min=1, help="Node budget of every policy (default: one that never binds)."),
     ] = None,
     settings: Annotated[
         list[str] | None,
