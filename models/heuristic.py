@@ -17,6 +17,7 @@ from typing import Final
 import numpy as np
 
 from features.definitions import FEATURE_NAMES
+from models.defaults import DEFAULT_HORIZON_S
 from models.scoring import Floats, Scores
 
 STAGES: Final = ((30.0, 0.9), (120.0, 0.6), (300.0, 0.3))
@@ -38,7 +39,7 @@ def stage(age_s: Floats) -> Floats:
 
 @dataclass(frozen=True, slots=True)
 class HeuristicScorer:
-    horizon_s: float = 40.0
+    horizon_s: float = DEFAULT_HORIZON_S
 
     def score(self, features: Floats) -> Scores:
         age = np.nan_to_num(features[:, _SINCE], nan=np.inf, posinf=np.inf)

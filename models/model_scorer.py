@@ -22,11 +22,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from features.definitions import FEATURE_NAMES
+from models.defaults import DEFAULT_HORIZON_S
 from models.heuristic import HeuristicScorer
 from models.registry import (
     CHAMPION,
@@ -40,8 +41,6 @@ from models.scoring import Bools, Floats, Scorer, Scores
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-DEFAULT_HORIZON_S: Final = 40.0
 
 
 class FallbackReason(StrEnum):

@@ -25,8 +25,8 @@ from typing import Any, Final
 import numpy as np
 
 from models.classifier import ClassifierFormatError, ConnectClassifier, Floats, load_model
+from models.defaults import DEFAULT_MODEL_NAME
 
-DEFAULT_MODEL_NAME: Final = "connect-likelihood"
 CHAMPION: Final = "champion"
 PREVIOUS: Final = "previous"
 TAG_LIMIT: Final = 4000

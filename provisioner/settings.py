@@ -1,12 +1,45 @@
-"""The one typed Settings object. Read once, here, and passed to everything else."""
+"""The one typed Settings object. Read once, here, and passed to everything else.
+
+A setting that is a knob of a lower layer takes its default from that layer (``LogKeys``,
+``Limits`` and ``ServiceConfig``'s fields; the boot spec; the constants of the light
+``defaults`` modules of models, training and service): every default is written once.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.eventlog import LogKeys
+from features.events import Limits
+from models.defaults import DEFAULT_HORIZON_S, DEFAULT_MODEL_NAME
+from service.config import ServiceConfig
+from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
+from simulation.nodes.boot import DEFAULT_BOOT_SPEC
+from training.defaults import (
+    DEFAULT_AUC_TOLERANCE,
+    DEFAULT_BRIER_TOLERANCE,
+    DEFAULT_CALIBRATION,
+    DEFAULT_EVERY_S,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_LOG_LOSS_TOLERANCE,
+    DEFAULT_MIN_POSITIVES,
+    DEFAULT_QUIET_AFTER_S,
+    DEFAULT_QUIET_STRIDE,
+    DEFAULT_TRAIN_SEED,
+)
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+
+def default_of(owner: type[DataclassInstance], name: str) -> Any:
+    """The default of the field ``name`` of the dataclass ``owner``."""
+    return next(field.default for field in fields(owner) if field.name == name)
 
 
 class Settings(BaseSettings):
@@ -39,7 +72,9 @@ class Settings(BaseSettings):
     node_api_url: str | None = Field(
         default=None, description="Node API base URL; unset uses the built-in simulated one."
     )
-    key_prefix: str = Field(default="pp:", description="Prefix of every Redis key we own.")
+    key_prefix: str = Field(
+        default=default_of(LogKeys, "prefix"), description="Prefix of every Redis key we own."
+    )
     channel_prefix: str = Field(
         default="", description="Prefix of the pub/sub channel names (empty: the seed's names)."
     )
@@ -49,10 +84,20 @@ class Settings(BaseSettings):
     stream_max_age_s: float | None = Field(
         default=None, gt=0, description="Event-log retention by event age, seconds."
     )
-    max_payload_bytes: int = Field(default=4096, ge=64, description="Larger payloads are rejected.")
-    max_id_length: int = Field(default=256, ge=1, description="Longer user/node ids are rejected.")
+    max_payload_bytes: int = Field(
+        default=default_of(Limits, "max_payload_bytes"),
+        ge=64,
+        description="Larger payloads are rejected.",
+    )
+    max_id_length: int = Field(
+        default=default_of(Limits, "max_id_length"),
+        ge=1,
+        description="Longer user/node ids are rejected.",
+    )
     max_future_skew_s: float = Field(
-        default=300.0, ge=0, description="Timestamps further ahead of the clock are rejected."
+        default=default_of(Limits, "max_future_skew_s"),
+        ge=0,
+        description="Timestamps further ahead of the clock are rejected.",
     )
     speed: float = Field(default=1.0, gt=0, description="Time acceleration of the shared clock.")
     clock_anchor: float | None = Field(
@@ -64,44 +109,60 @@ class Settings(BaseSettings):
 
     # -- model lifecycle ---------------------------------------------------------------------
     model_name: str = Field(
-        default="connect-likelihood",
+        default=DEFAULT_MODEL_NAME,
         min_length=1,
         description="Registered model every training run adds a version to.",
     )
     experiment_name: str = Field(
-        default="connect-likelihood", min_length=1, description="MLflow experiment of the runs."
+        default=DEFAULT_EXPERIMENT, min_length=1, description="MLflow experiment of the runs."
     )
     horizon_s: float = Field(
-        default=40.0, gt=0, description="Label horizon: predict a connect within this many s."
+        default=DEFAULT_HORIZON_S,
+        gt=0,
+        description="Label horizon: predict a connect within this many s.",
     )
     dataset_every_s: float = Field(
-        default=30.0, gt=0, description="Spacing of the training cutoffs, seconds."
+        default=DEFAULT_EVERY_S, gt=0, description="Spacing of the training cutoffs, seconds."
     )
     dataset_quiet_after_s: float = Field(
-        default=300.0, gt=0, description="A user with no event for this long counts as quiet."
+        default=DEFAULT_QUIET_AFTER_S,
+        gt=0,
+        description="A user with no event for this long counts as quiet.",
     )
     dataset_quiet_stride: int = Field(
-        default=120, ge=1, description="Quiet rows are sampled every Nth cutoff, with weight N."
+        default=DEFAULT_QUIET_STRIDE,
+        ge=1,
+        description="Quiet rows are sampled every Nth cutoff, with weight N.",
     )
     calibration: Literal["sigmoid", "isotonic"] = Field(
-        default="sigmoid",
+        default=DEFAULT_CALIBRATION,
         description="Calibration on the validation slice (isotonic needs enough positives).",
     )
-    train_seed: int = Field(default=0, ge=0, description="Seed of LightGBM: same data, same model.")
+    train_seed: int = Field(
+        default=DEFAULT_TRAIN_SEED, ge=0, description="Seed of LightGBM: same data, same model."
+    )
     train_min_positives: int = Field(
-        default=20, ge=1, description="Connects each of train/validation/test must hold at least."
+        default=DEFAULT_MIN_POSITIVES,
+        ge=1,
+        description="Connects each of train/validation/test must hold at least.",
     )
     retrain_window_hours: float = Field(
         default=168.0, gt=0, description="`retrain` trains on this many hours up to the last event."
     )
     promote_log_loss_tolerance: float = Field(
-        default=0.01, ge=0, description="Relative log-loss increase a candidate may show."
+        default=DEFAULT_LOG_LOSS_TOLERANCE,
+        ge=0,
+        description="Relative log-loss increase a candidate may show.",
     )
     promote_brier_tolerance: float = Field(
-        default=0.01, ge=0, description="Relative Brier-score increase a candidate may show."
+        default=DEFAULT_BRIER_TOLERANCE,
+        ge=0,
+        description="Relative Brier-score increase a candidate may show.",
     )
     promote_auc_tolerance: float = Field(
-        default=0.005, ge=0, description="ROC AUC decrease (absolute) a candidate may show."
+        default=DEFAULT_AUC_TOLERANCE,
+        ge=0,
+        description="ROC AUC decrease (absolute) a candidate may show.",
     )
     actor: str | None = Field(
         default=None, description="Who promotes or rolls back, for the audit tags (default: $USER)."
@@ -127,29 +188,58 @@ class Settings(BaseSettings):
         default=True, description="`serve` also bridges pub/sub into the event log."
     )
     node_boot: str = Field(
-        default="uniform:10:29", description="Boot times of the built-in simulated nodes."
+        default=DEFAULT_BOOT_SPEC, description="Boot times of the built-in simulated nodes."
     )
-    min_ready: int = Field(default=2, ge=0, description="Warm nodes always kept (seed: 2).")
+    min_ready: int = Field(
+        default=default_of(ServiceConfig, "min_ready"), ge=0, description="Warm nodes always kept."
+    )
     scale_up_threshold: float = Field(
-        default=0.7, ge=0, le=1, description="Request nodes when the shortfall reaches this."
+        default=default_of(ServiceConfig, "scale_up_threshold"),
+        ge=0,
+        le=1,
+        description="Request nodes when the shortfall reaches this.",
     )
     scale_down_threshold: float = Field(
-        default=0.3, ge=0, le=1, description="Terminate when this much surplus would remain."
+        default=default_of(ServiceConfig, "scale_down_threshold"),
+        ge=0,
+        le=1,
+        description="Terminate when this much surplus would remain.",
     )
-    max_idle_s: float = Field(default=600.0, gt=0, description="Idle ready nodes retire after.")
+    max_idle_s: float = Field(
+        default=default_of(ServiceConfig, "max_idle_s"),
+        gt=0,
+        description="Idle ready nodes retire after.",
+    )
     target_instant_rate: float = Field(
-        default=0.99, gt=0, lt=1, description="Wanted share of connects served at once."
+        default=default_of(ServiceConfig, "target_instant_rate"),
+        gt=0,
+        lt=1,
+        description="Wanted share of connects served at once.",
     )
-    max_nodes: int = Field(default=50, ge=1, description="Node budget: nodes alive at most.")
+    max_nodes: int = Field(
+        default=default_of(ServiceConfig, "max_nodes"),
+        ge=1,
+        description="Node budget: nodes alive at most.",
+    )
     lead_time_s: float = Field(
-        default=40.0, gt=0, description="Time warm nodes must cover (a tick plus the slowest boot)."
+        default=default_of(ServiceConfig, "lead_time_s"),
+        gt=0,
+        description="Time warm nodes must cover (a tick plus the slowest boot).",
     )
-    tick_interval_s: float = Field(default=10.0, gt=0, description="Seconds between decisions.")
+    tick_interval_s: float = Field(
+        default=default_of(ServiceConfig, "tick_interval_s"),
+        gt=0,
+        description="Seconds between decisions.",
+    )
     warm_history_hours: float = Field(
-        default=168.0, ge=0, description="Event-log hours replayed into the features at start."
+        default=DEFAULT_WARM_HISTORY_S / 3600.0,
+        ge=0,
+        description="Event-log hours replayed into the features at start.",
     )
     model_check_s: float = Field(
-        default=30.0, gt=0, description="How often the service looks for a new champion."
+        default=DEFAULT_MODEL_CHECK_S,
+        gt=0,
+        description="How often the service looks for a new champion.",
     )
 
     @field_validator("home")

@@ -14,16 +14,19 @@ import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from models.scoring import Source
 from service.body_limit import BodyLimit
-from service.live import LiveService
+from service.breaker import BreakerState
+from service.live import LiveService, ModelWatcher
+from service.pool import NodeState
 
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Since = Annotated[
@@ -79,6 +82,163 @@ class Efficiency(BaseModel):
     efficiency_percentage: float
     user_count: int
     node_count: int
+
+
+class Answer(BaseModel):
+    """A body the service builds: a key the model does not declare is an error, not lost."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(Answer):
+    status: Literal["ok"]
+
+
+class TickScore(Answer):
+    """A user's score at the last tick."""
+
+    user_id: str
+    probability: float
+    """What the scorer said (about its own horizon)."""
+    source: Source
+    model_version: str | None
+    demand_probability: float
+    """The calibrated probability of a connect within the lead time the scaler used."""
+
+
+class UserDetail(Answer):
+    user_id: str
+    known: bool
+    connected: bool
+    node_id: str | None
+    features: dict[str, float]
+    probability: float
+    source: Source
+    model_version: str | None
+    horizon_s: float
+    last_tick: TickScore | None
+
+
+class NodeCounts(Answer):
+    """Nodes by state; ``waiting``: connected users without a node; ``live``: nodes that
+    count against the budget; ``warm``: idle ready plus coming, minus the waiting users."""
+
+    requested: int
+    booting: int
+    ready: int
+    allocated: int
+    terminating: int
+    waiting: int
+    live: int
+    warm: int
+
+
+class PoolMetrics(Answer):
+    connects: int
+    instant: int
+    instant_rate: float
+    waited: int
+    mean_wait_s: float
+    p95_wait_s: float
+    abandoned: int
+    user_seconds: float
+    node_seconds: float
+    efficiency: float
+    nodes_created: int
+    busy_node_seconds: float
+    nodes_per_connect: float
+    idle_share: float
+
+
+class PoolNode(Answer):
+    node_id: str | None
+    token: str | None
+    state: NodeState
+    created_at: float
+    ready_at: float | None
+    idle_since: float | None
+    user_id: str | None
+    allocated_at: float | None
+    adopted: bool
+
+
+class Breaker(Answer):
+    state: BreakerState
+    failures: int
+    failure_threshold: int
+    reset_after_s: float
+    retry_in_s: float
+    opened: int
+    rejected: int
+
+
+class ProviderHealth(Answer):
+    breaker: Breaker | None
+    """None: the node provider has no circuit breaker."""
+    deletes_in_flight: int
+
+
+class PoolStatus(Answer):
+    at: float
+    counts: NodeCounts
+    desired_warm: int | None
+    need: float | None
+    reason: str
+    expected_demand: float | None
+    baseline_per_s: float
+    scored_users: int
+    tracked_users: int
+    metrics: PoolMetrics
+    refused_needs: dict[str, int]
+    nodes: list[PoolNode]
+    top_users: list[TickScore]
+    provider: ProviderHealth
+
+
+class ModelInUse(Answer):
+    """The registry's model the service watches, and what it serves."""
+
+    source: Source
+    fallback_reason: str | None
+    name: str
+    alias: str
+    version: str | None
+    loaded_at: float | None
+    load_seconds: float | None
+    horizon_s: float
+    registry: str
+    last_check: float | None
+    last_error: str | None
+    reloads: int
+    fallbacks: dict[str, int]
+
+
+class HeuristicOnly(Answer):
+    """A service without a model registry: the heuristic, always."""
+
+    source: Literal[Source.HEURISTIC]
+    alias: None
+    version: None
+    fallbacks: dict[str, int]
+
+
+class PoolPoint(Answer):
+    t: float
+    counts: NodeCounts
+    desired_warm: int | None
+    warm: int
+    instant_rate: float
+    efficiency: float
+    expected_demand: float | None
+    connects: int
+
+
+class PoolHistory(Answer):
+    window_s: float
+    max_points: int
+    points: list[PoolPoint]
+    now: float
+    tick_interval_s: float
 
 
 async def _live(request: Request) -> LiveService:
@@ -173,12 +333,12 @@ def create_app(
         ]
 
     @app.get("/v1/users/{user_id}", responses=_errors(503))
-    async def user(user_id: UserId, live: Live) -> dict[str, Any]:
+    async def user(user_id: UserId, live: Live) -> UserDetail:
         """A user's features now, score, connection and last tick's score."""
-        return live.user(user_id)
+        return UserDetail.model_validate(live.user(user_id))
 
     @app.get("/v1/pool", responses=_errors(503))
-    async def pool(live: Live) -> dict[str, Any]:
+    async def pool(live: Live) -> PoolStatus:
         """Nodes by state, the desired warm nodes, the scaler's last reason and the node
         provider's health (its circuit breaker)."""
         engine = live.engine
@@ -186,26 +346,27 @@ def create_app(
         status["nodes"] = [node.to_dict() for node in engine.pool.nodes()]
         status["top_users"] = [score.to_dict() for score in engine.last_scores.top(10)]
         status["provider"] = live.provider_status()
-        return status
+        return PoolStatus.model_validate(status)
 
     @app.get("/v1/model", responses=_errors(503))
-    async def model(live: Live) -> dict[str, Any]:
+    async def model(live: Live) -> ModelInUse | HeuristicOnly:
         """The model in use (alias, version, loaded at) and the fallbacks so far."""
         if live.watcher is None:
-            return {"source": "heuristic", "alias": None, "version": None, "fallbacks": {}}
-        return live.watcher.info() | {"fallbacks": live.watcher.fallbacks()}
+            return HeuristicOnly(source=Source.HEURISTIC, alias=None, version=None, fallbacks={})
+        return _model_in_use(live.watcher)
 
     @app.post(
         "/v1/model/reload",
         dependencies=[Depends(_require_admin)],
         responses=_errors(401, 409, 503),
     )
-    async def reload(live: Live) -> dict[str, Any]:
+    async def reload(live: Live) -> ModelInUse:
         """Check the registry now and load a new champion if there is one (admin)."""
-        if live.watcher is None:
+        watcher = live.watcher
+        if watcher is None:
             raise HTTPException(409, "this service runs without a model registry")
-        await live.watcher.check()
-        return live.watcher.info() | {"fallbacks": live.watcher.fallbacks()}
+        await watcher.check()
+        return _model_in_use(watcher)
 
     @app.get("/api/efficiency", response_model=Efficiency, responses=_errors(503))
     async def efficiency(live: Live) -> Efficiency:
@@ -221,8 +382,8 @@ def create_app(
         )
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
     @app.get(
         "/readyz",
@@ -242,13 +403,13 @@ def create_app(
         return Response(generate_latest(service.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/history", responses=_errors(503))
-    async def history(live: Live, since: Since = None) -> dict[str, Any]:
+    async def history(live: Live, since: Since = None) -> PoolHistory:
         """The pool after each tick (the last two hours of clock time at most), oldest
         first; with ``since``, only the points after it (for incremental polling)."""
-        return live.history.to_dict(since) | {
-            "now": live.clock.now(),
-            "tick_interval_s": live.engine.config.tick_interval_s,
-        }
+        return PoolHistory.model_validate(
+            live.history.to_dict(since)
+            | {"now": live.clock.now(), "tick_interval_s": live.engine.config.tick_interval_s}
+        )
 
     dashboard = _dashboard_html()
 
@@ -258,6 +419,10 @@ def create_app(
         return HTMLResponse(dashboard, headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def _model_in_use(watcher: ModelWatcher) -> ModelInUse:
+    return ModelInUse.model_validate(watcher.info() | {"fallbacks": watcher.fallbacks()})
 
 
 def _dashboard_html() -> str:

@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from models.defaults import DEFAULT_HORIZON_S
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
@@ -33,7 +35,7 @@ class ServiceConfig:
     max_nodes: int = 50
     """The node budget: nodes alive (requested, booting, ready, allocated, terminating)
     never exceed it through our requests."""
-    lead_time_s: float = 40.0
+    lead_time_s: float = DEFAULT_HORIZON_S
     """The time warm nodes must cover: a tick interval plus the longest boot. Also the
     horizon the scores are converted to (and the model's label horizon)."""
     tick_interval_s: float = 10.0

@@ -51,6 +51,7 @@ from models.scoring import Scores
 from service.breaker import CircuitBreaker
 from service.commands import Command, TerminateNode
 from service.consumer import StreamConsumer
+from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from service.engine import Engine
 from service.history import History
 from service.node_commands import NodeCommands
@@ -77,13 +78,13 @@ class ModelWatcher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LiveOptions:
-    warm_history_s: float = 7 * 86_400.0
+    warm_history_s: float = DEFAULT_WARM_HISTORY_S
     """How much of the event log rebuilds the features at start."""
     read_block_ms: int = 500
     stale_after_s: float = 5.0
     """Not ready when no read of the event log succeeded for this long (wall seconds)."""
     reconcile_every_s: float = 30.0
-    model_check_every_s: float = 30.0
+    model_check_every_s: float = DEFAULT_MODEL_CHECK_S
     max_backoff_s: float = 2.0
     """Longest wait (wall seconds) between two attempts to reach an unreachable event log."""
 

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -48,6 +48,9 @@ from simulation.nodes.boot import DEFAULT_BOOT_SPEC, BootTime, parse_boot_time
 from simulation.nodes.fleet import NodeFleet, Termination
 from simulation.nodes.usertime import UserTime
 from simulation.workloads import DEFAULT_START, generate
+
+DEFAULT_HOURS: Final = 24.0
+"""Hours of a generated workload run (and scored by the bench) unless told otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +217,7 @@ def run_workload(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workload", default="seed")
-    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--hours", type=float, default=DEFAULT_HOURS)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--users", type=int, default=None)
     parser.add_argument("--boot", default=DEFAULT_BOOT_SPEC)

@@ -30,14 +30,12 @@ from features.batch import BatchHistory
 from features.definitions import FEATURE_NAMES, compute_features
 from features.labels import connects_within
 from features.table import EventTable
+from models.defaults import DEFAULT_HORIZON_S
+from training.defaults import DEFAULT_EVERY_S, DEFAULT_QUIET_AFTER_S, DEFAULT_QUIET_STRIDE
 
 Floats = npt.NDArray[np.float64]
 Int64s = npt.NDArray[np.int64]
 
-DEFAULT_HORIZON_S: Final = 40.0
-"""The slowest boot of the seed's node API (29 s) plus one 10 s decision interval."""
-DEFAULT_EVERY_S: Final = 30.0
-"""Cutoff spacing: every positive window (the horizon) holds at least one cutoff."""
 CHUNK_ROWS: Final = 500_000
 
 
@@ -45,9 +43,8 @@ CHUNK_ROWS: Final = 500_000
 class DatasetSpec:
     horizon_s: float = DEFAULT_HORIZON_S
     every_s: float = DEFAULT_EVERY_S
-    quiet_after_s: float = 300.0
-    quiet_stride: int = 120
-    """With 30 s spacing: one quiet row per user and hour, weighing 120."""
+    quiet_after_s: float = DEFAULT_QUIET_AFTER_S
+    quiet_stride: int = DEFAULT_QUIET_STRIDE
 
     def __post_init__(self) -> None:
         if self.horizon_s <= 0 or self.every_s <= 0 or self.quiet_after_s <= 0:

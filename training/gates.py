@@ -20,16 +20,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+from training.defaults import (
+    DEFAULT_AUC_TOLERANCE,
+    DEFAULT_BRIER_TOLERANCE,
+    DEFAULT_LOG_LOSS_TOLERANCE,
+)
 from training.evaluate import Metrics
 
 
 @dataclass(frozen=True, slots=True)
 class Tolerances:
-    log_loss: float = 0.01
+    log_loss: float = DEFAULT_LOG_LOSS_TOLERANCE
     """Relative log-loss increase allowed."""
-    brier: float = 0.01
+    brier: float = DEFAULT_BRIER_TOLERANCE
     """Relative Brier-score increase allowed."""
-    roc_auc: float = 0.005
+    roc_auc: float = DEFAULT_AUC_TOLERANCE
     """Absolute ROC AUC decrease allowed."""
 
     def __post_init__(self) -> None:

@@ -40,12 +40,13 @@ from typing import Any, Final
 import numpy as np
 
 from models.classifier import log_model
+from models.defaults import DEFAULT_MODEL_NAME
 from training.dataset import Dataset
+from training.defaults import DEFAULT_EXPERIMENT
 from training.evaluate import plot_importance, plot_reliability, plot_roc, table
 from training.sources import EventSource, write_snapshot
 from training.train import TrainResult
 
-DEFAULT_EXPERIMENT: Final = "connect-likelihood"
 EXAMPLE_ROWS: Final = 5
 _URI_LOCK = threading.Lock()
 """MLflow's fluent API reads a process-wide tracking URI: one user of it at a time."""
@@ -55,7 +56,7 @@ _URI_LOCK = threading.Lock()
 class TrackingConfig:
     tracking_uri: str
     experiment: str = DEFAULT_EXPERIMENT
-    model_name: str = "connect-likelihood"
+    model_name: str = DEFAULT_MODEL_NAME
     artifact_location: str | None = None
     """Artifact root for a new experiment (None: the tracking server's default)."""
 

@@ -36,6 +36,7 @@ from models.classifier import (
 )
 from models.heuristic import HeuristicScorer
 from training.dataset import Dataset, Split
+from training.defaults import DEFAULT_CALIBRATION, DEFAULT_MIN_POSITIVES, DEFAULT_TRAIN_SEED
 from training.evaluate import Metrics, evaluate
 
 Bools = npt.NDArray[np.bool_]
@@ -58,12 +59,11 @@ class TrainConfig:
     lambda_l2: float = 1.0
     max_delta_step: float = 1.0
     early_stopping_rounds: int = 50
-    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    calibration: Literal["sigmoid", "isotonic"] = DEFAULT_CALIBRATION
     min_isotonic_positives: int = 1000
-    min_positives: int = 20
-    """Each slice (train, validation, test) must hold at least this many positive rows."""
+    min_positives: int = DEFAULT_MIN_POSITIVES
     min_rows: int = 100
-    seed: int = 0
+    seed: int = DEFAULT_TRAIN_SEED
     threads: int = 1
     """LightGBM threads. One: on a small shared machine OpenMP's spinning threads slow
     training down by orders of magnitude as soon as another process wants a core."""

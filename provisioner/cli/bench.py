@@ -12,6 +12,7 @@ import typer
 
 from provisioner.cli.common import console, print_json
 from provisioner.cli.progress import JobProgress, counted, virtual_seconds
+from simulation.nodes.boot import DEFAULT_BOOT_SPEC, SPEC_FORMS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -29,14 +30,17 @@ def register(app: typer.Typer) -> None:
 
 def bench(
     *,
-    workload: Annotated[str, typer.Option(help="Workload: seed, habits or shifts.")] = "seed",
+    workload: Annotated[
+        str | None, typer.Option(help="Workload: seed (the default), habits or shifts.")
+    ] = None,
     hours: Annotated[
         float | None,
-        typer.Option(help="Virtual hours scored [default: 24; with --trace: all of it]."),
+        typer.Option(help="Virtual hours scored (default: a day; with --trace: all of it)."),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the workload and of the simulated boot times.")
-    ] = 1,
+        int | None,
+        typer.Option(help="Seed of the workload and of the simulated boot times."),
+    ] = None,
     users: Annotated[
         int | None, typer.Option(min=1, help="Population size (default: the workload's).")
     ] = None,
@@ -54,7 +58,7 @@ def bench(
     train_hours: Annotated[
         float | None,
         typer.Option(
-            help="Hours of the model's training workload (another seed) [default: --hours]."
+            help="Hours of the model's training workload, another seed (default: --hours)."
         ),
     ] = None,
     history: Annotated[
@@ -64,20 +68,22 @@ def bench(
             "workload): the model trains on them, every engine's features see them first."
         ),
     ] = None,
-    boot: Annotated[
-        str, typer.Option(help="Boot times: uniform:A:B, fixed:S or normal:MEAN:SD:MIN:MAX.")
-    ] = "uniform:10:29",
+    boot: Annotated[str, typer.Option(help=f"Boot times: {SPEC_FORMS}.")] = DEFAULT_BOOT_SPEC,
     policies: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Comma-separated: static:K, seed-rule, heuristic[:TARGET], model[:TARGET], oracle."
+            help="Comma-separated: static:K, seed-rule, heuristic[:TARGET], model[:TARGET], "
+            "oracle (default: all of them)."
         ),
-    ] = "static:4,seed-rule,heuristic,model,oracle",
+    ] = None,
     target: Annotated[
         float | None,
-        typer.Option(help="Service-level target of heuristic and model [default: the config's]."),
+        typer.Option(help="Service-level target of heuristic and model (default: the config's)."),
     ] = None,
-    max_nodes: Annotated[int, typer.Option(min=1, help="Node budget of every policy.")] = 500,
+    max_nodes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Node budget of every policy (default: one that never binds)."),
+    ] = None,
     settings: Annotated[
         list[str] | None,
         typer.Option(
@@ -111,7 +117,7 @@ def bench(
     from simulation.policies import BadPolicySpec, parse_policies
     from simulation.workloads import WORKLOADS
 
-    if trace is None and workload not in WORKLOADS:
+    if trace is None and workload is not None and workload not in WORKLOADS:
         raise typer.BadParameter(
             f"{workload!r} is not a workload; choose one of: {', '.join(WORKLOADS)}",
             param_hint="--workload",
@@ -125,30 +131,31 @@ def bench(
         if path is not None and not path.parent.is_dir():
             raise typer.BadParameter(f"folder {path.parent} does not exist", param_hint=name)
     try:
-        specs = parse_policies(policies)
+        specs = None if policies is None else parse_policies(policies)
     except BadPolicySpec as e:
         raise typer.BadParameter(str(e), param_hint="--policies") from e
     try:
         overrides = tuple(parse_override(text) for text in settings or ())
     except BenchError as e:
         raise typer.BadParameter(str(e), param_hint="--set") from e
-    try:
-        request = BenchRequest(
-            workload=workload,
-            trace=trace,
-            hours=hours,
-            seed=seed,
-            users=users,
-            boot=boot,
-            policies=specs,
-            train_trace=train_trace,
-            train_fraction=train_fraction,
-            train_hours=train_hours,
-            history_hours=history,
-            target=target,
-            max_nodes=max_nodes,
-            overrides=overrides,
-        )
+    options: dict[str, Any] = {
+        "workload": workload,
+        "trace": trace,
+        "hours": hours,
+        "seed": seed,
+        "users": users,
+        "boot": boot,
+        "policies": specs,
+        "train_trace": train_trace,
+        "train_fraction": train_fraction,
+        "train_hours": train_hours,
+        "history_hours": history,
+        "target": target,
+        "max_nodes": max_nodes,
+        "overrides": overrides,
+    }
+    try:  # options not given take the request's defaults
+        request = BenchRequest(**{k: v for k, v in options.items() if v is not None})
     except BenchError as e:
         raise typer.BadParameter(str(e)) from e
     started = time.perf_counter()

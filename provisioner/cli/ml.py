@@ -58,7 +58,7 @@ def train(
     until: UntilOption = None,
     horizon: Annotated[
         float | None,
-        typer.Option(min=1.0, help="Label horizon in seconds (default: the setting, 40)."),
+        typer.Option(min=1.0, help="Label horizon in seconds (default: PROVISIONER_HORIZON_S)."),
     ] = None,
 ) -> None:
     """Train on a range of events (default: the whole event log) and register a version.
@@ -171,7 +171,7 @@ def retrain(
     ] = None,
     horizon: Annotated[
         float | None,
-        typer.Option(min=1.0, help="Label horizon in seconds (default: the setting, 40)."),
+        typer.Option(min=1.0, help="Label horizon in seconds (default: PROVISIONER_HORIZON_S)."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Train and register, decide, but move no alias.")

@@ -9,7 +9,7 @@ import typer
 from provisioner import wiring
 from provisioner.cli.common import console, graceful_signals, print_json, settings_of
 from provisioner.settings import Settings
-from simulation.nodes.boot import DEFAULT_BOOT_SPEC
+from simulation.nodes.boot import SPEC_FORMS
 
 if TYPE_CHECKING:
     from simulation.nodes.fleet import NodeFleet
@@ -24,9 +24,9 @@ def node_api(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 7777,
     boot: Annotated[
-        str,
-        typer.Option(help="Boot time: uniform:A:B, fixed:S or normal:MEAN:SD:MIN:MAX (seconds)."),
-    ] = DEFAULT_BOOT_SPEC,
+        str | None,
+        typer.Option(help=f"Boot time: {SPEC_FORMS}, seconds (default: PROVISIONER_NODE_BOOT)."),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for node ids and boot times (random if unset).")
     ] = None,
@@ -44,11 +44,11 @@ def node_api(
     from simulation.nodes.boot import parse_boot_time
     from simulation.nodes.fleet import NodeFleet
 
+    settings = settings_of(ctx)
     try:
-        boot_time = parse_boot_time(boot)
+        boot_time = parse_boot_time(settings.node_boot if boot is None else boot)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--boot") from e
-    settings = settings_of(ctx)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -18,13 +18,13 @@ from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
 from models.scoring import Scorer
 from service.config import ServiceConfig
+from service.core import DecisionCore
 from service.engine import Engine
 from simulation.bench.errors import BenchError
 from simulation.bench.progress import Progress, reporting
 from simulation.bench.setup import BenchSetup
 from simulation.oracle import oracle
 from simulation.policies import PolicyKind, PolicySpec, SeedRulePolicy, StaticPolicy
-from service.core import DecisionCore
 from simulation.runner import RunResult, run
 
 SCORES: Final = (

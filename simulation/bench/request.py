@@ -42,7 +42,7 @@ class BenchRequest:
     workload: str = "seed"
     trace: Path | None = None
     hours: float | None = None
-    """Scored hours (default: 24 for a workload, the whole trace for a trace)."""
+    """Scored hours (default: ``DEFAULT_HOURS`` of a workload, the whole of a trace)."""
     seed: int = 1
     users: int | None = None
     boot: str = DEFAULT_BOOT_SPEC

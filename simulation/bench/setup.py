@@ -36,6 +36,7 @@ from simulation.bench.model import TrainedModel, train_model
 from simulation.bench.progress import Progress
 from simulation.bench.request import BenchRequest
 from simulation.nodes.boot import BootTime, parse_boot_time
+from simulation.runner import DEFAULT_HOURS
 
 TRAIN_SEED_OFFSET: Final = 1000
 """The model's default training history: the same workload under ``seed + 1000``."""
@@ -67,7 +68,7 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
         if request.train_fraction is not None:
             train, scored = split_history(scored, request.train_fraction)
     else:
-        hours = 24.0 if request.hours is None else request.hours
+        hours = DEFAULT_HOURS if request.hours is None else request.hours
         history = request.history_hours or 0.0
         try:
             scored = workload_history(

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from provisioner.embedded_redis import EmbeddedRedis
-from simulation.nodes.boot import parse_boot_time
+from simulation.nodes.boot import DEFAULT_BOOT_SPEC, parse_boot_time
 from simulation.nodes.fleet import NodeFleet
 
 COMMAND = [sys.executable, "-c", "from provisioner.cli import main; main()"]
@@ -74,7 +74,7 @@ def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
-def expected_first_id(boot: str = "uniform:10:29") -> str:
+def expected_first_id(boot: str = DEFAULT_BOOT_SPEC) -> str:
     return NodeFleet(parse_boot_time(boot), random.Random(SEED)).create(0.0).id
 
 
@@ -94,7 +94,7 @@ def test_serves_with_its_own_embedded_redis_and_stops_on_sigterm(home: Path) -> 
     assert not socket_path.exists()  # and stopped it on the way out
 
 
-def test_uses_redis_url_clock_speed_and_channel_prefix(
+def test_uses_redis_url_clock_speed_channel_prefix_and_boot_setting(
     redis_url: str, redis_client: redis.Redis, key_prefix: str, home: Path
 ) -> None:
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
@@ -104,9 +104,10 @@ def test_uses_redis_url_clock_speed_and_channel_prefix(
         PROVISIONER_HOME=str(home),
         PROVISIONER_CHANNEL_PREFIX=key_prefix,
         PROVISIONER_SPEED="100",
+        PROVISIONER_NODE_BOOT="fixed:20",
     )
     try:
-        with node_api(env, "--boot", "fixed:20") as (url, process):
+        with node_api(env) as (url, process):
             node_id = httpx.post(f"{url}/api/nodes").json()["id"]
             assert node_id == expected_first_id("fixed:20")
             messages: list[bytes] = []

@@ -3,7 +3,9 @@
 The compose file is checked as Compose itself reads it: ``docker compose config`` (client
 and compose plugin only, no engine) resolves the interpolation, anchors and defaults, and
 its JSON is what the tests look at. Those tests skip, saying why, where the client or its
-compose plugin is missing. No engine runs here, so the Dockerfile is checked by parsing it.
+compose plugin is missing; that no setting has a default in the compose file is also
+checked on its text, without docker. No engine runs here, so the Dockerfile is checked by
+parsing it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ WIRED = {
     "node_api_url": "http://node-api:7777",
     "bridge": False,
 }
-"""Settings the compose file sets on purpose to other values than the defaults."""
+"""The only settings the compose file gives a value: the others are passed through, so that
+their defaults are written once, in the code."""
 SECRET = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|ACCESS_KEY|PRIVATE_KEY|API_KEY")
 KEEP_ENV = ("PATH", "HOME", "DOCKER_CONFIG", "DOCKER_HOST", "DOCKER_CONTEXT", "TMPDIR")
 """Only these reach `docker compose`: a REDIS_URL exported for the tests must not leak in."""
@@ -281,8 +284,34 @@ def test_roles_get_every_setting_by_its_real_name(services: dict[str, dict[str, 
         assert not missing, f"{name}: settings not passed through the environment: {missing}"
 
 
+def compose_code() -> str:
+    """``docker-compose.yml`` without its comments."""
+    lines = COMPOSE.read_text().splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+def assert_wired(settings: Settings) -> None:
+    for field, expected in WIRED.items():
+        value = getattr(settings, field)
+        assert (str(value) if isinstance(value, Path) else value) == expected, field
+
+
+def test_compose_file_writes_no_default_of_a_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without docker: of the settings, only the wired ones have a value, the right one."""
+    code = compose_code()
+    interpolated = dict(re.findall(r"\$\{([A-Z][A-Z0-9_]*):?-([^}]*)\}", code))
+    written = {name: value for name, value in interpolated.items() if name in SETTINGS_ENV}
+    literal = dict(re.findall(r"^  (PROVISIONER_HOME): (\S+)$", code, flags=re.MULTILINE))
+    assert set(written | literal) == {env_name(field) for field in WIRED}
+    assert_wired(settings_from(written | literal, monkeypatch, tmp_path))
+    passed = set(re.findall(r"^  ([A-Z][A-Z0-9_]*):$", code, flags=re.MULTILINE))
+    assert passed == set(SETTINGS_ENV) - set(written | literal), "not passed through"
+
+
 @pytest.mark.parametrize("role", ROLES)
-def test_settings_values_are_valid_and_the_defaults(
+def test_settings_are_passed_through_but_the_wired_ones(
     role: str,
     services: dict[str, dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -290,26 +319,18 @@ def test_settings_values_are_valid_and_the_defaults(
 ) -> None:
     env = environment(services[role])
     settings = settings_from(env, monkeypatch, tmp_path)  # raises when a value is invalid
-    defaults = settings_from({}, monkeypatch, tmp_path)
+    assert_wired(settings)
     for field in Settings.model_fields:
-        value, default = getattr(settings, field), getattr(defaults, field)
-        if field in WIRED:
-            expected = WIRED[field]
-            assert (str(value) if isinstance(value, Path) else value) == expected, field
-        else:
-            assert value == default, f"{env_name(field)}: {value!r} is not the default {default!r}"
-        if env[env_name(field)] is None:
-            assert default is None, f"{env_name(field)} passed through empty, default {default!r}"
+        if field not in WIRED:
+            assert env[env_name(field)] is None, f"{env_name(field)} has a value in compose"
     for field in ("redis_url", "mlflow_tracking_uri", "node_api_url"):
         host = urlsplit(str(getattr(settings, field))).hostname
         assert host in services, f"{env_name(field)} names {host}, not a compose service"
 
 
 def test_node_api_boots_as_the_setting_says(services: dict[str, dict[str, Any]]) -> None:
-    command = services["node-api"]["command"]
-    boot = command[command.index("--boot") + 1]
-    assert boot == environment(services["node-api"])["PROVISIONER_NODE_BOOT"]
-    assert boot == Settings.model_fields["node_boot"].default
+    assert "--boot" not in services["node-api"]["command"], "it would override the setting"
+    assert "PROVISIONER_NODE_BOOT" in environment(services["node-api"])
 
 
 def test_no_secret_is_hard_coded(services: dict[str, dict[str, Any]]) -> None:
@@ -323,18 +344,17 @@ def test_no_secret_is_hard_coded(services: dict[str, dict[str, Any]]) -> None:
     assert not re.search(r"requirepass|--password|PASSWORD\s*[:=]\s*\S", text)
 
 
-def test_env_example_lists_every_variable_with_its_default(
+def test_env_example_lists_every_variable_commented_out(
     services: dict[str, dict[str, Any]],
 ) -> None:
     example = ENV_EXAMPLE.read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, flags=re.MULTILINE))
-    code = [line for line in COMPOSE.read_text().splitlines() if not line.lstrip().startswith("#")]
-    interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", "\n".join(code)))
+    interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", compose_code()))
     assert not interpolated - listed, f".env.example lacks {sorted(interpolated - listed)}"
     settings = set(SETTINGS_ENV) - {"PROVISIONER_HOME"}  # fixed to the image's volume
     assert not settings - listed, f".env.example lacks {sorted(settings - listed)}"
-    secrets = re.findall(r"^([A-Z0-9_]+)=(.+)$", example, flags=re.MULTILINE)
-    assert not [k for k, v in secrets if SECRET.search(k)], "a secret has a value"
+    assigned = re.findall(r"^[A-Z][A-Z0-9_]*=", example, flags=re.MULTILINE)
+    assert not assigned, f"values repeat the defaults: {assigned}"
     # Used as the .env, it gives the same containers as the defaults.
     with_example = compose_config(ENV_EXAMPLE, "retrain")["services"]
     for name in REQUIRED:

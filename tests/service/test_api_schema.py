@@ -76,6 +76,27 @@ def test_every_operation_conforms_to_the_schema(base_url: str) -> None:
             run()
 
 
+def test_every_json_answer_has_a_model(base_url: str) -> None:
+    """Each route's JSON answers are described by a named model: none is a bare object."""
+    paths = httpx.get(f"{base_url}/openapi.json").json()["paths"]
+    untyped = []
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                if schema is not None and not _named(schema):
+                    untyped.append(f"{method.upper()} {path} {status}: {schema}")
+    assert not untyped, untyped
+
+
+def _named(schema: dict[str, Any]) -> bool:
+    if "$ref" in schema:
+        return True
+    if "items" in schema:
+        return _named(schema["items"])
+    return "anyOf" in schema and all(_named(option) for option in schema["anyOf"])
+
+
 def _runner(strategy: st.SearchStrategy[Case[Any]], base_url: str) -> Callable[[], None]:
     @settings(
         max_examples=EXAMPLES,

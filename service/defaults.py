@@ -1,0 +1,9 @@
+"""The live service's defaults, in a module light enough for the settings to import."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_WARM_HISTORY_S: Final = 7 * 86_400.0
+DEFAULT_MODEL_CHECK_S: Final = 30.0
+"""How often the service looks for a new champion."""
