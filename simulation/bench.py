@@ -5,9 +5,10 @@ A *history* is the user events of one window: a generated workload or a recorded
 :mod:`simulation.policies` replays the scored history through
 :func:`simulation.runner.run` on a virtual clock, against a simulated fleet whose boot
 times come from the boot spec and the seed (the same fleet seed for every policy), and is
-measured as DESIGN.md defines it: the instant rate and waits from the policy's
-``service.pool.NodePool``, node time from the fleet, user time from the node API's own
-accounting. The oracle (:func:`simulation.oracle.oracle`) is scored by the same metric code.
+measured as docs/architecture.md defines it ("Three numbers"): the instant rate and waits
+from the policy's ``service.pool.NodePool``, node time from the fleet, user time from the
+node API's own accounting. The oracle (:func:`simulation.oracle.oracle`) is scored by the
+same metric code.
 
 The ``model`` policy is our engine with a model trained by the training package
 (``training.dataset.build_dataset`` and ``training.train.train``: LightGBM, calibrated) on a
@@ -328,7 +329,8 @@ class BenchSetup:
 def run_policy(
     spec: PolicySpec, setup: BenchSetup, *, progress: Progress | None = None
 ) -> PolicyResult:
-    """Replay ``setup.scored`` under one policy; scored as DESIGN.md says."""
+    """Replay ``setup.scored`` under one policy; scored as docs/architecture.md says
+    ("Three numbers")."""
     scored = setup.scored
     started = time.perf_counter()
     knob: float | None = None
