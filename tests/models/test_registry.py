@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,6 +18,7 @@ from models.registry import (
     warm,
 )
 from tests.lifecycle import register, trained
+from tests.servers import free_port
 from training.tracking import TrackingConfig
 
 
@@ -101,12 +101,6 @@ def test_warming_refuses_a_model_that_cannot_score_its_example() -> None:
     narrow = ConnectClassifier(good.booster, SigmoidCalibration(1, 0), 40.0)
     with pytest.raises(ModelLoadError, match="fails on its own input example"):
         warm(narrow, example[:, :5])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_an_unreachable_store_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:

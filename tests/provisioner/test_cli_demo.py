@@ -7,12 +7,7 @@ import subprocess
 from pathlib import Path
 
 from tests.provisioner.cli_runner import home_env, last_json, run_cli
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.servers import free_port
 
 
 def test_unattended_demo_prints_a_summary_and_leaves_nothing_running(home: Path) -> None:

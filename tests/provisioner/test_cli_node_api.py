@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,10 @@ import redis
 from provisioner.embedded_redis import EmbeddedRedis
 from simulation.nodes.boot import parse_boot_time
 from simulation.nodes.fleet import NodeFleet
+from tests.servers import free_port
 
 COMMAND = [sys.executable, "-c", "from provisioner.cli import main; main()"]
 SEED = 99
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def environment(**values: str) -> dict[str, str]:
