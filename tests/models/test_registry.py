@@ -31,6 +31,7 @@ def artifacts(registry: ModelRegistry, version: str) -> Path:
     return Path(urlparse(uri).path)
 
 
+@pytest.mark.slow
 def test_an_alias_resolves_once_to_the_exact_version(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -46,6 +47,7 @@ def test_an_alias_resolves_once_to_the_exact_version(
     assert registry.aliases() == {CHAMPION: "2"} and registry.latest_version() == "2"
 
 
+@pytest.mark.slow
 def test_a_loaded_version_is_warm_and_predicts_as_trained(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -57,6 +59,7 @@ def test_a_loaded_version_is_warm_and_predicts_as_trained(
     np.testing.assert_allclose(loaded.predict_proba(test.X), trained().test_probability["model"])
 
 
+@pytest.mark.slow
 def test_missing_things_are_model_not_found(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -70,6 +73,7 @@ def test_missing_things_are_model_not_found(
         registry.load("7")
 
 
+@pytest.mark.slow
 def test_broken_artifacts_are_load_errors(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:

@@ -6,10 +6,13 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.provisioner.cli_runner import home_env, last_json, run_cli
 from tests.servers import free_port
 
 
+@pytest.mark.integration
 def test_unattended_demo_prints_a_summary_and_leaves_nothing_running(home: Path) -> None:
     port, node_port = free_port(), free_port()
     result = run_cli(

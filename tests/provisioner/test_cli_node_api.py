@@ -71,6 +71,7 @@ def expected_first_id(boot: str = "uniform:10:29") -> str:
     return NodeFleet(parse_boot_time(boot), random.Random(SEED)).create(0.0).id
 
 
+@pytest.mark.integration
 def test_serves_with_its_own_embedded_redis_and_stops_on_sigterm(home: Path) -> None:
     with node_api(environment(PROVISIONER_HOME=str(home))) as (url, process):
         assert httpx.get(f"{url}/").json() == {"status": "ok", "service": "node-api"}
@@ -87,6 +88,7 @@ def test_serves_with_its_own_embedded_redis_and_stops_on_sigterm(home: Path) -> 
     assert not socket_path.exists()  # and stopped it on the way out
 
 
+@pytest.mark.integration
 def test_uses_redis_url_clock_speed_and_channel_prefix(
     redis_url: str, redis_client: redis.Redis, key_prefix: str, home: Path
 ) -> None:

@@ -8,6 +8,8 @@ import redis
 from provisioner.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from tests.servers import free_port, loopback_socket
 
+pytestmark = pytest.mark.integration
+
 
 def test_starts_on_demand_and_stops_cleanly(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis")

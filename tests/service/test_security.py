@@ -208,6 +208,7 @@ def password_redis(tmp_path: Path) -> Iterator[str]:
         process.wait(10)
 
 
+@pytest.mark.integration
 def test_no_secret_or_payload_is_logged(
     password_redis: str,
     tmp_path: Path,
