@@ -47,8 +47,8 @@ LAYERS: Final = ("features", "models", "training", "service", "simulation", "pro
 MAY_NOT_IMPORT: Final = {
     "features": frozenset(LAYERS[1:]),
     "models": frozenset(LAYERS[2:]),
-    "training": frozenset({"simulation", "provisioner"}),
-    "service": frozenset({"simulation", "provisioner"}),
+    "training": frozenset({"service", "simulation", "provisioner"}),
+    "service": frozenset({"training", "simulation", "provisioner"}),
     "simulation": frozenset({"provisioner"}),
 }
 """Each package and the packages of ours it must not import (docs/architecture.md,
