@@ -1,10 +1,12 @@
 # Two commands for a newcomer: `make demo` and `make test`. Both create .venv on first use.
+# For developers, `make check`: the fast lane (lint, types, the tests that need no server
+# process, browser or long run), under two minutes.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck unit browser demo bench clean
+.PHONY: install check test lint typecheck unit browser demo bench clean
 
 install: $(STAMP)
 
@@ -27,6 +29,10 @@ unit: install browser
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# Deselects by the markers of pyproject.toml: slow, integration (servers of its own), browser.
+check: lint typecheck
+	$(BIN)/python -m pytest -q -m "not slow and not integration and not browser"
 
 demo: install
 	$(BIN)/provisioner demo

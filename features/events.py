@@ -1,6 +1,7 @@
 """Typed events for the four channels of the seed system, and their validation.
 
-The payloads are exactly those the original Go publishers send (DESIGN.md):
+The payloads are exactly those the original Go publishers send (docs/architecture.md,
+"Events and trace lines"):
 
 - ``user:activity``   ``{"user_id": str, "timestamp": int}`` (unix seconds)
 - ``user:connect``    ``{"user_id": str}``
@@ -142,7 +143,8 @@ def encode_payload(event: Event) -> str:
 
 
 def trace_record(event: Event) -> dict[str, Any]:
-    """One line of a trace file (DESIGN.md): ``{"ts", "channel", "payload"}``."""
+    """One line of a trace file: ``{"ts", "channel", "payload"}`` (docs/architecture.md,
+    "Events and trace lines")."""
     return {"ts": event.ts, "channel": event.channel.value, "payload": event.payload()}
 
 

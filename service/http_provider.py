@@ -1,4 +1,4 @@
-"""The node API of DESIGN.md over HTTP, with timeouts and retries.
+"""The node API (docs/architecture.md, "The node API") over HTTP, with timeouts and retries.
 
 Creates are retried only when the request cannot have reached the API (connection
 refused) or the API says it made nothing (5xx); a create that timed out may have

@@ -1,5 +1,5 @@
-"""The three numbers that judge the service, kept as it goes (DESIGN.md, computed the same way
-everywhere):
+"""The three numbers that judge the service, kept as it goes (docs/architecture.md, "Three
+numbers"; computed the same way everywhere):
 
 - **instant rate**: connects served at once by an idle ready node / all connects;
 - **wait**: seconds from connect to a node, for the other connects (mean, p95);

@@ -1,4 +1,4 @@
-"""Real servers for tests: an ASGI app served by uvicorn on a free loopback port."""
+"""Real servers for tests: loopback ports, and an ASGI app served by uvicorn on one."""
 
 from __future__ import annotations
 
@@ -14,11 +14,24 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a port of 127.0.0.1 the system chose; the caller closes it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def free_port() -> int:
+    """A loopback port nobody listened on a moment ago (for a server another process or
+    library binds itself; hand over a :func:`loopback_socket` where the server takes one)."""
+    with loopback_socket() as sock:
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def serve(app: ASGIApp, client: redis.asyncio.Redis | None = None) -> Iterator[str]:
     """Run ``app`` with uvicorn on a free port in a thread; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
 

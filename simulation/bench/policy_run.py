@@ -1,4 +1,4 @@
-"""One policy replayed on the scored history, scored as DESIGN.md says.
+"""One policy replayed on the scored history, scored as docs/architecture.md says.
 
 The instant rate and waits come from the policy's ``service.pool.NodePool``, node time from
 the simulated fleet, user time from the node API's own accounting
@@ -68,7 +68,7 @@ class PolicyResult:
 def run_policy(
     spec: PolicySpec, setup: BenchSetup, *, progress: Progress | None = None
 ) -> PolicyResult:
-    """Replay ``setup.scored`` under one policy; scored as DESIGN.md says."""
+    """Replay ``setup.scored`` under one policy, scored as the module says."""
     scored = setup.scored
     started = time.perf_counter()
     knob: float | None = None

@@ -3,9 +3,10 @@
 Pure: no I/O and no clock; every call is handed ``now``. Ids and boot times come from the
 ``random.Random`` the fleet is given, so one seed replays the same fleet.
 
-A node counts from its create request to its termination, boot included (DESIGN.md);
-a node still alive counts up to ``now``. Terminated nodes stay listed, so a second delete
-of the same id is recognised (and answered like the first, without counting anything twice).
+A node counts from its create request to its termination, boot included; a node still
+alive counts up to ``now`` (docs/architecture.md, "Three numbers"). Terminated nodes stay
+listed, so a second delete of the same id is recognised (and answered like the first,
+without counting anything twice).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -320,6 +321,7 @@ def _content(event: Event) -> tuple[str, dict[str, Any]]:
     return event.channel.value, event.payload()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=60,
     deadline=None,

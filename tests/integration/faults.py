@@ -19,7 +19,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,15 +42,9 @@ from service.consumer import entry_key
 from simulation.nodes.api import create_node_api
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
-from tests.servers import serve
+from tests.servers import free_port, serve
 
 _T = TypeVar("_T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(

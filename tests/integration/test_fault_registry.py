@@ -29,8 +29,9 @@ from models.classifier import ConnectClassifier, check_booster_text
 from models.registry import CHAMPION, ModelRegistry
 from provisioner.embedded_redis import EmbeddedRedis
 from provisioner.service_wiring import redis_clients
-from tests.integration.faults import MlflowServer, ServeProcess, free_port, wait_for
+from tests.integration.faults import MlflowServer, ServeProcess, wait_for
 from tests.lifecycle import mlflow_root, register, tracking, trained
+from tests.servers import free_port
 from training.tracking import TrackingConfig, _input_example
 
 pytestmark = pytest.mark.integration

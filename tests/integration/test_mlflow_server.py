@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,18 +23,13 @@ import pytest
 from models.model_scorer import ModelScorer
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
 from tests.lifecycle import register, trained, worse
+from tests.servers import free_port
 from training.promote import load_candidate, promote, rollback
 from training.tracking import TrackingConfig
 
 pytestmark = pytest.mark.integration
 
 STARTUP_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

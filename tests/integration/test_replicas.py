@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 import numpy as np
+import pytest
 import redis
 import redis.asyncio
 
@@ -42,6 +43,8 @@ from simulation.nodes.fleet import NodeFleet
 from simulation.nodes.live import LiveFleet
 from simulation.nodes.provider import InProcessNodes
 from tests.service.live_harness import SPEED, bridged, until
+
+pytestmark = pytest.mark.integration
 
 TTL_MS = 1000
 # Sizing by min_ready alone (no users to predict, no baseline of unforeseen connects), so

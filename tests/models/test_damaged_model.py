@@ -92,6 +92,7 @@ def load_in_child(paths: list[Path]) -> dict[str, str]:
     return {Path(path).parent.name: outcome for path, outcome in outcomes.items()}
 
 
+@pytest.mark.slow
 def test_damaged_models_are_refused_and_never_crash(saved: Path, tmp_path: Path) -> None:
     cases = {
         "truncated": {"checksum": True},

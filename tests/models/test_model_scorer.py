@@ -125,6 +125,7 @@ def test_non_finite_predictions_fall_back_row_by_row() -> None:
     assert_well_formed(scorer, x)
 
 
+@pytest.mark.slow
 def test_reload_from_the_registry(registry: ModelRegistry, tracking: TrackingConfig) -> None:
     scorer = ModelScorer.from_registry(registry)
     assert scorer.model is None and "alias" in (scorer.last_error or "")

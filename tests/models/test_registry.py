@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,6 +20,7 @@ from models.registry import (
     warm,
 )
 from tests.lifecycle import register, trained
+from tests.servers import free_port
 from training.tracking import TrackingConfig
 
 
@@ -29,6 +29,7 @@ def artifacts(registry: ModelRegistry, version: str) -> Path:
     return Path(urlparse(uri).path)
 
 
+@pytest.mark.slow
 def test_an_alias_resolves_once_to_the_exact_version(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -63,6 +64,7 @@ def test_aliases_and_tags_are_written_through_the_registry(
     assert model.tags["audit.last"] == "{}"
 
 
+@pytest.mark.slow
 def test_a_loaded_version_is_warm_and_predicts_as_trained(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -74,6 +76,7 @@ def test_a_loaded_version_is_warm_and_predicts_as_trained(
     np.testing.assert_allclose(loaded.predict_proba(test.X), trained().test_probability["model"])
 
 
+@pytest.mark.slow
 def test_missing_things_are_model_not_found(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -87,6 +90,7 @@ def test_missing_things_are_model_not_found(
         registry.load("7")
 
 
+@pytest.mark.slow
 def test_broken_artifacts_are_load_errors(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -118,12 +122,6 @@ def test_warming_refuses_a_model_that_cannot_score_its_example() -> None:
     narrow = ConnectClassifier(good.booster, SigmoidCalibration(1, 0), 40.0)
     with pytest.raises(ModelLoadError, match="fails on its own input example"):
         warm(narrow, example[:, :5])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_an_unreachable_store_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.provisioner.cli_runner import home_env, last_json, run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_bench_prints_a_table_and_one_json_line_and_writes_the_json(

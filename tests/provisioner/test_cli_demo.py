@@ -6,15 +6,13 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.provisioner.cli_runner import home_env, last_json, run_cli
+from tests.servers import free_port
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
+@pytest.mark.integration
 def test_unattended_demo_prints_a_summary_and_leaves_nothing_running(home: Path) -> None:
     port, node_port = free_port(), free_port()
     result = run_cli(

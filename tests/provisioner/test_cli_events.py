@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
 from features.trace import write_jsonl
 from tests.features.factories import random_events
 from tests.provisioner.cli_runner import home_env, last_json, run_cli
+
+pytestmark = pytest.mark.integration  # the CLI as processes, most on an embedded Redis of their own
 
 
 def test_import_export_round_trip(

@@ -43,6 +43,7 @@ def invoke(*args: str, env: dict[str, str], code: int = 0) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow
 def test_train_promote_retrain_rollback(
     env: dict[str, str], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +84,7 @@ def test_train_promote_retrain_rollback(
     assert nothing["kind"] == "NothingToRollBack"
 
 
+@pytest.mark.integration
 def test_bad_data_stops_with_a_message_and_registers_nothing(
     env: dict[str, str], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,10 @@ import redis
 from provisioner.embedded_redis import EmbeddedRedis
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC, parse_boot_time
 from simulation.nodes.fleet import NodeFleet
+from tests.servers import free_port
 
 COMMAND = [sys.executable, "-c", "from provisioner.cli import main; main()"]
 SEED = 99
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def environment(**values: str) -> dict[str, str]:
@@ -78,6 +71,7 @@ def expected_first_id(boot: str = DEFAULT_BOOT_SPEC) -> str:
     return NodeFleet(parse_boot_time(boot), random.Random(SEED)).create(0.0).id
 
 
+@pytest.mark.integration
 def test_serves_with_its_own_embedded_redis_and_stops_on_sigterm(home: Path) -> None:
     with node_api(environment(PROVISIONER_HOME=str(home))) as (url, process):
         assert httpx.get(f"{url}/").json() == {"status": "ok", "service": "node-api"}
@@ -94,6 +88,7 @@ def test_serves_with_its_own_embedded_redis_and_stops_on_sigterm(home: Path) -> 
     assert not socket_path.exists()  # and stopped it on the way out
 
 
+@pytest.mark.integration
 def test_uses_redis_url_clock_speed_channel_prefix_and_boot_setting(
     redis_url: str, redis_client: redis.Redis, key_prefix: str, home: Path
 ) -> None:

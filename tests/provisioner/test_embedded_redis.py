@@ -6,6 +6,9 @@ import pytest
 import redis
 
 from provisioner.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from tests.servers import free_port, loopback_socket
+
+pytestmark = pytest.mark.integration
 
 
 def test_starts_on_demand_and_stops_cleanly(tmp_path: Path) -> None:
@@ -47,11 +50,7 @@ def test_long_home_paths_get_a_short_socket(tmp_path: Path) -> None:
 
 
 def test_tcp_port_when_asked(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with EmbeddedRedis(tmp_path / "redis", port=port):
         assert redis.Redis(host="127.0.0.1", port=port).ping()
 
@@ -63,10 +62,7 @@ def test_a_server_that_cannot_start_is_reported(tmp_path: Path) -> None:
 
 class socket_taken:  # noqa: N801 - reads as a context manager
     def __enter__(self) -> int:
-        import socket
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = loopback_socket()
         self.sock.listen()
         return int(self.sock.getsockname()[1])
 

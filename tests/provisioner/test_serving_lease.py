@@ -13,6 +13,7 @@ from provisioner.settings import Settings
 from service.lease import FencedProvider
 
 
+@pytest.mark.integration
 def test_replicas_take_turns_at_the_lease(
     redis_url: str, key_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -60,6 +60,7 @@ def base_url(redis_url: str, redis_client: redis.Redis, key_prefix: str) -> Iter
         yield url
 
 
+@pytest.mark.slow
 def test_every_operation_conforms_to_the_schema(base_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=CONFIG)
     operations = []

@@ -37,6 +37,8 @@ from simulation.nodes.fleet import NodeFleet
 from tests.servers import serve
 from tests.service.live_harness import bridged, make_service
 
+pytestmark = pytest.mark.browser
+
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Route
 

@@ -14,7 +14,6 @@ import asyncio
 import hmac
 import logging
 import random
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from service.app import create_app, token_matches
 from service.redact import redact_url, scrub
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
+from tests.servers import free_port, loopback_socket
 from tests.service.live_harness import SPEED, make_service
 
 TOKEN = "adm1n-T0KEN-7f3c9e1a"
@@ -159,12 +159,6 @@ def test_messages_are_scrubbed_of_credentials() -> None:
 # -- nothing secret in the logs ------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 REDIS_PASSWORD = "r3dis-PW-4b1d"
 MLFLOW_PASSWORD = "mlfl0w-PW-c2e8"
 MARKERS = ["PAYLOAD-MARK-1a", "PAYLOAD-MARK-2b", "PAYLOAD-MARK-3c", "PAYLOAD-MARK-4d"]
@@ -214,6 +208,7 @@ def password_redis(tmp_path: Path) -> Iterator[str]:
         process.wait(10)
 
 
+@pytest.mark.integration
 def test_no_secret_or_payload_is_logged(
     password_redis: str,
     tmp_path: Path,
@@ -237,8 +232,7 @@ def test_no_secret_or_payload_is_logged(
 
     async def scenario() -> tuple[dict[str, object], list[str]]:
         async with running_service(settings, password_redis) as running:
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+            sock = loopback_socket()
             port = sock.getsockname()[1]
             server = uvicorn.Server(uvicorn.Config(running.app, log_level="debug"))
             serving = asyncio.create_task(server.serve(sockets=[sock]))

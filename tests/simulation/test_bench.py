@@ -135,6 +135,7 @@ def keys(events: tuple[UserEvent, ...]) -> set[tuple[str, float, str]]:
     return {(type(e).__name__, e.ts, e.user_id) for e in events}
 
 
+@pytest.mark.slow
 def test_the_model_never_sees_its_test_events(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = spy_training(monkeypatch)
     request = BenchRequest(hours=2, seed=2, policies=parse_policies("model,oracle"))
@@ -171,6 +172,7 @@ def test_a_trace_split_trains_on_the_earlier_part_only(
     assert not keys(seen[0]) & keys(scored.events)
 
 
+@pytest.mark.slow
 def test_a_history_trains_on_the_same_users_before_and_warms_every_engine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

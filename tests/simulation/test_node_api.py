@@ -183,6 +183,7 @@ class Scripted:
         return self.boots.pop(0)
 
 
+@pytest.mark.slow
 def test_a_shorter_boot_created_later_is_ready_first(
     redis_url: str, redis_client: redis.Redis, key_prefix: str, clock: ScaledClock
 ) -> None:

@@ -83,6 +83,7 @@ def test_the_engine_accounts_node_and_user_time_as_the_node_api_does() -> None:
     assert report.nodes_created == result.nodes_created
 
 
+@pytest.mark.slow
 def test_runs_are_deterministic_and_depend_on_the_seeds() -> None:
     a = run_workload("seed", hours=1, seed=2)
     b = run_workload("seed", hours=1, seed=2)

@@ -65,6 +65,7 @@ def test_the_first_model_must_beat_the_heuristic(
     assert audit["action"] == "promote" and audit["version"] == "1" and audit["by"] == "alice"
 
 
+@pytest.mark.slow
 def test_a_worse_model_is_rejected_and_nothing_moves(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -82,6 +83,7 @@ def test_a_worse_model_is_rejected_and_nothing_moves(
     assert "FAILED" in tags["promotion.why"]
 
 
+@pytest.mark.slow
 def test_a_dry_run_decides_but_moves_nothing(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -94,6 +96,7 @@ def test_a_dry_run_decides_but_moves_nothing(
     assert "promotion.decision" not in registry.version_info("1").tags
 
 
+@pytest.mark.slow
 def test_promotion_keeps_the_old_champion_and_rollback_returns_to_it(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -122,6 +125,7 @@ def test_promotion_keeps_the_old_champion_and_rollback_returns_to_it(
         rollback(registry, actor="carol")
 
 
+@pytest.mark.slow
 def test_the_champion_is_not_promoted_again(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -132,6 +136,7 @@ def test_the_champion_is_not_promoted_again(
     assert not again.promote and "already the champion" in again.reasons[0]
 
 
+@pytest.mark.slow
 def test_a_champion_that_no_longer_loads_is_replaced_by_the_heuristic_reference(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:

@@ -28,6 +28,7 @@ def run_retrain(
     return outcome.trained.logged.version, outcome.decision.promote
 
 
+@pytest.mark.slow
 def test_retrain_registers_and_promotes_then_keeps_the_previous(
     tracking: TrackingConfig, registry: ModelRegistry
 ) -> None:
@@ -100,6 +101,7 @@ def test_bad_data_registers_nothing(
         assert runs == []
 
 
+@pytest.mark.slow
 def test_a_worse_retrained_candidate_is_registered_but_never_promoted(
     tracking: TrackingConfig, registry: ModelRegistry
 ) -> None:

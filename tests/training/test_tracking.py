@@ -55,6 +55,7 @@ def test_a_run_records_what_made_the_model(tracking: TrackingConfig) -> None:
     assert json.loads(inputs["train"].source)["uri"].endswith("seed-3.0h.jsonl")
 
 
+@pytest.mark.slow
 def test_each_run_registers_the_next_version(tracking: TrackingConfig) -> None:
     first, second = register(tracking), register(tracking)
     assert (first.version, second.version) == ("1", "2")
