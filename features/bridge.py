@@ -44,14 +44,14 @@ class Bridge:
     def __init__(
         self,
         client: redis.Redis,
-        log_: EventLog,
+        event_log: EventLog,
         *,
         channel_prefix: str = "",
         clock: Clock = WALL_CLOCK,
         on_batch: Callable[[BridgeStats], None] | None = None,
     ) -> None:
         self.client = client
-        self.log = log_
+        self.event_log = event_log
         self.clock = clock
         self.channel_prefix = channel_prefix
         self.on_batch = on_batch
@@ -128,7 +128,8 @@ class Bridge:
                 if channel is None:  # not one we subscribed to (a pattern subscription?)
                     raise BadEvent(Rejection.UNKNOWN_CHANNEL, f"channel {name[:64]!r}")
                 events = self._events
-                events.append(parse_message(channel.value, data, now=now, limits=self.log.limits))
+                limits = self.event_log.limits
+                events.append(parse_message(channel.value, data, now=now, limits=limits))
             except BadEvent as e:
                 raw = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
                 self._letters.append(
@@ -140,11 +141,11 @@ class Bridge:
     def flush(self) -> None:
         """Write what has been received; kept for the next try if Redis fails meanwhile."""
         if self._events:
-            self.log.append_batch(self._events)
+            self.event_log.append_batch(self._events)
             self.stats.appended += len(self._events)
             self._events = []
         if self._letters:
-            self.log.dead_letter(self._letters)
+            self.event_log.dead_letter(self._letters)
             self._letters = []
         if self.on_batch is not None:
             self.on_batch(self.stats)

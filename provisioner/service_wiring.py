@@ -37,8 +37,8 @@ from service.provider import NodeProvider
 from service.state_store import StateStore
 from simulation.nodes.boot import parse_boot_time
 from simulation.nodes.fleet import NodeFleet
-from simulation.nodes.live import LiveFleet
-from simulation.nodes.provider import InProcessNodes
+from simulation.nodes.in_process import InProcessNodes
+from simulation.nodes.live_fleet import LiveFleet
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
     wiring.quiet_mlflow()
     client, async_client = redis_clients(redis_url)
     clock = wiring.clock(settings)
-    log_ = wiring.event_log(settings, client)
+    event_log = wiring.event_log(settings, client)
     nodes: NodeProvider
     if settings.node_api_url:
         nodes = HttpNodeProvider(settings.node_api_url)
@@ -144,9 +144,9 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
     provider = nodes if leadership is None else FencedProvider(nodes, leadership)
     service = LiveService(
         engine_factory=engine,
-        event_log=log_,
+        event_log=event_log,
         consumer=StreamConsumer(
-            log_, f"service-{settings.instance}", f"{socket.gethostname()}-{os.getpid()}"
+            event_log, f"service-{settings.instance}", f"{socket.gethostname()}-{os.getpid()}"
         ),
         store=StateStore(client, f"{settings.key_prefix}service:{settings.instance}:state"),
         provider=provider,
@@ -168,7 +168,7 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
     stop = threading.Event()
     bridge_thread: threading.Thread | None = None
     if settings.bridge:
-        bridge = Bridge(client, log_, channel_prefix=settings.channel_prefix, clock=clock)
+        bridge = Bridge(client, event_log, channel_prefix=settings.channel_prefix, clock=clock)
         bridge_thread = threading.Thread(target=bridge.run, args=(stop,), name="bridge")
         bridge_thread.start()
     try:

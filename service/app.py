@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from models.scoring import Source
 from service.body_limit import BodyLimit
 from service.breaker import BreakerState
+from service.efficiency import Efficiency
 from service.live import LiveService, ModelWatcher
 from service.pool import NodeState
 
@@ -72,16 +73,6 @@ _ERRORS: dict[int, str] = {
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error answers a route can give besides 422."""
     return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
-
-
-class Efficiency(BaseModel):
-    """The original node API's report, computed from the pool."""
-
-    total_user_time_seconds: float
-    total_node_time_seconds: float
-    efficiency_percentage: float
-    user_count: int
-    node_count: int
 
 
 class Answer(BaseModel):
@@ -373,10 +364,9 @@ def create_app(
         """The original node API's efficiency report, from the pool's accounting."""
         engine = live.engine
         report = engine.metrics(live.clock.now())
-        return Efficiency(
-            total_user_time_seconds=report.user_seconds,
-            total_node_time_seconds=report.node_seconds,
-            efficiency_percentage=100.0 * report.efficiency,
+        return Efficiency.of(
+            user_seconds=report.user_seconds,
+            node_seconds=report.node_seconds,
             user_count=engine.features.users_ever_connected(),
             node_count=report.nodes_created,
         )

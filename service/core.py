@@ -30,9 +30,9 @@ from features.events import (
 )
 from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
-from service.metrics import MetricsReport
 from service.pool import ConnectResult, NodePool
 from service.reconcile import Reconciliation
+from service.service_level import MetricsReport
 
 
 class DecisionCore(Protocol):

@@ -48,9 +48,9 @@ from service.commands import Command
 from service.config import ServiceConfig
 from service.core import PoolCore
 from service.demand import Demand, demand
-from service.metrics import MetricsReport
 from service.pool import ConnectResult, NodePool, PoolCounts
 from service.scaler import Decision, Refusal, decide
+from service.service_level import MetricsReport
 from service.sessions import SessionLengths
 from service.user_table import UserTable
 

@@ -53,8 +53,8 @@ from service.commands import Command, TerminateNode
 from service.consumer import StreamConsumer
 from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from service.engine import Engine
-from service.history import History
 from service.node_commands import NodeCommands
+from service.pool_history import PoolHistory
 from service.provider import NodeProvider, ProviderError
 from service.reconcile import reconcile
 from service.restore import EngineFactory, restore
@@ -134,7 +134,7 @@ class LiveService:
         self._rng = random.Random()
         self._save_lock = asyncio.Lock()
         self.started_at: float | None = None
-        self.history = History()
+        self.history = PoolHistory()
         """The pool after each tick, for the dashboard (``GET /v1/history``)."""
 
     # -- lifecycle -------------------------------------------------------------------------

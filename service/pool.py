@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from features.events import NodeStatus
-from service.metrics import Metrics, MetricsReport
+from service.service_level import Metrics, MetricsReport
 
 GONE_MEMORY: Final = 1024
 

@@ -6,7 +6,7 @@ kept idle for the gap, when that gap is shorter than a fresh node's boot; or a f
 created one boot time before the connect. A freed node that no later connect reuses is
 terminated the moment it is freed. Nodes only ever cost boot, service and the short idle
 gaps worth keeping: a lower bound on node-seconds at a 100% instant rate, scored by the
-same metric code as every policy (``service.metrics``).
+same metric code as every policy (``service.service_level``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from features.events import Event, UserConnect, UserDisconnect
-from service.metrics import Metrics, MetricsReport
+from service.service_level import Metrics, MetricsReport
 from simulation.nodes.boot import BootTime
 
 

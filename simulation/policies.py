@@ -5,7 +5,7 @@ out, with the shell reporting created and deleted nodes back (``service.core``).
 :class:`service.engine.Engine` is one; this module adds two baselines on the same skeleton
 (``service.core.PoolCore``), both pure (no I/O, no clock, no randomness) and both keeping their
 state in a :class:`service.pool.NodePool`, so that allocation, waits and the metrics of every
-policy are those of the code that ships (``service.metrics``).
+policy are those of the code that ships (``service.service_level``).
 
 - :class:`StaticPolicy` (``static:K``): keep ``K`` warm nodes (idle ready plus booting, minus
   the users waiting for them), reconciled after every event and tick: a node taken by a

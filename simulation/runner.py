@@ -43,7 +43,7 @@ from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
 from service.core import DecisionCore
 from service.engine import Engine
-from service.metrics import idle_share, nodes_per_connect
+from service.service_level import idle_share, nodes_per_connect
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC, BootTime, parse_boot_time
 from simulation.nodes.fleet import NodeFleet, Termination
 from simulation.nodes.usertime import UserTime

@@ -1,4 +1,4 @@
-"""Metrics of predicted probabilities against labels, weighted, and the plots of a run.
+"""ModelMetrics of predicted probabilities against labels, weighted, and the plots of a run.
 
 Every metric takes the rows' sample weights (quiet rows of a dataset stand for
 ``quiet_stride`` rows each, see ``training.dataset``), so that figures are those of the
@@ -40,7 +40,7 @@ GREATER_IS_BETTER: Final = {
 
 
 @dataclass(frozen=True, slots=True)
-class Metrics:
+class ModelMetrics:
     """How good one set of probabilities is on one set of rows."""
 
     roc_auc: float
@@ -63,7 +63,7 @@ class Metrics:
 
 def evaluate(
     y: npt.ArrayLike, p: npt.ArrayLike, w: npt.ArrayLike | None = None, *, bins: int = DEFAULT_BINS
-) -> Metrics:
+) -> ModelMetrics:
     """All metrics of probabilities ``p`` for labels ``y`` with weights ``w`` (default 1).
 
     AUCs are NaN when the rows hold a single class; the other metrics are always defined.
@@ -74,7 +74,7 @@ def evaluate(
     if not len(labels):
         raise ValueError("no rows to evaluate")
     both = bool(labels.any()) and not bool(labels.all())
-    return Metrics(
+    return ModelMetrics(
         roc_auc=float(roc_auc_score(labels, prob, sample_weight=weight)) if both else math.nan,
         pr_auc=(
             float(average_precision_score(labels, prob, sample_weight=weight)) if both else math.nan
@@ -154,7 +154,7 @@ def _arrays(
     return labels, prob, weight
 
 
-def table(metrics: Mapping[str, Metrics]) -> str:
+def table(metrics: Mapping[str, ModelMetrics]) -> str:
     """A Markdown table: one row per named set of probabilities."""
     lines = [
         "| scorer | ROC AUC | PR AUC | Brier | log loss | ECE |",

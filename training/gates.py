@@ -25,7 +25,7 @@ from training.defaults import (
     DEFAULT_BRIER_TOLERANCE,
     DEFAULT_LOG_LOSS_TOLERANCE,
 )
-from training.evaluate import Metrics
+from training.evaluate import ModelMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,9 @@ class Gate:
         )
 
 
-def check_gates(candidate: Metrics, reference: Metrics, tolerances: Tolerances) -> tuple[Gate, ...]:
+def check_gates(
+    candidate: ModelMetrics, reference: ModelMetrics, tolerances: Tolerances
+) -> tuple[Gate, ...]:
     """The three gates of the module docstring (a NaN on either side fails its gate)."""
 
     def lower(metric: str, relative: float) -> Gate:
@@ -82,7 +84,7 @@ def check_gates(candidate: Metrics, reference: Metrics, tolerances: Tolerances) 
 
 
 @dataclass(frozen=True)
-class Decision:
+class PromotionDecision:
     promote: bool
     candidate: str
     reference: str
@@ -91,8 +93,8 @@ class Decision:
     """The champion version when the decision was made (None: none)."""
     gates: tuple[Gate, ...]
     reasons: tuple[str, ...]
-    candidate_metrics: Metrics | None
-    reference_metrics: Metrics | None
+    candidate_metrics: ModelMetrics | None
+    reference_metrics: ModelMetrics | None
     holdout: dict[str, Any]
     dry_run: bool = False
     applied: bool = False
@@ -127,5 +129,5 @@ class Decision:
         return "would promote" if self.dry_run else "promote"
 
 
-def _metrics_dict(metrics: Metrics | None) -> dict[str, float] | None:
+def _metrics_dict(metrics: ModelMetrics | None) -> dict[str, float] | None:
     return metrics.as_dict() if metrics is not None else None

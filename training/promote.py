@@ -39,8 +39,8 @@ from models.registry import (
     RegistryError,
 )
 from training.dataset import Dataset, DatasetSpec, build_dataset
-from training.evaluate import Metrics, evaluate
-from training.gates import DEFAULT_TOLERANCES, STRICT, Decision, Tolerances, check_gates
+from training.evaluate import ModelMetrics, evaluate
+from training.gates import DEFAULT_TOLERANCES, STRICT, PromotionDecision, Tolerances, check_gates
 from training.train import SPLIT
 
 HEURISTIC: Final = "heuristic"
@@ -143,18 +143,18 @@ def describe_holdout(holdout: Dataset) -> dict[str, Any]:
 # -- deciding and applying ---------------------------------------------------------------------
 
 
-def decide(
+def decide_promotion(
     registry: ModelRegistry,
     candidate: LoadedModel,
     holdout: Dataset,
     tolerances: Tolerances = DEFAULT_TOLERANCES,
-) -> Decision:
+) -> PromotionDecision:
     """Score the candidate and the reference on ``holdout`` and apply the gates."""
     check_holdout(holdout)
     champion_version = registry.alias_version(CHAMPION)
     summary = describe_holdout(holdout)
     if champion_version == candidate.version:
-        return Decision(
+        return PromotionDecision(
             promote=False,
             candidate=candidate.version,
             reference=f"version {champion_version}",
@@ -208,7 +208,7 @@ def decide(
         *(g.describe(reference_name) for g in gates),
         f"{'promote' if passed else 'reject'} version {candidate.version}",
     ]
-    return Decision(
+    return PromotionDecision(
         promote=passed,
         candidate=candidate.version,
         reference=reference_name,
@@ -223,12 +223,12 @@ def decide(
 
 def apply(
     registry: ModelRegistry,
-    decision: Decision,
+    decision: PromotionDecision,
     *,
     actor: str,
     now: float | None = None,
     note: str | None = None,
-) -> Decision:
+) -> PromotionDecision:
     """Carry out ``decision``: move the aliases when promoted, tag the versions either way."""
     at = _iso(time.time() if now is None else now)
     why = "; ".join(decision.reasons)
@@ -277,9 +277,9 @@ def promote(
     now: float | None = None,
     dry_run: bool = False,
     note: str | None = None,
-) -> Decision:
-    """:func:`decide`, then :func:`apply` unless ``dry_run``."""
-    decision = decide(registry, candidate, holdout, tolerances)
+) -> PromotionDecision:
+    """:func:`decide_promotion`, then :func:`apply` unless ``dry_run``."""
+    decision = decide_promotion(registry, candidate, holdout, tolerances)
     if dry_run:
         return replace(decision, dry_run=True, actor=actor)
     if not decision.gates:  # already the champion: nothing to record
@@ -329,7 +329,7 @@ def rollback(
     return Rollback(champion, previous, new_previous, actor, at, reason)
 
 
-def _score(model: LoadedModel, holdout: Dataset) -> Metrics:
+def _score(model: LoadedModel, holdout: Dataset) -> ModelMetrics:
     probability = _predict(model, holdout)
     if probability is None:
         raise PromotionError(f"version {model.version} gives no valid probabilities")

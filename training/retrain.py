@@ -20,7 +20,7 @@ from typing import Any
 
 from models.registry import ModelRegistry
 from training.dataset import Dataset, DatasetSpec, build_dataset
-from training.gates import Decision, Tolerances
+from training.gates import PromotionDecision, Tolerances
 from training.promote import promote
 from training.sources import EventSource
 from training.tracking import LoggedRun, TrackingConfig, log_training
@@ -64,7 +64,7 @@ class TrainedVersion:
 @dataclass(frozen=True)
 class RetrainOutcome:
     trained: TrainedVersion
-    decision: Decision
+    decision: PromotionDecision
 
     def as_dict(self) -> dict[str, Any]:
         return {"trained": self.trained.as_dict(), "promotion": self.decision.as_dict()}

@@ -37,7 +37,7 @@ from models.classifier import (
 from models.heuristic import HeuristicScorer
 from training.dataset import Dataset, Split
 from training.defaults import DEFAULT_CALIBRATION, DEFAULT_MIN_POSITIVES, DEFAULT_TRAIN_SEED
-from training.evaluate import Metrics, evaluate
+from training.evaluate import ModelMetrics, evaluate
 
 Bools = npt.NDArray[np.bool_]
 StageProgress = Callable[[str, int, int], None]
@@ -117,7 +117,7 @@ class TrainResult:
     classifier: ConnectClassifier
     baseline: Baseline
     split: Split
-    metrics: dict[str, Metrics]
+    metrics: dict[str, ModelMetrics]
     """Test-slice metrics: ``model`` (calibrated), ``model_raw``, ``baseline``, ``heuristic``."""
     test_probability: dict[str, Floats]
     trees: int

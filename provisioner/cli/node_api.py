@@ -89,6 +89,6 @@ async def _serve(
         if not server.started:
             console.print(f"[red]error:[/] the node API could not listen on {host}:{port}")
             raise typer.Exit(1)
-        return node_api_state(app).report().as_dict() | {"nodes_live": len(fleet.live())}
+        return node_api_state(app).report().model_dump() | {"nodes_live": len(fleet.live())}
     finally:
         await client.aclose()

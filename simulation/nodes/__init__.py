@@ -13,14 +13,13 @@ from simulation.nodes.boot import (
     UniformBoot,
     parse_boot_time,
 )
-from simulation.nodes.efficiency import EfficiencyReport, efficiency, efficiency_report
+from simulation.nodes.efficiency import efficiency_report
 from simulation.nodes.fleet import Node, NodeFleet, Termination, Transition
 from simulation.nodes.usertime import UserTime
 
 __all__ = [
     "DEFAULT_BOOT_SPEC",
     "BootTime",
-    "EfficiencyReport",
     "FixedBoot",
     "Node",
     "NodeFleet",
@@ -29,7 +28,6 @@ __all__ = [
     "Transition",
     "UniformBoot",
     "UserTime",
-    "efficiency",
     "efficiency_report",
     "parse_boot_time",
 ]

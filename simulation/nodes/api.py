@@ -21,9 +21,10 @@ from pydantic import BaseModel
 
 from features.clock import WALL_CLOCK, Clock
 from features.events import DEFAULT_LIMITS, Limits
-from simulation.nodes.efficiency import EfficiencyReport, efficiency_report
+from service.efficiency import Efficiency
+from simulation.nodes.efficiency import efficiency_report
 from simulation.nodes.fleet import Node, NodeFleet, Termination
-from simulation.nodes.live import LiveFleet, Publisher
+from simulation.nodes.live_fleet import LiveFleet, Publisher
 from simulation.nodes.userfeed import UserFeed
 from simulation.nodes.usertime import UserTime
 
@@ -62,18 +63,6 @@ class NodeView(BaseModel):
         )
 
 
-class Efficiency(BaseModel):
-    total_user_time_seconds: float
-    total_node_time_seconds: float
-    efficiency_percentage: float
-    user_count: int
-    node_count: int
-
-    @classmethod
-    def of(cls, report: EfficiencyReport) -> Efficiency:
-        return cls(**report.as_dict())
-
-
 @dataclass(frozen=True, slots=True)
 class NodeApiState:
     """What an app serves from; ``feed`` is None when no Redis client was given."""
@@ -83,7 +72,7 @@ class NodeApiState:
     feed: UserFeed | None
     clock: Clock
 
-    def report(self) -> EfficiencyReport:
+    def report(self) -> Efficiency:
         return efficiency_report(self.users, self.live.fleet, self.clock.now())
 
 
@@ -157,7 +146,7 @@ def create_node_api(
 
     @app.get("/api/efficiency")
     async def report() -> Efficiency:
-        return Efficiency.of(state.report())
+        return state.report()
 
     return app
 

@@ -6,7 +6,7 @@ named workload (``seed``, ``habits`` or ``shifts``), sorted by ``ts`` and lazily
 """
 
 from simulation.workloads.base import DEFAULT_START, SimUser, UserKind
-from simulation.workloads.registry import WORKLOADS, UnknownWorkload, generate, population
+from simulation.workloads.catalog import WORKLOADS, UnknownWorkload, generate, population
 
 __all__ = [
     "DEFAULT_START",

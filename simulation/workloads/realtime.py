@@ -22,7 +22,7 @@ import redis
 
 from features.clock import Clock
 from features.events import UserActivity, UserEvent, encode_payload
-from simulation.workloads.registry import generate
+from simulation.workloads.catalog import generate
 from simulation.workloads.tally import Tally
 
 log = logging.getLogger(__name__)

@@ -40,8 +40,8 @@ from service.provider import ProviderNode
 from service.state_store import StateStore
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
-from simulation.nodes.live import LiveFleet
-from simulation.nodes.provider import InProcessNodes
+from simulation.nodes.in_process import InProcessNodes
+from simulation.nodes.live_fleet import LiveFleet
 from tests.service.live_harness import SPEED, bridged, until
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from service.engine import Engine
 from service.live import LiveOptions, LiveService, ModelWatcher
 from service.state_store import StateStore
 from simulation.nodes.fleet import NodeFleet
-from simulation.nodes.live import LiveFleet
-from simulation.nodes.provider import InProcessNodes
+from simulation.nodes.in_process import InProcessNodes
+from simulation.nodes.live_fleet import LiveFleet
 
 SPEED = 50.0  # a 10-29 s boot takes 0.2-0.6 s; a 10 s tick 0.2 s
 

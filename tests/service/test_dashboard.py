@@ -29,9 +29,9 @@ from features.events import Event, UserActivity, UserConnect, UserDisconnect
 from models.scoring import Source
 from service.app import create_app
 from service.engine import EngineStatus, UserScore
-from service.history import History
-from service.metrics import MetricsReport
 from service.pool import PoolCounts
+from service.pool_history import PoolHistory
+from service.service_level import MetricsReport
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
 from tests.servers import serve
@@ -381,7 +381,7 @@ def crafted_status(at: float, *, waiting: int = 2) -> EngineStatus:
 def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> None:
     """The page over fixed answers (the shapes the service's own classes produce)."""
     now = 1_800_000_000.0
-    history = History()
+    history = PoolHistory()
     for i in range(30):
         history.record(crafted_status(now - 300 + 10 * i, waiting=i % 3))
     pool: dict[str, Any] = crafted_status(now).to_dict() | {"nodes": []}

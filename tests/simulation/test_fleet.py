@@ -219,7 +219,7 @@ def test_efficiency_report() -> None:
     users = UserTime()
     empty = efficiency_report(users, f, T0)
     assert empty.efficiency_percentage == 0.0
-    assert empty.as_dict() == {
+    assert empty.model_dump() == {
         "total_user_time_seconds": 0.0,
         "total_node_time_seconds": 0.0,
         "efficiency_percentage": 0.0,

@@ -11,7 +11,7 @@ import pytest
 
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
 from tests.lifecycle import register, seed_dataset, seed_table, trained, worse
-from training.evaluate import Metrics
+from training.evaluate import ModelMetrics
 from training.gates import Tolerances, check_gates
 from training.promote import (
     BadHoldout,
@@ -27,8 +27,8 @@ from training.tracking import TrackingConfig
 NOW = 1_800_000_000.0
 
 
-def metrics(log_loss: float, brier: float, auc: float) -> Metrics:
-    return Metrics(auc, 0.5, brier, log_loss, 0.01, 100, 10, 0.1)
+def metrics(log_loss: float, brier: float, auc: float) -> ModelMetrics:
+    return ModelMetrics(auc, 0.5, brier, log_loss, 0.01, 100, 10, 0.1)
 
 
 def test_gates_allow_the_configured_slack_and_no_more() -> None:

@@ -16,10 +16,10 @@ from features.eventlog import EventLog, LogKeys
 from features.events import UserActivity, UserConnect
 from service.app import create_app
 from service.engine import EngineStatus
-from service.history import History
 from service.live import LiveService
-from service.metrics import MetricsReport
 from service.pool import PoolCounts
+from service.pool_history import PoolHistory
+from service.service_level import MetricsReport
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
 from tests.service.live_harness import SPEED, bridged, make_service
@@ -58,7 +58,7 @@ def status(t: float, *, ready: int = 2, waiting: int = 0, connects: int = 0) -> 
 
 
 def test_a_point_holds_what_the_dashboard_draws() -> None:
-    history = History()
+    history = PoolHistory()
     point = history.record(status(100.0, ready=2, waiting=1, connects=4))
     assert point.to_dict() == {
         "t": 100.0,
@@ -82,18 +82,18 @@ def test_a_point_holds_what_the_dashboard_draws() -> None:
 
 
 def test_the_ring_is_bounded_by_points_and_by_time() -> None:
-    by_count = History(max_points=5)
+    by_count = PoolHistory(max_points=5)
     for t in range(12):
         by_count.record(status(float(t)))
     assert len(by_count) == 5
     assert [p.t for p in by_count.points()] == [7.0, 8.0, 9.0, 10.0, 11.0]
 
-    by_time = History(window_s=30.0, max_points=1000)
+    by_time = PoolHistory(window_s=30.0, max_points=1000)
     for t in range(0, 200, 10):
         by_time.record(status(float(t)))
     assert [p.t for p in by_time.points()] == [160.0, 170.0, 180.0, 190.0]
 
-    default = History()
+    default = PoolHistory()
     for t in range(20_000):
         default.record(status(float(t)))
     assert len(default) <= default.max_points
@@ -101,7 +101,7 @@ def test_the_ring_is_bounded_by_points_and_by_time() -> None:
 
 
 def test_since_returns_only_newer_points_in_order() -> None:
-    history = History()
+    history = PoolHistory()
     assert history.points(since=0.0) == []
     for t in (10.0, 20.0, 30.0, 40.0):
         history.record(status(t))
@@ -113,7 +113,7 @@ def test_since_returns_only_newer_points_in_order() -> None:
 
 
 def test_a_clock_that_steps_back_keeps_the_points_in_order() -> None:
-    history = History()
+    history = PoolHistory()
     for t in (10.0, 20.0, 30.0):
         history.record(status(t))
     history.record(status(15.0))
@@ -122,9 +122,9 @@ def test_a_clock_that_steps_back_keeps_the_points_in_order() -> None:
 
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="window_s"):
-        History(window_s=0.0)
+        PoolHistory(window_s=0.0)
     with pytest.raises(ValueError, match="max_points"):
-        History(max_points=0)
+        PoolHistory(max_points=0)
 
 
 # -- the endpoint over a live service -----------------------------------------------------------
@@ -193,7 +193,7 @@ def test_history_endpoint_grows_each_tick_and_filters_with_since(
         assert len(points) >= 4
 
         # The ring the endpoint serves is bounded: a small one keeps only its last points.
-        service.history = History(max_points=3)
+        service.history = PoolHistory(max_points=3)
         wait_for_points(client, 3)
         assert len(client.get("/v1/history").json()["points"]) == 3
 

@@ -12,7 +12,7 @@ import contextlib
 
 from service.provider import ProviderNode
 from simulation.nodes.fleet import Termination
-from simulation.nodes.live import LiveFleet
+from simulation.nodes.live_fleet import LiveFleet
 
 
 class InProcessNodes:

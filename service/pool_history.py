@@ -21,7 +21,7 @@ DEFAULT_MAX_POINTS = 7200
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryPoint:
+class PoolHistoryPoint:
     t: float
     counts: dict[str, int]
     """Nodes by state (``PoolCounts.to_dict``: also ``waiting``, ``live`` and ``warm``)."""
@@ -33,7 +33,7 @@ class HistoryPoint:
     connects: int
 
     @classmethod
-    def of(cls, status: EngineStatus) -> HistoryPoint:
+    def of(cls, status: EngineStatus) -> PoolHistoryPoint:
         return cls(
             t=status.at,
             counts=status.counts.to_dict(),
@@ -58,7 +58,7 @@ class HistoryPoint:
         }
 
 
-class History:
+class PoolHistory:
     """Points in time order; recording and reading new points are O(new points)."""
 
     def __init__(
@@ -70,14 +70,14 @@ class History:
             raise ValueError(f"max_points must be >= 1, not {max_points}")
         self.window_s = window_s
         self.max_points = max_points
-        self._points: deque[HistoryPoint] = deque(maxlen=max_points)
+        self._points: deque[PoolHistoryPoint] = deque(maxlen=max_points)
 
     def __len__(self) -> int:
         return len(self._points)
 
-    def record(self, status: EngineStatus) -> HistoryPoint:
+    def record(self, status: EngineStatus) -> PoolHistoryPoint:
         """Add the status after a tick; drops what falls out of the window."""
-        point = HistoryPoint.of(status)
+        point = PoolHistoryPoint.of(status)
         points = self._points
         while points and points[-1].t >= point.t:  # a clock that stepped back: keep order
             points.pop()
@@ -87,11 +87,11 @@ class History:
             points.popleft()
         return point
 
-    def points(self, since: float | None = None) -> list[HistoryPoint]:
+    def points(self, since: float | None = None) -> list[PoolHistoryPoint]:
         """All points, or those strictly after ``since``, oldest first."""
         if since is None:
             return list(self._points)
-        newer: list[HistoryPoint] = []
+        newer: list[PoolHistoryPoint] = []
         for point in reversed(self._points):
             if point.t <= since:
                 break
