@@ -158,7 +158,7 @@ def bridge(ctx: typer.Context) -> None:
             clock=wiring.clock(settings),
             on_batch=show,
         )
-        console.print(f"bridge: pub/sub -> {worker.log.keys.stream} (Ctrl-C to stop)")
+        console.print(f"bridge: pub/sub -> {worker.event_log.keys.stream} (Ctrl-C to stop)")
         result = worker.run(stop)
     print_json(
         {
