@@ -16,7 +16,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 CORE: Final = (
+    "service/core.py",
     "service/engine.py",
+    "service/user_table.py",
+    "service/efficiency.py",
     "service/pool.py",
     "service/demand.py",
     "service/scaler.py",
