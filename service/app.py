@@ -76,7 +76,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 class Answer(BaseModel):
-    """A body the service builds: a key the model does not declare is an error, not lost."""
+    """A body the service builds: a key the model does not declare is an error, not lost.
+
+    ``<Name>Body`` is the JSON of the service's ``<Name>`` (its ``to_dict``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,7 +87,7 @@ class Health(Answer):
     status: Literal["ok"]
 
 
-class TickScore(Answer):
+class UserScoreBody(Answer):
     """A user's score at the last tick."""
 
     user_id: str
@@ -107,10 +109,10 @@ class UserDetail(Answer):
     source: Source
     model_version: str | None
     horizon_s: float
-    last_tick: TickScore | None
+    last_tick: UserScoreBody | None
 
 
-class NodeCounts(Answer):
+class PoolCountsBody(Answer):
     """Nodes by state; ``waiting``: connected users without a node; ``live``: nodes that
     count against the budget; ``warm``: idle ready plus coming, minus the waiting users."""
 
@@ -124,7 +126,7 @@ class NodeCounts(Answer):
     warm: int
 
 
-class PoolMetrics(Answer):
+class MetricsReportBody(Answer):
     connects: int
     instant: int
     instant_rate: float
@@ -141,7 +143,7 @@ class PoolMetrics(Answer):
     idle_share: float
 
 
-class PoolNode(Answer):
+class PoolNodeBody(Answer):
     node_id: str | None
     token: str | None
     state: NodeState
@@ -153,7 +155,7 @@ class PoolNode(Answer):
     adopted: bool
 
 
-class Breaker(Answer):
+class CircuitBreakerBody(Answer):
     state: BreakerState
     failures: int
     failure_threshold: int
@@ -164,14 +166,14 @@ class Breaker(Answer):
 
 
 class ProviderHealth(Answer):
-    breaker: Breaker | None
+    breaker: CircuitBreakerBody | None
     """None: the node provider has no circuit breaker."""
     deletes_in_flight: int
 
 
 class PoolStatus(Answer):
     at: float
-    counts: NodeCounts
+    counts: PoolCountsBody
     desired_warm: int | None
     need: float | None
     reason: str
@@ -179,10 +181,10 @@ class PoolStatus(Answer):
     baseline_per_s: float
     scored_users: int
     tracked_users: int
-    metrics: PoolMetrics
+    metrics: MetricsReportBody
     refused_needs: dict[str, int]
-    nodes: list[PoolNode]
-    top_users: list[TickScore]
+    nodes: list[PoolNodeBody]
+    top_users: list[UserScoreBody]
     provider: ProviderHealth
 
 
@@ -213,9 +215,9 @@ class HeuristicOnly(Answer):
     fallbacks: dict[str, int]
 
 
-class PoolPoint(Answer):
+class PoolHistoryPointBody(Answer):
     t: float
-    counts: NodeCounts
+    counts: PoolCountsBody
     desired_warm: int | None
     warm: int
     instant_rate: float
@@ -224,10 +226,10 @@ class PoolPoint(Answer):
     connects: int
 
 
-class PoolHistory(Answer):
+class PoolHistoryBody(Answer):
     window_s: float
     max_points: int
-    points: list[PoolPoint]
+    points: list[PoolHistoryPointBody]
     now: float
     tick_interval_s: float
 
@@ -393,10 +395,10 @@ def create_app(
         return Response(generate_latest(service.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/history", responses=_errors(503))
-    async def history(live: Live, since: Since = None) -> PoolHistory:
+    async def history(live: Live, since: Since = None) -> PoolHistoryBody:
         """The pool after each tick (the last two hours of clock time at most), oldest
         first; with ``since``, only the points after it (for incremental polling)."""
-        return PoolHistory.model_validate(
+        return PoolHistoryBody.model_validate(
             live.history.to_dict(since)
             | {"now": live.clock.now(), "tick_interval_s": live.engine.config.tick_interval_s}
         )
