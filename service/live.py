@@ -175,13 +175,13 @@ class LiveService:
             self._spawn(self._model_loop(), "model")
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self.commands.running()]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        await self.commands.stop()
         if self._engine is not None:
             with contextlib.suppress(redis.RedisError):
                 await self._save()

@@ -9,7 +9,6 @@ provider's listing came after it (``stale_delete``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -70,15 +69,9 @@ class NodeCommands:
         for node_id in [n for n, done in self._deletes.items() if done and n not in held]:
             del self._deletes[node_id]
 
-    async def stop(self) -> None:
-        """Cancel the commands still running and wait for them."""
-        tasks = list(self._inflight)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._inflight.clear()
+    def running(self) -> list[asyncio.Task[None]]:
+        """The command tasks not finished yet (a stopping shell cancels them)."""
+        return list(self._inflight)
 
     def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
