@@ -52,6 +52,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         target_instant_rate=settings.target_instant_rate,
         max_nodes=settings.max_nodes,
         lead_time_s=settings.lead_time_s,
+        boot_prior_s=settings.boot_prior_s,
         tick_interval_s=settings.tick_interval_s,
     )
 

@@ -221,10 +221,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Node budget: nodes alive at most.",
     )
-    lead_time_s: float = Field(
+    lead_time_s: float | None = Field(
         default=default_of(ServiceConfig, "lead_time_s"),
         gt=0,
-        description="Time warm nodes must cover (a tick plus the slowest boot).",
+        description="Time warm nodes must cover; unset: a tick plus the learned boot time.",
+    )
+    boot_prior_s: float = Field(
+        default=default_of(ServiceConfig, "boot_prior_s"),
+        ge=0,
+        description="Boot time assumed until nodes have booted.",
     )
     tick_interval_s: float = Field(
         default=default_of(ServiceConfig, "tick_interval_s"),

@@ -171,6 +171,31 @@ class ProviderHealth(Answer):
     deletes_in_flight: int
 
 
+class BootTimesBody(Answer):
+    """The boot times the core learned (``features.boot_times.BootTimes.summary``)."""
+
+    seen: int
+    kept: int
+    prior_s: float
+    prior_share: float
+    """The prior's share of the weight: near 1 before any boot, near 0 after some dozens."""
+    median_s: float
+    quantile: float
+    quantile_s: float
+    last_s: float | None
+
+
+class FeedbackReportBody(Answer):
+    """The service level as feedback (``service.feedback``)."""
+
+    target: float
+    target_in_force: float
+    window_connects: int
+    window_instant: int
+    realised_rate: float | None
+    reason: str
+
+
 class PoolStatus(Answer):
     at: float
     counts: PoolCountsBody
@@ -183,6 +208,10 @@ class PoolStatus(Answer):
     tracked_users: int
     metrics: MetricsReportBody
     refused_needs: dict[str, int]
+    lead_time_s: float
+    """The lead time in force: a tick plus the learned boot quantile, unless configured."""
+    boot_times: BootTimesBody
+    feedback: FeedbackReportBody
     nodes: list[PoolNodeBody]
     top_users: list[UserScoreBody]
     provider: ProviderHealth

@@ -12,9 +12,11 @@ where ``scored`` counts the (tick, user) scores that fell in the band, ``hits`` 
 followed by the user's connect within the lead time, and ``mean_score`` the band's mean
 score (so that with no outcomes yet, a score stands as it is). Counts are forgotten
 exponentially (``half_life_s``); a tick's scores count once the lead time after it has
-passed. Connects of users that no tick within the lead time scored at all (unseen, or
-outside the recency cutoff) are *unforeseen*: their rate per second is the baseline the
-demand adds as a Poisson term. A change of model version resets the model's bands.
+passed. The lead time may change (it follows the boot times): each tick's scores are
+judged over the lead time they were converted to. Connects of users that no tick within
+the lead time scored at all (unseen, or outside the recency cutoff) are *unforeseen*: their
+rate per second is the baseline the demand adds as a Poisson term. A change of model
+version resets the model's bands.
 
 State is plain data (``to_dict`` / ``from_dict``); the scores still waiting for their lead
 time to pass are not kept (at most a lead time of outcomes is lost on a restart).
@@ -67,6 +69,8 @@ class _Record:
     """One tick's scores, waiting for the lead time after it to pass."""
 
     at: float
+    window_s: float
+    """The lead time the scores were about: a connect within it is a hit."""
     code_of_user: npt.NDArray[np.int8]
     """Band code (``band + N_BANDS * source``) per engine user index; -1: not scored."""
     scored: Floats
@@ -75,8 +79,7 @@ class _Record:
 
 
 class Calibration:
-    def __init__(self, *, lead_time_s: float, half_life_s: float, prior: float) -> None:
-        self.lead_time_s = lead_time_s
+    def __init__(self, *, half_life_s: float, prior: float) -> None:
         self.half_life_s = half_life_s
         self.prior = prior
         self.scored = np.zeros(SOURCES * N_BANDS, dtype=np.float64)
@@ -132,8 +135,10 @@ class Calibration:
         from_model: Bools,
         n_users: int,
         model_version: str | None,
+        window_s: float,
     ) -> None:
-        """A tick at ``now`` scored ``users`` (engine indices < ``n_users``)."""
+        """A tick at ``now`` scored ``users`` (engine indices < ``n_users``), each score about
+        a connect within ``window_s`` (the lead time then)."""
         self._mature(now)
         if model_version is not None and model_version != self.model_version:
             if self.model_version is not None:
@@ -148,6 +153,7 @@ class Calibration:
         self._pending.append(
             _Record(
                 at=now,
+                window_s=window_s,
                 code_of_user=code_of_user,
                 scored=np.bincount(codes, minlength=size).astype(np.float64),
                 score_sum=np.bincount(codes, weights=probability, minlength=size).astype(
@@ -161,7 +167,7 @@ class Calibration:
         """User ``user`` (engine index) connected at ``now``."""
         foreseen = False
         for record in self._pending:
-            if not record.at < now <= record.at + self.lead_time_s:
+            if not record.at < now <= record.at + record.window_s:
                 continue
             if user < len(record.code_of_user):
                 code = int(record.code_of_user[user])
@@ -183,7 +189,7 @@ class Calibration:
             self.exposure_s = self.exposure_s * keep + elapsed
         if self.last_at is None or now > self.last_at:
             self.last_at = now
-        while self._pending and self._pending[0].at + self.lead_time_s <= now:
+        while self._pending and self._pending[0].at + self._pending[0].window_s <= now:
             record = self._pending.popleft()
             self.scored += record.scored
             self.score_sum += record.score_sum

@@ -11,7 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.defaults import DEFAULT_HORIZON_S
+from features.boot_times import DEFAULT_BOOT_PRIOR_S, DEFAULT_BOOT_QUANTILE, DEFAULT_TICK_INTERVAL_S
+from service.feedback import DEFAULT_FEEDBACK_GAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,15 @@ class ServiceConfig:
     max_nodes: int = 50
     """The node budget: nodes alive (requested, booting, ready, allocated, terminating)
     never exceed it through our requests."""
-    lead_time_s: float = DEFAULT_HORIZON_S
-    """The time warm nodes must cover: a tick interval plus the longest boot. Also the
-    horizon the scores are converted to (and the model's label horizon)."""
-    tick_interval_s: float = 10.0
+    lead_time_s: float | None = None
+    """The time warm nodes must cover, and the horizon the scores are converted to. None
+    (the default): learned, one tick plus the ``boot_quantile`` of the boot times the nodes
+    show (``features.boot_times``); a number fixes it."""
+    boot_quantile: float = DEFAULT_BOOT_QUANTILE
+    """The share of boots the learned lead time covers."""
+    boot_prior_s: float = DEFAULT_BOOT_PRIOR_S
+    """The boot time assumed until boots are seen (it weighs a few boots, then fades)."""
+    tick_interval_s: float = DEFAULT_TICK_INTERVAL_S
     """How often the shell calls ``Engine.tick``."""
     recent_cutoff_s: float = 3600.0
     """Only users seen (any user event) within this many seconds and not connected are
@@ -55,6 +61,9 @@ class ServiceConfig:
     replace_at_once: bool = True
     """After a connect takes a warm node, size again at once (requests only) instead of at
     the next tick, so the node taken is replaced within a boot time."""
+    feedback_gain: float = DEFAULT_FEEDBACK_GAIN
+    """How hard the realised instant rate steers the target the scaler sizes for
+    (``service.feedback``); 0 turns the feedback off."""
     calibrate: bool = True
     """Rescale scores to the connect rate observed for their score band (per source), so
     that an uncalibrated scorer (the heuristic) still sizes right. Identity until enough
@@ -78,9 +87,18 @@ class ServiceConfig:
             problems.append(
                 f"target_instant_rate must be in (0, 1), not {self.target_instant_rate}"
             )
+        if self.lead_time_s is not None and not (
+            math.isfinite(self.lead_time_s) and self.lead_time_s > 0
+        ):
+            problems.append(
+                f"lead_time_s must be a finite number > 0 or unset, not {self.lead_time_s}"
+            )
+        if not 0.5 <= self.boot_quantile < 1.0:
+            problems.append(f"boot_quantile must be in [0.5, 1), not {self.boot_quantile}")
+        if not (math.isfinite(self.boot_prior_s) and self.boot_prior_s >= 0):
+            problems.append(f"boot_prior_s must be a finite number >= 0, not {self.boot_prior_s}")
         for name in (
             "max_idle_s",
-            "lead_time_s",
             "tick_interval_s",
             "recent_cutoff_s",
             "calibration_half_life_s",
@@ -88,6 +106,8 @@ class ServiceConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a finite number > 0, not {value}")
+        if not (math.isfinite(self.feedback_gain) and self.feedback_gain >= 0):
+            problems.append(f"feedback_gain must be a finite number >= 0, not {self.feedback_gain}")
         if not 0.0 <= self.free_credit <= 1.0:
             problems.append(f"free_credit must be in [0, 1], not {self.free_credit}")
         if self.exact_users < 1:

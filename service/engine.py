@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from features.events import Event, NodeStatusChanged, UserConnect, UserDisconnect
+from features.boot_times import BootTimes, lead_time_s
+from features.events import Event, NodeStatus, NodeStatusChanged, UserConnect, UserDisconnect
 from features.online import OnlineFeatures
 from features.table import to_ms
 from models.scoring import Scorer, Source
@@ -48,7 +49,8 @@ from service.commands import Command
 from service.config import ServiceConfig
 from service.core import PoolCore
 from service.demand import Demand, demand
-from service.pool import ConnectResult, NodePool, PoolCounts
+from service.feedback import FeedbackReport, ServiceLevelFeedback
+from service.pool import ConnectResult, NodePool, NodeState, PoolCounts
 from service.scaler import Decision, Refusal, decide
 from service.service_level import MetricsReport
 from service.sessions import SessionLengths
@@ -133,6 +135,11 @@ class EngineStatus:
     metrics: MetricsReport
     refused_needs: dict[str, int]
     """Needs the scaler refused since the start, by reason."""
+    lead_time_s: float
+    """The lead time in force (learned from the boots unless configured)."""
+    boot_times: dict[str, Any]
+    """``BootTimes.summary``: the boots learned."""
+    feedback: FeedbackReport
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +154,9 @@ class EngineStatus:
             "tracked_users": self.tracked_users,
             "metrics": self.metrics.to_dict(),
             "refused_needs": dict(self.refused_needs),
+            "lead_time_s": self.lead_time_s,
+            "boot_times": dict(self.boot_times),
+            "feedback": self.feedback.to_dict(),
         }
 
 
@@ -167,10 +177,16 @@ class Engine(PoolCore):
         self.scorer = scorer
         self.features = features if features is not None else OnlineFeatures()
         self.calibration = Calibration(
-            lead_time_s=self.config.lead_time_s,
             half_life_s=self.config.calibration_half_life_s,
             prior=self.config.calibration_prior,
         )
+        self.boot_times = BootTimes(prior_s=self.config.boot_prior_s)
+        """Create request to ready, per node we asked for (``features.boot_times``)."""
+        self.feedback = ServiceLevelFeedback(
+            self.config.target_instant_rate, gain=self.config.feedback_gain
+        )
+        self.lead_time_s = self._lead_time(0.0)
+        """The lead time of the last tick (learned from the boots unless configured)."""
         self.sessions = SessionLengths()
         self.last_decision: Decision | None = None
         self.last_tick: float | None = None
@@ -189,7 +205,9 @@ class Engine(PoolCore):
     # -- events ----------------------------------------------------------------------------
 
     def on_event(self, event: Event, now: float) -> list[Command]:
-        if not isinstance(event, NodeStatusChanged):
+        if isinstance(event, NodeStatusChanged):
+            self._learn_boot(event, now)
+        else:
             self.features.update(event)
             users = self.users
             row = users.row(event.user_id)
@@ -205,6 +223,8 @@ class Engine(PoolCore):
         row = self.users.row(event.user_id)
         self.users.connected[row] = True
         self.calibration.connect(row, now)
+        at_budget = self.pool.counts().live >= self.config.max_nodes
+        self.feedback.connect(result is ConnectResult.INSTANT, at_budget=at_budget)
         if result is ConnectResult.WAITING:
             return self._serve_waiting(now)
         return self._replace(now)
@@ -220,6 +240,7 @@ class Engine(PoolCore):
     # -- ticks -----------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Command]:
+        self.lead_time_s = self._lead_time(now)
         rows, probability, from_model, version, calibrated = self._score(now)
         decision = self._decide(self._demand(calibrated, now), now)
         commands: list[Command] = []
@@ -260,6 +281,9 @@ class Engine(PoolCore):
             tracked_users=len(self.users),
             metrics=self.metrics(now),
             refused_needs=dict(self.refusals),
+            lead_time_s=self.lead_time_s,
+            boot_times=self.boot_times.summary(self.config.boot_quantile),
+            feedback=self.feedback.report(),
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -271,6 +295,8 @@ class Engine(PoolCore):
             "pool": self.pool.to_dict(),
             "calibration": self.calibration.to_dict(),
             "sessions": self.sessions.to_dict(),
+            "boot_times": self.boot_times.to_dict(),
+            "feedback": self.feedback.to_dict(),
             "next_token": self._next_token,
             "last_tick": self.last_tick,
             "refusals": dict(self.refusals),
@@ -295,6 +321,9 @@ class Engine(PoolCore):
         )
         engine.calibration.load(data["calibration"])
         engine.sessions.load(data.get("sessions", {}))
+        engine.boot_times.load(data.get("boot_times", {}))
+        engine.feedback.load(data.get("feedback", {}))
+        engine.lead_time_s = engine._lead_time(0.0)
         engine._next_token = int(data["next_token"])
         last_tick = data.get("last_tick")
         engine.last_tick = None if last_tick is None else float(last_tick)
@@ -313,7 +342,9 @@ class Engine(PoolCore):
         rows: Ints = np.flatnonzero(candidates)
         if len(rows) == 0:
             if config.calibrate:
-                self.calibration.record(now, rows, _EMPTY_FLOATS, np.zeros(0, bool), n, None)
+                self.calibration.record(
+                    now, rows, _EMPTY_FLOATS, np.zeros(0, bool), n, None, self.lead_time_s
+                )
             return rows, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
         now_ms = to_ms(now)
         if 2 * len(rows) >= n and len(self.features) == n:
@@ -327,9 +358,11 @@ class Engine(PoolCore):
             1.0,
         )
         from_model = np.asarray(scores.from_model, dtype=np.bool_)
-        lead = _to_lead_time(probability, scores.horizon_s, config.lead_time_s)
+        lead = _to_lead_time(probability, scores.horizon_s, self.lead_time_s)
         if config.calibrate:
-            self.calibration.record(now, rows, lead, from_model, n, scores.model_version)
+            self.calibration.record(
+                now, rows, lead, from_model, n, scores.model_version, self.lead_time_s
+            )
             calibrated = self.calibration.calibrated(lead, from_model)
         else:
             calibrated = lead
@@ -341,7 +374,7 @@ class Engine(PoolCore):
         if credit <= 0.0:
             return _EMPTY_FLOATS
         ages = np.array(self.pool.busy_session_ages(now), dtype=np.float64)
-        return credit * self.sessions.end_probability(ages, self.config.lead_time_s)
+        return credit * self.sessions.end_probability(ages, self.lead_time_s)
 
     def _replace(self, now: float) -> list[Command]:
         """After a connect took a warm node: size again at once (requests only), on the last
@@ -358,9 +391,7 @@ class Engine(PoolCore):
         """The demand over the lead time: the users' calibrated probabilities, the baseline
         of unforeseen connects and the nodes disconnects will free."""
         config = self.config
-        baseline = (
-            self.calibration.baseline_rate() * config.lead_time_s if config.calibrate else 0.0
-        )
+        baseline = self.calibration.baseline_rate() * self.lead_time_s if config.calibrate else 0.0
         return demand(
             probability,
             baseline=baseline,
@@ -370,12 +401,20 @@ class Engine(PoolCore):
         )
 
     def _decide(self, distribution: Demand, now: float) -> Decision:
-        """The scaler's decision, holding the last sound need when it refuses one."""
+        """The scaler's decision for the target in force, holding the last sound need when
+        it refuses one."""
+        late = self._late(now)
         decision = decide(
-            distribution, self.pool.view(), self.config, now, held_need=self._sound_need
+            distribution,
+            self.pool.view(),
+            self.config,
+            now,
+            held_need=self._sound_need,
+            target=self.feedback.target_in_force(),
+            late=late,
         )
         if decision.refused is None:
-            self._sound_need = decision.need
+            self._sound_need = decision.need - late
             self._refusing = False
             return decision
         self.refusals[decision.refused.reason.value] += 1
@@ -383,6 +422,38 @@ class Engine(PoolCore):
             self._unlogged.append(decision.refused)
         self._refusing = True
         return decision
+
+    def _learn_boot(self, event: NodeStatusChanged, now: float) -> None:
+        """A node we asked for turning ready: its time from the request is a boot."""
+        if event.status is not NodeStatus.READY:
+            return
+        node = self.pool.node(event.node_id)
+        if node is None or node.adopted or node.state not in _COMING:
+            return
+        self.boot_times.add(now - node.created_at)
+
+    def _coming_ages(self, now: float) -> list[float]:
+        """How long each node we asked for and not ready yet has been on its way."""
+        return [
+            now - n.created_at for n in self.pool.nodes() if n.state in _COMING and not n.adopted
+        ]
+
+    def _lead_time(self, now: float) -> float:
+        """One tick plus the boot quantile (nodes on their way for longer count as that slow),
+        unless the configuration fixes it."""
+        config = self.config
+        if config.lead_time_s is not None:
+            return config.lead_time_s
+        boot = self.boot_times.quantile(config.boot_quantile, self._coming_ages(now))
+        return lead_time_s(boot, config.tick_interval_s)
+
+    def _late(self, now: float) -> float:
+        """Coming nodes not expected ready within the lead time (in nodes): each counts as
+        supply by the chance that it is ready in time, given how long it has been coming."""
+        ages = self._coming_ages(now)
+        if not ages:
+            return 0.0
+        return float(np.sum(1.0 - self.boot_times.ready_within(ages, self.lead_time_s)))
 
     def _serve_waiting(self, now: float) -> list[Command]:
         """Request nodes at once for waiting users no coming node will serve (within budget)."""
@@ -407,8 +478,11 @@ class Engine(PoolCore):
             users.connected[row] = self.pool.is_connected(user_id)
 
 
-def _to_lead_time(probability: Floats, horizon_s: float, lead_time_s: float) -> Floats:
-    if not (horizon_s > 0) or horizon_s == lead_time_s:
+_COMING = (NodeState.REQUESTED, NodeState.BOOTING)
+
+
+def _to_lead_time(probability: Floats, horizon_s: float, lead_s: float) -> Floats:
+    if not (horizon_s > 0) or horizon_s == lead_s:
         return probability
-    converted: Floats = 1.0 - np.power(1.0 - probability, lead_time_s / horizon_s)
+    converted: Floats = 1.0 - np.power(1.0 - probability, lead_s / horizon_s)
     return converted

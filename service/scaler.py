@@ -114,18 +114,26 @@ def decide(
     now: float,
     *,
     held_need: float | None = None,
+    target: float | None = None,
+    late: float = 0.0,
 ) -> Decision:
     """What to request or terminate now (see the module doc); ``held_need`` is the last sound
-    need, acted on instead of an unsound one."""
+    need, acted on instead of an unsound one; ``target`` the instant rate to size for (the
+    configured one when None); ``late`` the coming nodes not expected ready within the lead
+    time (in nodes), added to the need."""
     counts = view.counts
-    need = demand.need(config.target_instant_rate)
-    refused = check_need(demand, need, config.target_instant_rate)
+    target = config.target_instant_rate if target is None else target
+    need = demand.need(target)
+    refused = check_need(demand, need, target)
     detail = ""
     if refused is not None:
         need = held_need if held_need is not None else 0.0
         detail = (
             f"refused need {refused.need:.2f} ({refused.reason.value}, bound {refused.bound:.2f}); "
         )
+    if late > 0.0:
+        need += late
+        detail += f"late boots {late:.2f}; "
     low, high = band(need, config)
     warm = counts.warm
     live = counts.live

@@ -201,7 +201,7 @@ def run_workload(
     The fleet's boot times and ids are drawn from ``fleet_seed`` (default: ``seed``).
     """
     config = config if config is not None else ServiceConfig()
-    scorer = scorer if scorer is not None else HeuristicScorer(horizon_s=config.lead_time_s)
+    scorer = scorer if scorer is not None else HeuristicScorer()
     boot_time = parse_boot_time(boot) if isinstance(boot, str) else boot
     events = generate(workload, hours=hours, seed=seed, start=start, users=users)
     return run(

@@ -138,7 +138,7 @@ def _oracle_run(setup: BenchSetup) -> RunResult:
 
 def _scorer(spec: PolicySpec, setup: BenchSetup, config: ServiceConfig) -> Scorer:
     if spec.kind is PolicyKind.HEURISTIC:
-        return HeuristicScorer(horizon_s=config.lead_time_s)
+        return HeuristicScorer()
     if setup.model is None:
         raise BenchError("the model policy needs a trained model")
     return setup.model.scorer

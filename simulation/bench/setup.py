@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from models.defaults import DEFAULT_HORIZON_S
 from service.config import ServiceConfig
 from simulation.bench.errors import BenchError
 from simulation.bench.history import (
@@ -91,6 +92,7 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
                 start=scored.start,
             )
         check_separate(train, scored)
-        model = train_model(train, horizon_s=config.lead_time_s, progress=progress)
+        horizon_s = config.lead_time_s if config.lead_time_s is not None else DEFAULT_HORIZON_S
+        model = train_model(train, horizon_s=horizon_s, progress=progress)
     warmup = train if train is not None and is_prefix(train, scored) else None
     return BenchSetup(scored, boot, request.seed, config, model, warmup)

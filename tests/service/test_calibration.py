@@ -14,7 +14,7 @@ LEAD = 40.0
 
 
 def calibration(half_life_s: float = 1e9) -> Calibration:
-    return Calibration(lead_time_s=LEAD, half_life_s=half_life_s, prior=10.0)
+    return Calibration(half_life_s=half_life_s, prior=10.0)
 
 
 def scores(values: list[float], model: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +33,7 @@ def test_a_band_converges_to_its_observed_connect_rate() -> None:
     p, m = scores([0.8] * 10)
     for k in range(400):
         now = T0 + 10.0 * k
-        cal.record(now, users, p, m, 10, None)
+        cal.record(now, users, p, m, 10, None, LEAD)
         if k % 2 == 0:  # a connect every 20 s: 2 in each tick's lead time, among 10 users
             cal.connect(k % 10, now + 5.0)
     rate = cal.calibrated(p, m)
@@ -47,10 +47,10 @@ def test_a_connect_counts_in_each_tick_within_the_lead_time_once() -> None:
     users = np.arange(2)
     p, m = scores([0.5, 0.5])
     for k in range(5):  # ticks at 0, 10, 20, 30, 40
-        cal.record(T0 + 10.0 * k, users, p, m, 2, None)
+        cal.record(T0 + 10.0 * k, users, p, m, 2, None, LEAD)
     cal.connect(0, T0 + 45.0)  # within 40 s of the ticks at 10..40, not of the one at 0
     cal.connect(0, T0 + 46.0)  # again: no more hits
-    cal.record(T0 + 100.0, users[:0], p[:0], m[:0], 2, None)  # everything matures
+    cal.record(T0 + 100.0, users[:0], p[:0], m[:0], 2, None, LEAD)  # everything matures
     band = int(cal.codes(p[:1], m[:1])[0])
     assert cal.hits[band] == pytest.approx(4.0) and cal.scored[band] == pytest.approx(10.0)
     assert cal.unforeseen == pytest.approx(1.0)  # the second: its hits were taken already
@@ -60,7 +60,7 @@ def test_connects_nobody_scored_make_the_baseline() -> None:
     cal = calibration()
     empty = np.zeros(0, dtype=np.intp)
     for k in range(361):  # one hour of ticks, nobody scored
-        cal.record(T0 + 10.0 * k, empty, np.zeros(0), np.zeros(0, bool), 3, None)
+        cal.record(T0 + 10.0 * k, empty, np.zeros(0), np.zeros(0, bool), 3, None, LEAD)
         if k % 60 == 59:
             cal.connect(2, T0 + 10.0 * k + 1)
     assert cal.baseline_rate() == pytest.approx(6 / 3600)
@@ -73,13 +73,13 @@ def test_sources_are_calibrated_apart_and_a_new_model_version_starts_afresh() ->
     source = np.array([False, False, True, True])
     for k in range(200):
         now = T0 + 10.0 * k
-        cal.record(now, users, p, source, 4, "1")
+        cal.record(now, users, p, source, 4, "1", LEAD)
         cal.connect(2, now + 1.0)  # the model's users connect, the heuristic's do not
         cal.connect(3, now + 1.0)
     heuristic, model = cal.calibrated(p, source)[[0, 2]]
     assert heuristic < 0.1
     assert model > 0.9
-    cal.record(T0 + 3000.0, users, p, source, 4, "2")
+    cal.record(T0 + 3000.0, users, p, source, 4, "2", LEAD)
     assert cal.model_version == "2"
     assert cal.scored[N_BANDS:].sum() == 0.0 and cal.scored[:N_BANDS].sum() > 0.0
 
@@ -88,11 +88,11 @@ def test_old_outcomes_are_forgotten() -> None:
     cal = calibration(half_life_s=600.0)
     users = np.arange(1)
     p, m = scores([0.8])
-    cal.record(T0, users, p, m, 1, None)
-    cal.record(T0 + LEAD, users, p, m, 1, None)
+    cal.record(T0, users, p, m, 1, None, LEAD)
+    cal.record(T0 + LEAD, users, p, m, 1, None, LEAD)
     band = int(cal.codes(p, m)[0])
     assert cal.scored[band] == 1.0
-    cal.record(T0 + LEAD + 600.0, users[:0], p[:0], m[:0], 1, None)
+    cal.record(T0 + LEAD + 600.0, users[:0], p[:0], m[:0], 1, None, LEAD)
     assert cal.scored[band] == pytest.approx(0.5 + 1.0)  # the first halved, the second added
 
 
@@ -101,7 +101,7 @@ def test_round_trip() -> None:
     users = np.arange(3)
     p, m = scores([0.1, 0.5, 0.9])
     for k in range(20):
-        cal.record(T0 + 10.0 * k, users, p, m, 3, "v")
+        cal.record(T0 + 10.0 * k, users, p, m, 3, "v", LEAD)
         cal.connect(k % 3, T0 + 10.0 * k + 3)
     copy = calibration()
     copy.load(orjson.loads(orjson.dumps(cal.to_dict())))
@@ -127,7 +127,7 @@ def test_a_drifted_estimate_is_pulled_back_within_hours() -> None:
     users = np.arange(20)
     rates = []
     for k in range(1, 6 * 360 + 1):  # six hours of ticks: these users never connect
-        cal.record(T0 + 10.0 * k, users, p, m, 20, None)
+        cal.record(T0 + 10.0 * k, users, p, m, 20, None, LEAD)
         if k % 360 == 0:
             rates.append(float(cal.calibrated(p[:1], m[:1])[0]))
     assert rates == sorted(rates, reverse=True) and rates[-1] < 0.05

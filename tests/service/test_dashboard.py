@@ -23,12 +23,14 @@ import httpx
 import pytest
 import redis
 
+from features.boot_times import BootTimes
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
 from features.events import Event, UserActivity, UserConnect, UserDisconnect
 from models.scoring import Source
 from service.app import create_app
 from service.engine import EngineStatus, UserScore
+from service.feedback import ServiceLevelFeedback
 from service.pool import PoolCounts
 from service.pool_history import PoolHistory
 from service.service_level import MetricsReport
@@ -375,6 +377,9 @@ def crafted_status(at: float, *, waiting: int = 2) -> EngineStatus:
         tracked_users=55,
         metrics=metrics,
         refused_needs={},
+        lead_time_s=39.0,
+        boot_times=BootTimes().summary(0.95),
+        feedback=ServiceLevelFeedback(0.99).report(),
     )
 
 

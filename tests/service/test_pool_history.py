@@ -11,11 +11,13 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from features.boot_times import BootTimes
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
 from features.events import UserActivity, UserConnect
 from service.app import create_app
 from service.engine import EngineStatus
+from service.feedback import ServiceLevelFeedback
 from service.live import LiveService
 from service.pool import PoolCounts
 from service.pool_history import PoolHistory
@@ -54,6 +56,9 @@ def status(t: float, *, ready: int = 2, waiting: int = 0, connects: int = 0) -> 
         tracked_users=9,
         metrics=metrics,
         refused_needs={},
+        lead_time_s=39.0,
+        boot_times=BootTimes().summary(0.95),
+        feedback=ServiceLevelFeedback(0.99).report(),
     )
 
 

@@ -43,7 +43,7 @@ from simulation.workloads import DEFAULT_START
 CoreFactory = Callable[[ServiceConfig], PoolCore]
 
 CORE_FACTORIES: list[tuple[str, CoreFactory]] = [
-    ("engine", lambda config: Engine(HeuristicScorer(horizon_s=config.lead_time_s), config)),
+    ("engine", lambda config: Engine(HeuristicScorer(), config)),
     ("static:0", lambda config: StaticPolicy(0, config)),
     ("static:3", lambda config: StaticPolicy(3, config)),
     ("seed-rule", SeedRulePolicy),

@@ -143,7 +143,7 @@ def replay(case: Case) -> tuple[RunResult, list[RunResult]]:
     boot = UniformBoot(*case.boot)
     features = OnlineFeatures()
     features.update_many(history)
-    engine = Engine(HeuristicScorer(horizon_s=config.lead_time_s), config, features=features)
+    engine = Engine(HeuristicScorer(horizon_s=lead), config, features=features)
     result = run(scored, engine, start=start, end=end, boot=boot, seed=case.seed)
     statics: list[RunResult] = []
     for k in range(config.min_ready, 40):
