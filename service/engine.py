@@ -414,7 +414,7 @@ class Engine(PoolCore):
             late=late,
         )
         if decision.refused is None:
-            self._sound_need = decision.need - late
+            self._sound_need = decision.need
             self._refusing = False
             return decision
         self.refusals[decision.refused.reason.value] += 1

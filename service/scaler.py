@@ -6,7 +6,11 @@ Sizing rule. The *need* ``d`` is the fractional warm count at which the expected
 over the lead time, ``E[(D - d)+]``, is ``1 - target_instant_rate`` of the expected demand
 ``E[D]`` (``service.demand``): sized on the upper tail of the demand distribution, not on
 its mean. The pool's *warm* count ``w`` is idle ready plus booting/requested nodes, minus the
-users waiting for them. Around ``d`` lies a hysteresis band ``[low, high]`` of whole nodes:
+users waiting for them, minus the coming nodes not expected ready within the lead time (the
+caller's ``late``, from the boot times it learned: a node booting for longer than most boots
+counts by its chance of being ready in time). The target sized for is the caller's (the
+configured one, or the one the service-level feedback puts in force, ``service.feedback``).
+Around ``d`` lies a hysteresis band ``[low, high]`` of whole nodes:
 
 - **up**: nodes are requested when the expected shortfall ``d - w`` reaches
   ``scale_up_threshold`` (0.7 of a node), enough to bring it below: ``low`` is the smallest
@@ -120,7 +124,7 @@ def decide(
     """What to request or terminate now (see the module doc); ``held_need`` is the last sound
     need, acted on instead of an unsound one; ``target`` the instant rate to size for (the
     configured one when None); ``late`` the coming nodes not expected ready within the lead
-    time (in nodes), added to the need."""
+    time (in nodes), taken off the warm count."""
     counts = view.counts
     target = config.target_instant_rate if target is None else target
     need = demand.need(target)
@@ -131,37 +135,37 @@ def decide(
         detail = (
             f"refused need {refused.need:.2f} ({refused.reason.value}, bound {refused.bound:.2f}); "
         )
-    if late > 0.0:
-        need += late
-        detail += f"late boots {late:.2f}; "
     low, high = band(need, config)
     warm = counts.warm
+    supply = warm - late
     live = counts.live
     room = config.max_nodes - live
 
     def decision(request: int, terminate: tuple[str, ...], reason: str) -> Decision:
         return Decision(request, terminate, need, low, high, warm, demand.mean, reason, refused)
 
-    detail += f"need {need:.2f} (E[D] {demand.mean:.2f}), warm {warm} in [{low}, {high}]"
+    late_note = f" ({late:.2f} of it late)" if late > 0.0 else ""
+    detail += f"need {need:.2f} (E[D] {demand.mean:.2f}), warm {warm}{late_note} in [{low}, {high}]"
     if room < 0:
         shed = view.terminable()[:-room]
         return decision(
             0, shed, f"over budget {live}/{config.max_nodes}: shed {len(shed)}; {detail}"
         )
-    if warm < low:
-        request = min(low - warm, room)
+    if supply < low:
+        short = math.ceil(low - supply - 1e-9)
+        request = min(short, room)
         if request <= 0:
             return decision(0, (), f"at budget {live}/{config.max_nodes}; {detail}")
-        capped = " (budget)" if request < low - warm else ""
+        capped = " (budget)" if request < short else ""
         return decision(request, (), f"up {request}{capped}; {detail}")
-    if warm > high:
-        shed = view.terminable()[: warm - high]
+    if supply > high:
+        shed = view.terminable()[: math.floor(supply - high + 1e-9)]
         if not shed:
             return decision(0, (), f"hold (nothing terminable yet); {detail}")
         return decision(0, shed, f"down {len(shed)}; {detail}")
     stale_before = now - config.max_idle_s
     stale = tuple(node_id for node_id, since in view.idle if since <= stale_before)
-    if stale and warm > low:
-        shed = stale[: warm - low]
+    if stale and supply > low:
+        shed = stale[: math.floor(supply - low + 1e-9)]
         return decision(0, shed, f"retire {len(shed)} idle >= {config.max_idle_s:.0f}s; {detail}")
     return decision(0, (), f"hold; {detail}")

@@ -365,3 +365,55 @@ def test_status_reports_nodes_per_connect_and_the_idle_share() -> None:
     assert metrics["nodes_created"] == 2 and metrics["nodes_per_connect"] == 2.0
     assert metrics["busy_node_seconds"] == pytest.approx(100.0)
     assert metrics["idle_share"] == pytest.approx(1 - 100.0 / (130.0 + 100.0))
+
+
+def boots(shell: Shell, boot_s: float, count: int, start: float) -> float:
+    """``count`` connects that stay, each waiting for a node that boots in ``boot_s`` (no
+    tick meanwhile); the time after."""
+    now = start
+    for i in range(count):
+        shell.event(UserConnect(now, f"b{i}"))
+        shell.boot_all(now + boot_s)
+        now += boot_s + 1
+    return now
+
+
+def test_the_lead_time_follows_the_boots_the_nodes_show() -> None:
+    shell = Shell(engine(min_ready=0, max_nodes=100))
+    shell.tick(T0)
+    assert shell.engine.lead_time_s == 10 + 30  # a tick plus the prior boot
+    now = boots(shell, 120.0, 40, T0 + 10)  # the prior's 30 s no longer shows
+    shell.tick(now)
+    assert shell.engine.lead_time_s == pytest.approx(130.0)
+    status = shell.engine.status(now).to_dict()
+    assert status["lead_time_s"] == pytest.approx(130.0)
+    assert status["boot_times"]["seen"] == 40 and status["boot_times"]["quantile_s"] == 120.0
+    # the calibration judged each tick over its own lead time, and the scores follow
+    fixed = Shell(engine(min_ready=0, lead_time_s=50.0))
+    boots(fixed, 120.0, 5, T0)
+    assert fixed.engine.lead_time_s == 50.0 and fixed.engine.boot_times.seen == 5
+
+
+def test_a_node_booting_longer_than_every_boot_seen_is_not_counted_on() -> None:
+    shell = Shell(engine(min_ready=1))
+    for _ in range(50):
+        shell.engine.boot_times.add(20.0)
+    assert len(shell.tick(T0)) == 1  # the one warm node, booting
+    assert shell.tick(T0 + 15) == []  # booting 15 s: it will be ready in time
+    late = shell.tick(T0 + 100)  # booting 100 s: longer than any boot seen
+    assert [type(c) for c in late] == [RequestNode]
+    decision = shell.engine.last_decision
+    assert decision is not None and "of it late" in decision.reason
+
+
+def test_waits_tighten_the_target_in_force_and_serving_loosens_it() -> None:
+    shell = Shell(engine(min_ready=0))
+    shell.tick(T0)
+    for i in range(3):
+        shell.event(UserConnect(T0 + 1 + i, f"w{i}"))  # no warm node: each waits
+    feedback = shell.engine.status(T0 + 5).feedback
+    assert feedback.window_connects == 3 and feedback.realised_rate == 0.0
+    assert feedback.target_in_force > 0.99
+    off = Shell(engine(min_ready=0, feedback_gain=0.0))
+    off.event(UserConnect(T0, "w"))
+    assert off.engine.status(T0).feedback.target_in_force == 0.99
