@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from features.boot_times import BootTimes, boot_durations, lead_time_s
-from features.events import NodeStatus, NodeStatusChanged, UserConnect
+from features.events import Event, NodeStatus, NodeStatusChanged, UserConnect
 
 
 def fed(boots: list[float], **options: float) -> BootTimes:
@@ -79,7 +79,7 @@ def test_state_round_trips_and_bad_values_are_refused() -> None:
 
 
 def test_boot_durations_come_from_logged_node_events() -> None:
-    events = [
+    events: list[Event] = [
         NodeStatusChanged(100.0, "a", NodeStatus.BOOTING),
         NodeStatusChanged(101.0, "b", NodeStatus.BOOTING),
         UserConnect(105.0, "u1"),
