@@ -160,6 +160,11 @@ class EngineStatus:
         }
 
 
+FIRST_SIGHT_GAP_S = 1.0
+"""A user never seen before is new evidence: the engine sizes at once (a tick) instead of at
+the next tick, unless it sized less than this long ago. Rare in a steady state; at a cold
+start, when every user is new, it lets the first nodes be asked for a boot earlier."""
+
 _EMPTY_INTS: Ints = np.zeros(0, dtype=np.intp)
 _EMPTY_FLOATS: Floats = np.zeros(0, dtype=np.float64)
 
@@ -207,12 +212,16 @@ class Engine(PoolCore):
     def on_event(self, event: Event, now: float) -> list[Command]:
         if isinstance(event, NodeStatusChanged):
             self._learn_boot(event, now)
-        else:
-            self.features.update(event)
-            users = self.users
-            row = users.row(event.user_id)
-            users.last_seen[row] = max(users.last_seen[row], event.ts)
-        return super().on_event(event, now)
+            return super().on_event(event, now)
+        self.features.update(event)
+        users = self.users
+        first_sight = event.user_id not in users
+        row = users.row(event.user_id)
+        users.last_seen[row] = max(users.last_seen[row], event.ts)
+        commands = super().on_event(event, now)
+        if first_sight and (self.last_tick is None or now - self.last_tick >= FIRST_SIGHT_GAP_S):
+            commands += self.tick(now)
+        return commands
 
     def _on_node(self, now: float) -> list[Command]:
         return self._serve_waiting(now)

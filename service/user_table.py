@@ -29,6 +29,9 @@ class UserTable:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._rows
+
     def row(self, user_id: str) -> int:
         """The user's row, added (never seen, not connected) on first sight."""
         row = self._rows.get(user_id)
