@@ -108,8 +108,8 @@ def _scored_boot(schedule: BootSchedule, scored: History) -> BootSchedule:
     late = [c for c in schedule.changes if c.hours >= scored.hours]
     if late:
         raise BenchError(
-            f"boot schedule {schedule}: the change at hour {late[0].hours:g} comes at or after "
-            f"the end of the scored window ({scored.hours:g} h); hours count from the scored "
-            "window's start"
+            f"boot schedule {str(schedule)!r}: the change at hour {late[0].hours:g} comes at or "
+            f"after the end of the scored window ({scored.hours:g} h); hours count from the "
+            "scored window's start"
         )
     return schedule.starting_at(scored.start)
