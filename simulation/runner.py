@@ -14,6 +14,10 @@ a node (``engine.node_created``, then its ``booting`` status), ``TerminateNode``
 (then its ``terminated`` status); commands returned while doing so run too. Events at or
 after ``end`` are not fed; everything is measured at ``end``.
 
+A node's boot time is drawn by the fleet from the distribution in force at its creation; a
+``BootSchedule`` counts its hours from its own ``start`` (the bench and ``run_workload`` set
+it to the ``start`` of the run).
+
 Node time comes from the fleet (create to termination, boot included) and user time from the
 node API's ``UserTime``, i.e. the simulated node API's own accounting, the same as the live
 ``GET /api/efficiency``; the instant rate and waits from the engine's pool (only it knows who
@@ -44,7 +48,12 @@ from service.config import ServiceConfig
 from service.core import DecisionCore
 from service.engine import Engine
 from service.service_level import idle_share, nodes_per_connect
-from simulation.nodes.boot import DEFAULT_BOOT_SPEC, BootTime, parse_boot_time
+from simulation.nodes.boot import (
+    DEFAULT_BOOT_SPEC,
+    BootSchedule,
+    BootTime,
+    parse_boot_schedule,
+)
 from simulation.nodes.fleet import NodeFleet, Termination
 from simulation.nodes.usertime import UserTime
 from simulation.workloads import DEFAULT_START, generate
@@ -99,7 +108,7 @@ def run(
     *,
     start: float,
     end: float,
-    boot: BootTime,
+    boot: BootTime | BootSchedule,
     seed: int,
 ) -> RunResult:
     """Replay ``events`` (sorted by ``ts``) in ``[start, end)`` through ``engine``."""
@@ -191,18 +200,20 @@ def run_workload(
     seed: int,
     scorer: Scorer | None = None,
     config: ServiceConfig | None = None,
-    boot: str | BootTime = DEFAULT_BOOT_SPEC,
+    boot: str | BootTime | BootSchedule = DEFAULT_BOOT_SPEC,
     start: float = DEFAULT_START,
     users: int | None = None,
     fleet_seed: int | None = None,
 ) -> RunResult:
     """Generate ``workload`` and replay it through a fresh engine (heuristic scorer by default).
 
-    The fleet's boot times and ids are drawn from ``fleet_seed`` (default: ``seed``).
+    The fleet's boot times and ids are drawn from ``fleet_seed`` (default: ``seed``). A boot
+    schedule (``SPEC[,SPEC@HOURS...]``) counts its hours from ``start``.
     """
     config = config if config is not None else ServiceConfig()
     scorer = scorer if scorer is not None else HeuristicScorer()
-    boot_time = parse_boot_time(boot) if isinstance(boot, str) else boot
+    schedule = parse_boot_schedule(boot) if isinstance(boot, str) else boot
+    boot_time = schedule.starting_at(start) if isinstance(schedule, BootSchedule) else schedule
     events = generate(workload, hours=hours, seed=seed, start=start, users=users)
     return run(
         events,

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from provisioner.cli.common import console, print_json
+from provisioner.cli.common import console, literal_help, print_json
 from provisioner.cli.progress import JobProgress, counted, virtual_seconds
-from simulation.nodes.boot import DEFAULT_BOOT_SPEC, SPEC_FORMS
+from simulation.nodes.boot import DEFAULT_BOOT_SPEC, SCHEDULE_FORM, SPEC_FORMS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 
 
 TABLE_WIDTH = 150
+BOOT_HELP = literal_help(
+    f"Boot times, seconds: SPEC = {SPEC_FORMS}; or a schedule {SCHEDULE_FORM}, e.g. "
+    "uniform:10:29,uniform:60:180@12: the first SPEC from the start, each other from HOURS "
+    "after the start of the scored window (after the --history hours)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -68,7 +74,7 @@ def bench(
             "workload): the model trains on them, every engine's features see them first."
         ),
     ] = None,
-    boot: Annotated[str, typer.Option(help=f"Boot times: {SPEC_FORMS}.")] = DEFAULT_BOOT_SPEC,
+    boot: Annotated[str, typer.Option(help=BOOT_HELP)] = DEFAULT_BOOT_SPEC,
     policies: Annotated[
         str | None,
         typer.Option(
@@ -114,6 +120,7 @@ def bench(
     from simulation.bench.plot import plot_frontier
     from simulation.bench.request import BenchRequest, parse_override
     from simulation.bench.run import run_bench
+    from simulation.nodes.boot import parse_boot_schedule
     from simulation.policies import BadPolicySpec, parse_policies
     from simulation.workloads import WORKLOADS
 
@@ -130,6 +137,10 @@ def bench(
     for name, path in (("--json", json_out), ("--plot", plot)):
         if path is not None and not path.parent.is_dir():
             raise typer.BadParameter(f"folder {path.parent} does not exist", param_hint=name)
+    try:
+        parse_boot_schedule(boot)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--boot") from e
     try:
         specs = None if policies is None else parse_policies(policies)
     except BadPolicySpec as e:
@@ -162,13 +173,13 @@ def bench(
     try:
         with JobProgress("bench", virtual_seconds, figures_of={TRAIN_LABEL: counted}) as progress:
             result = run_bench(request, sweep=sweep, progress=progress)
-    except BenchError as e:
-        console.print(f"[red]error:[/] {e}")
+    except BenchError as e:  # the message as written: no markup, no emoji codes
+        console.print(f"[red]error:[/] {escape(str(e))}", emoji=False)
         raise typer.Exit(2) from e
-    _show(result.policies, title="bench")
-    if result.sweep:
-        _show(result.sweep, title="sweep")
     data = result.to_dict()
+    _show(result.policies, title=f"bench, boot {data['boot']}")
+    if result.sweep:
+        _show(result.sweep, title=f"sweep, boot {data['boot']}")
     if json_out is not None:
         json_out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     if plot is not None:

@@ -12,11 +12,23 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from provisioner.settings import Settings
 
 console = Console(stderr=True)
 """Human output (progress, tables, errors) goes to stderr; stdout carries JSON for scripts."""
+
+
+def literal_help(text: str) -> str:
+    """``text`` as a typer help string that shows it as written.
+
+    Typer renders help as rich markup, in which ``[a...]`` is a tag and ``:name:`` an emoji
+    code (``uniform:A:B`` showed as ``uniform🅰B``: ``:A:`` is the code of 🅰). Brackets are
+    escaped, and an empty tag after each colon keeps two colons from enclosing a code (rich
+    replaces codes within each stretch of text between tags).
+    """
+    return escape(text).replace(":", ":[i][/i]")
 
 
 def settings_of(ctx: typer.Context) -> Settings:

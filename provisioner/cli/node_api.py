@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provisioner import wiring
-from provisioner.cli.common import console, graceful_signals, print_json, settings_of
+from provisioner.cli.common import (
+    console,
+    graceful_signals,
+    literal_help,
+    print_json,
+    settings_of,
+)
 from provisioner.settings import Settings
 from simulation.nodes.boot import SPEC_FORMS
 
@@ -25,7 +31,9 @@ def node_api(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 7777,
     boot: Annotated[
         str | None,
-        typer.Option(help=f"Boot time: {SPEC_FORMS}, seconds (default: PROVISIONER_NODE_BOOT)."),
+        typer.Option(
+            help=literal_help(f"Boot time: {SPEC_FORMS}, seconds (default: PROVISIONER_NODE_BOOT).")
+        ),
     ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for node ids and boot times (random if unset).")

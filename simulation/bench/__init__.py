@@ -3,8 +3,8 @@
 A *history* (:mod:`simulation.bench.history`) is the user events of one window: a generated
 workload or a recorded trace. Each policy of :mod:`simulation.policies` replays the scored
 history through :func:`simulation.runner.run` on a virtual clock, against a simulated fleet
-whose boot times come from the boot spec and the seed (the same fleet seed for every
-policy), and is measured as docs/architecture.md defines it ("Three numbers";
+whose boot times come from the boot spec (or schedule) and the seed (the same fleet seed
+for every policy), and is measured as docs/architecture.md defines it ("Three numbers";
 :mod:`simulation.bench.policy_run`).
 
 The ``model`` policy is our engine with a model trained by the training package

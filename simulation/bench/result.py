@@ -32,6 +32,8 @@ class BenchResult:
             "scored": self.setup.scored.describe(),
             "config": self.setup.config.to_dict(),
         }
+        if self.setup.boot.changes:
+            data["boot_schedule"] = self.setup.boot.describe()
         if self.setup.warmup is not None:
             data["history"] = self.setup.warmup.describe()
         if self.setup.model is not None:

@@ -1,6 +1,10 @@
 """The bench's setup: the scored history, the boot times, the service config and, when a
 policy needs it, the model trained on a separate history.
 
+The boot times follow the request's boot schedule (``SPEC[,SPEC@HOURS...]``), whose hours
+count from the start of the *scored* window: a history before it (``history_hours``, the
+earlier part of a split trace) is not simulated on the fleet, and does not count.
+
 The model's training history is, by the request:
 
 - ``train_trace``: another trace file;
@@ -36,7 +40,7 @@ from simulation.bench.history import (
 from simulation.bench.model import TrainedModel, train_model
 from simulation.bench.progress import Progress
 from simulation.bench.request import BenchRequest
-from simulation.nodes.boot import BootTime, parse_boot_time
+from simulation.nodes.boot import BootSchedule, parse_boot_schedule
 from simulation.runner import DEFAULT_HOURS
 
 TRAIN_SEED_OFFSET: Final = 1000
@@ -48,7 +52,8 @@ class BenchSetup:
     """Everything a policy run needs besides its spec."""
 
     scored: History
-    boot: BootTime
+    boot: BootSchedule
+    """Hour 0 at the start of the scored window."""
     seed: int
     config: ServiceConfig
     model: TrainedModel | None = None
@@ -59,7 +64,7 @@ class BenchSetup:
 def prepare(request: BenchRequest, *, progress: Progress | None = None) -> BenchSetup:
     """Load (or generate) the scored history, and train the model when a policy needs it."""
     try:
-        boot = parse_boot_time(request.boot)
+        schedule = parse_boot_schedule(request.boot)
     except ValueError as e:
         raise BenchError(str(e)) from e
     config = request.config()
@@ -79,6 +84,7 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
             raise BenchError(str(e)) from e
         if history:
             train, scored = split_at(scored, scored.start + history * 3600.0, f"{history:g} h")
+    boot = _scored_boot(schedule, scored)
     model: TrainedModel | None = None
     if request.wants_model:
         if train is None and request.train_trace is not None:
@@ -96,3 +102,16 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
         model = train_model(train, horizon_s=horizon_s, progress=progress)
     warmup = train if train is not None and is_prefix(train, scored) else None
     return BenchSetup(scored, boot, request.seed, config, model, warmup)
+
+
+def _scored_boot(schedule: BootSchedule, scored: History) -> BootSchedule:
+    """``schedule`` with hour 0 at the start of the scored window; :class:`BenchError` when a
+    change comes at or after its end (it would never apply)."""
+    late = [c for c in schedule.changes if c.hours >= scored.hours]
+    if late:
+        raise BenchError(
+            f"boot schedule {str(schedule)!r}: the change at hour {late[0].hours:g} comes at or "
+            f"after the end of the scored window ({scored.hours:g} h); hours count from the "
+            "scored window's start"
+        )
+    return schedule.starting_at(scored.start)

@@ -12,10 +12,11 @@ if TYPE_CHECKING:
 
 
 def render_table(results: Sequence[PolicyResult], *, title: str | None = None) -> Table:
-    """The human table of a bench (rich)."""
+    """The human table of a bench (rich); ``title`` is shown as written (no markup)."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title)
+    table = Table(title=None if title is None else Text(title))
     table.add_column("policy", no_wrap=True)
     for name in ("connects", "instant", "mean wait", "p95 wait", "efficiency"):
         table.add_column(name, justify="right", no_wrap=True)

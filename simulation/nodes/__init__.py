@@ -7,10 +7,13 @@ bench and the in-process simulated node provider.
 
 from simulation.nodes.boot import (
     DEFAULT_BOOT_SPEC,
+    BootChange,
+    BootSchedule,
     BootTime,
     FixedBoot,
     NormalBoot,
     UniformBoot,
+    parse_boot_schedule,
     parse_boot_time,
 )
 from simulation.nodes.efficiency import efficiency_report
@@ -19,6 +22,8 @@ from simulation.nodes.usertime import UserTime
 
 __all__ = [
     "DEFAULT_BOOT_SPEC",
+    "BootChange",
+    "BootSchedule",
     "BootTime",
     "FixedBoot",
     "Node",
@@ -29,5 +34,6 @@ __all__ = [
     "UniformBoot",
     "UserTime",
     "efficiency_report",
+    "parse_boot_schedule",
     "parse_boot_time",
 ]

@@ -1,7 +1,9 @@
 """The simulated nodes: creation, boot, termination and node-time accounting.
 
 Pure: no I/O and no clock; every call is handed ``now``. Ids and boot times come from the
-``random.Random`` the fleet is given, so one seed replays the same fleet.
+``random.Random`` the fleet is given, so one seed replays the same fleet. A node's boot time
+is drawn from the distribution in force at its creation (a ``BootSchedule``; a single
+distribution is one without changes).
 
 A node counts from its create request to its termination, boot included; a node still
 alive counts up to ``now`` (docs/architecture.md, "Three numbers"). Terminated nodes stay
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from features.events import NodeStatus
-from simulation.nodes.boot import BootTime
+from simulation.nodes.boot import BootSchedule, BootTime
 
 ID_PREFIX = "node-"
 
@@ -62,8 +64,8 @@ class Termination(Enum):
 class NodeFleet:
     """Every node ever created, and the booting ones that will become ready."""
 
-    def __init__(self, boot: BootTime, rng: random.Random) -> None:
-        self.boot = boot
+    def __init__(self, boot: BootTime | BootSchedule, rng: random.Random) -> None:
+        self.boot = boot if isinstance(boot, BootSchedule) else BootSchedule(boot)
         self.rng = rng
         self._nodes: dict[str, Node] = {}
         self._live: dict[str, Node] = {}
@@ -74,7 +76,7 @@ class NodeFleet:
     def create(self, now: float) -> Node:
         """A new booting node, created at ``now``."""
         node_id = self._new_id()
-        node = Node(node_id, now, self.boot.sample(self.rng))
+        node = Node(node_id, now, self.boot.sample(self.rng, now))
         self._nodes[node_id] = node
         self._live[node_id] = node
         self._sequence += 1

@@ -44,6 +44,23 @@ def test_bench_prints_a_table_and_one_json_line_and_writes_the_json(
         assert f"bench {name}: 100% (1.0 h of 1 h simulated)" in lines
 
 
+def test_bench_with_a_boot_schedule_names_it_in_the_json_and_the_table(
+    tmp_path: Path, home: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    schedule = "uniform:10:29, uniform:60:180@0.5"
+    args = ["--hours", "1", "--seed", "2", "--policies", "static:1,oracle", "--json", str(out)]
+    result = run_cli("bench", *args, "--boot", schedule, env=home_env(home))
+    written = json.loads(out.read_text())
+    assert written["boot"] == "uniform:10:29,uniform:60:180@0.5"  # canonical
+    start = written["scored"]["start"]
+    assert written["boot_schedule"] == [
+        {"boot": "uniform:10:29", "from_hour": 0.0, "start": start},
+        {"boot": "uniform:60:180", "from_hour": 0.5, "start": start + 1800.0},
+    ]
+    assert "bench, boot uniform:10:29,uniform:60:180@0.5" in result.stderr  # the table's title
+
+
 def test_bench_on_a_trace_with_a_model_and_a_sweep_plot(tmp_path: Path, home: Path) -> None:
     trace = tmp_path / "seed.jsonl"
     run_cli("simulate", "--hours", "4", "--seed", "6", "--out", str(trace), env=home_env(home))
@@ -83,6 +100,8 @@ def test_bad_input_exits_2_and_says_what_is_wrong(tmp_path: Path, home: Path) ->
         (["--json", str(tmp_path / "no" / "out.json")], "does not exist"),
         (["--history", "0"], "must be a number of hours > 0"),
         (["--history", "24", "--train-hours", "24"], "only applies to a generated workload"),
+        (["--boot", "uniform:10:29,fixed:5"], "part 2 'fixed:5' needs @HOURS"),
+        (["--boot", "fixed:5,fixed:9@0.2"], "at or after the end of the scored window (0.1 h)"),
     ]
     for args, message in bad:
         result = run_cli("bench", "--hours", "0.1", *args, env=home_env(home), check=False)

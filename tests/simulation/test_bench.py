@@ -26,13 +26,14 @@ from simulation.bench.request import BenchRequest
 from simulation.bench.run import run_bench
 from simulation.bench.setup import BenchSetup, prepare
 from simulation.bench.sweep import best_at, frontiers, run_sweep
-from simulation.nodes.boot import FixedBoot
+from simulation.nodes.boot import BootSchedule, FixedBoot, parse_boot_schedule
 from simulation.policies import PolicyKind, PolicySpec, parse_policies
 from simulation.runner import RunResult
 from simulation.workloads import DEFAULT_START, generate
 
 T0 = DEFAULT_START
 FAST = parse_policies("static:2,seed-rule,heuristic,oracle")
+STATIC_0 = parse_policies("static:0")
 POLICY_KEYS = {
     "policy",
     "connects",
@@ -50,9 +51,14 @@ POLICY_KEYS = {
 }
 
 
-def tiny_setup(events: list[UserEvent], seconds: float) -> BenchSetup:
+TINY_BOOT = BootSchedule(FixedBoot(20))
+
+
+def tiny_setup(
+    events: list[UserEvent], seconds: float, boot: BootSchedule = TINY_BOOT
+) -> BenchSetup:
     history = History(tuple(events), T0, T0 + seconds, "hand-made")
-    return BenchSetup(history, FixedBoot(20), seed=1, config=ServiceConfig())
+    return BenchSetup(history, boot, seed=1, config=ServiceConfig())
 
 
 def test_every_policy_is_scored_by_the_same_code_on_a_hand_made_trace() -> None:
@@ -108,7 +114,7 @@ def test_the_json_holds_every_policy_in_order_with_the_same_fields() -> None:
     oracle = data["policies"][-1]
     assert oracle["instant_rate"] == 1.0
     assert all(p["node_seconds"] >= oracle["node_seconds"] for p in data["policies"])
-    assert "model" not in data and "sweep" not in data
+    assert "model" not in data and "sweep" not in data and "boot_schedule" not in data
 
 
 def test_same_inputs_same_json_other_seed_other_json() -> None:
@@ -117,6 +123,69 @@ def test_same_inputs_same_json_other_seed_other_json() -> None:
     c = run_bench(BenchRequest(hours=1, seed=6, policies=FAST)).to_dict()
     assert a == b
     assert a["policies"] != c["policies"]
+
+
+# Boot schedules: hours from the start of the scored window.
+
+
+def test_a_node_boots_with_the_distribution_in_force_when_it_is_requested() -> None:
+    # static:0 boots a node for each connect: a at 100 under the first 20 s boot, b at 300
+    # after the change at 180 s (0.05 h) under the 100 s one.
+    events: list[UserEvent] = [
+        UserConnect(T0 + 100, "a"),
+        UserDisconnect(T0 + 150, "a"),
+        UserConnect(T0 + 300, "b"),
+        UserDisconnect(T0 + 500, "b"),
+    ]
+    boot = parse_boot_schedule("fixed:20,fixed:100@0.05").starting_at(T0)
+    static = run_policy(PolicySpec(PolicyKind.STATIC, k=0), tiny_setup(events, 600, boot))
+    assert (static.run.waited, static.run.mean_wait_s) == (2, (20.0 + 100.0) / 2)
+    assert static.run.node_seconds == pytest.approx((150 - 100) + (500 - 300))
+
+
+def test_the_schedule_counts_its_hours_from_the_scored_window_not_the_history() -> None:
+    def waits(boot: str) -> tuple[BenchSetup, float]:
+        request = BenchRequest(hours=1, history_hours=1, seed=2, boot=boot, policies=STATIC_0)
+        setup = prepare(request)
+        return setup, run_policy(STATIC_0[0], setup).run.mean_wait_s
+
+    setup, drifting = waits("fixed:10,fixed:50@0.5")
+    assert setup.warmup is not None and setup.warmup.end == setup.scored.start
+    assert setup.boot.start == setup.scored.start
+    assert setup.boot.at(setup.scored.start + 1799.0) == FixedBoot(10)
+    assert setup.boot.at(setup.scored.start + 1800.0) == FixedBoot(50)
+    # counted from the history's start, the change would come before the scored window
+    _, fast = waits("fixed:10")
+    _, slow = waits("fixed:50")
+    assert fast < drifting < slow
+
+
+def test_the_json_names_the_schedule() -> None:
+    request = BenchRequest(
+        hours=1, seed=3, boot=" uniform:10:29 , uniform:60:180@0.5", policies=FAST
+    )
+    result = run_bench(request)
+    data = result.to_dict()
+    start = result.setup.scored.start
+    assert data["boot"] == "uniform:10:29,uniform:60:180@0.5"
+    assert data["boot_schedule"] == [
+        {"boot": "uniform:10:29", "from_hour": 0.0, "start": start},
+        {"boot": "uniform:60:180", "from_hour": 0.5, "start": start + 1800.0},
+    ]
+    steady = run_bench(BenchRequest(hours=1, seed=3, policies=FAST)).to_dict()
+    assert steady["boot"] == "uniform:10:29"
+    for drifted, before in zip(data["policies"], steady["policies"], strict=True):
+        assert drifted["connects"] == before["connects"]  # the same events
+    oracle, steady_oracle = data["policies"][-1], steady["policies"][-1]
+    assert oracle["policy"] == "oracle" and oracle["instant_rate"] == 1.0
+    assert oracle["node_seconds"] > steady_oracle["node_seconds"]  # slower boots cost more
+
+
+@pytest.mark.parametrize("change", ["1", "1.5"])
+def test_a_change_after_the_scored_window_is_refused(change: str) -> None:
+    request = BenchRequest(hours=1, boot=f"fixed:10,fixed:50@{change}", policies=STATIC_0)
+    with pytest.raises(BenchError, match=r"at or after the end of the scored window \(1 h\)"):
+        prepare(request)
 
 
 def spy_training(monkeypatch: pytest.MonkeyPatch) -> list[tuple[UserEvent, ...]]:
@@ -254,7 +323,7 @@ def test_request_problems_are_reported_together() -> None:
 
 def test_a_small_sweep_gives_frontiers_and_writes_a_png(tmp_path: Path) -> None:
     history = workload_history("seed", hours=1, seed=4)
-    setup = BenchSetup(history, FixedBoot(15), seed=4, config=ServiceConfig())
+    setup = BenchSetup(history, BootSchedule(FixedBoot(15)), seed=4, config=ServiceConfig())
     specs = parse_policies("static:1,seed-rule,heuristic,oracle")
     swept = run_sweep(specs, setup, targets=(0.9, 0.99), static_max=3)
     names = [r.policy for r in swept]

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from features.events import NodeStatus, UserActivity, UserConnect, UserDisconnect
-from simulation.nodes.boot import FixedBoot, UniformBoot
+from simulation.nodes.boot import FixedBoot, UniformBoot, parse_boot_schedule
 from simulation.nodes.efficiency import efficiency_report
 from simulation.nodes.fleet import NodeFleet, Termination, Transition
 from simulation.nodes.usertime import UserTime
@@ -49,6 +49,30 @@ def test_boot_times_follow_the_distribution() -> None:
     f = fleet(3)
     boots = {f.create(T0).boot_s for _ in range(2000)}
     assert boots == {float(s) for s in range(10, 30)}
+
+
+def test_a_schedule_boots_each_node_with_the_distribution_in_force_at_its_creation() -> None:
+    schedule = parse_boot_schedule("fixed:10,uniform:60:180@1,fixed:5@2").starting_at(T0)
+    f = NodeFleet(schedule, random.Random(4))
+    early = [f.create(T0 + t).boot_s for t in (-30.0, 0.0, 1800.0, 3599.0)]
+    middle = [f.create(T0 + 3600.0 + t).boot_s for t in range(0, 3600, 10)]
+    late = [f.create(T0 + 7200.0 + t).boot_s for t in (0.0, 1e5)]
+    assert early == [10.0] * 4
+    assert all(60 <= b <= 180 for b in middle) and len(set(middle)) > 50
+    assert late == [5.0, 5.0]
+    # a node created just before a change boots as before it, whenever it becomes ready
+    node = f.create(T0 + 7199.0)
+    assert 60 <= node.boot_s <= 180 and node.due_at == T0 + 7199.0 + node.boot_s
+
+
+def test_a_single_distribution_and_its_schedule_give_the_same_fleet() -> None:
+    def ids_and_boots(f: NodeFleet) -> list[tuple[str, float]]:
+        return [(n.id, n.boot_s) for n in (f.create(T0 + 97.0 * i) for i in range(200))]
+
+    single = NodeFleet(UniformBoot(10, 29), random.Random(8))
+    scheduled = NodeFleet(parse_boot_schedule("uniform:10:29").starting_at(T0), random.Random(8))
+    assert ids_and_boots(single) == ids_and_boots(scheduled)
+    assert str(single.boot) == "uniform:10:29"
 
 
 # --- transitions -------------------------------------------------------------------------
