@@ -12,14 +12,16 @@ where ``scored`` counts the (tick, user) scores that fell in the band, ``hits`` 
 followed by the user's connect within the lead time, and ``mean_score`` the band's mean
 score (so that with no outcomes yet, a score stands as it is). Counts are forgotten
 exponentially (``half_life_s``); a tick's scores count once the lead time after it has
-passed. The lead time may change (it follows the boot times): each tick's scores are
-judged over the lead time they were converted to. Connects of users that no tick within
-the lead time scored at all (unseen, or outside the recency cutoff) are *unforeseen*: their
-rate per second is the baseline the demand adds as a Poisson term. A change of model
-version resets the model's bands.
+passed. The lead time may change (it follows the boot times): each tick's scores are judged
+over the lead time they were converted to. Connects of users that no tick within the lead
+time scored at all (unseen, or outside the recency cutoff) are *unforeseen*: their rate per
+second is the baseline the demand adds as a Poisson term. The baseline starts from a prior
+(``BASELINE_PRIOR_*``, pseudo-counts forgotten like real ones), so that its first seconds
+neither ignore nor magnify what they saw.
+A change of model version resets the model's bands.
 
-State is plain data (``to_dict`` / ``from_dict``); the scores still waiting for their lead
-time to pass are not kept (at most a lead time of outcomes is lost on a restart).
+State is plain data (``to_dict`` / ``load``), the scores still waiting for their lead time
+to pass included, so a restored calibration carries on exactly.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.intp]
 
+BASELINE_PRIOR_CONNECTS: Final = 1.0
+BASELINE_PRIOR_EXPOSURE_S: Final = 300.0
+"""The baseline's prior: one unforeseen connect in five minutes of exposure, counted as if
+seen, and forgotten like the rest. A fresh service is cautious before its first connect and
+does not take one connect in its first second for a rate of one a second; after some
+minutes of exposure the prior no longer shows, and after a few half-lives it is gone."""
 BAND_EDGES: Final = (
     1e-4,
     1e-3,
@@ -77,6 +85,29 @@ class _Record:
     score_sum: Floats
     hits: Floats
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "window_s": self.window_s,
+            "code_of_user": self.code_of_user.tolist(),
+            "scored": self.scored.tolist(),
+            "score_sum": self.score_sum.tolist(),
+            "hits": self.hits.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], size: int) -> _Record:
+        codes = np.asarray(data["code_of_user"], dtype=np.int8)
+        sums = [np.asarray(data[k], dtype=np.float64) for k in ("scored", "score_sum", "hits")]
+        at, window_s = float(data["at"]), float(data["window_s"])
+        if any(v.shape != (size,) or not np.isfinite(v).all() for v in sums):
+            raise ValueError(f"a pending calibration record must hold {size} finite numbers")
+        if not (math.isfinite(at) and math.isfinite(window_s) and window_s > 0):
+            raise ValueError("a pending calibration record needs a finite time and window")
+        if codes.ndim != 1 or (len(codes) and (codes.min() < _UNSCORED or codes.max() >= size)):
+            raise ValueError("a pending calibration record's band codes are out of range")
+        return cls(at, window_s, codes, *sums)
+
 
 class Calibration:
     def __init__(self, *, half_life_s: float, prior: float) -> None:
@@ -85,8 +116,8 @@ class Calibration:
         self.scored = np.zeros(SOURCES * N_BANDS, dtype=np.float64)
         self.score_sum = np.zeros(SOURCES * N_BANDS, dtype=np.float64)
         self.hits = np.zeros(SOURCES * N_BANDS, dtype=np.float64)
-        self.unforeseen = 0.0
-        self.exposure_s = 0.0
+        self.unforeseen = BASELINE_PRIOR_CONNECTS
+        self.exposure_s = BASELINE_PRIOR_EXPOSURE_S
         self.model_version: str | None = None
         self.last_at: float | None = None
         self._pending: deque[_Record] = deque()
@@ -206,6 +237,7 @@ class Calibration:
             "exposure_s": self.exposure_s,
             "model_version": self.model_version,
             "last_at": self.last_at,
+            "pending": [record.to_dict() for record in self._pending],
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -223,3 +255,4 @@ class Calibration:
         last_at = data.get("last_at")
         self.last_at = None if last_at is None else float(last_at)
         self._pending.clear()
+        self._pending.extend(_Record.from_dict(r, size) for r in data.get("pending", []))

@@ -64,6 +64,10 @@ class ServiceConfig:
     feedback_gain: float = DEFAULT_FEEDBACK_GAIN
     """How hard the realised instant rate steers the target the scaler sizes for
     (``service.feedback``); 0 turns the feedback off."""
+    size_on_first_sight: bool = True
+    """Size at once (a tick) when a user never seen before shows up, at most once a second,
+    instead of at the next tick: a user never seen is new evidence, and at a cold start,
+    when every user is new, the first nodes are asked for a boot earlier."""
     calibrate: bool = True
     """Rescale scores to the connect rate observed for their score band (per source), so
     that an uncalibrated scorer (the heuristic) still sizes right. Identity until enough

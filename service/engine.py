@@ -161,9 +161,8 @@ class EngineStatus:
 
 
 FIRST_SIGHT_GAP_S = 1.0
-"""A user never seen before is new evidence: the engine sizes at once (a tick) instead of at
-the next tick, unless it sized less than this long ago. Rare in a steady state; at a cold
-start, when every user is new, it lets the first nodes be asked for a boot earlier."""
+"""With ``size_on_first_sight``, the engine does not size again on a new user's first event
+within this long of its last sizing."""
 
 _EMPTY_INTS: Ints = np.zeros(0, dtype=np.intp)
 _EMPTY_FLOATS: Floats = np.zeros(0, dtype=np.float64)
@@ -219,7 +218,11 @@ class Engine(PoolCore):
         row = users.row(event.user_id)
         users.last_seen[row] = max(users.last_seen[row], event.ts)
         commands = super().on_event(event, now)
-        if first_sight and (self.last_tick is None or now - self.last_tick >= FIRST_SIGHT_GAP_S):
+        if (
+            first_sight
+            and self.config.size_on_first_sight
+            and (self.last_tick is None or now - self.last_tick >= FIRST_SIGHT_GAP_S)
+        ):
             commands += self.tick(now)
         return commands
 
@@ -304,6 +307,7 @@ class Engine(PoolCore):
             "pool": self.pool.to_dict(),
             "calibration": self.calibration.to_dict(),
             "sessions": self.sessions.to_dict(),
+            "lead_time_s": self.lead_time_s,
             "boot_times": self.boot_times.to_dict(),
             "feedback": self.feedback.to_dict(),
             "next_token": self._next_token,
@@ -332,7 +336,8 @@ class Engine(PoolCore):
         engine.sessions.load(data.get("sessions", {}))
         engine.boot_times.load(data.get("boot_times", {}))
         engine.feedback.load(data.get("feedback", {}))
-        engine.lead_time_s = engine._lead_time(0.0)
+        lead = data.get("lead_time_s")
+        engine.lead_time_s = engine._lead_time(0.0) if lead is None else float(lead)
         engine._next_token = int(data["next_token"])
         last_tick = data.get("last_tick")
         engine.last_tick = None if last_tick is None else float(last_tick)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import orjson
 import pytest
 
-from service.calibration import N_BANDS, Calibration
+from service.calibration import BASELINE_PRIOR_CONNECTS, N_BANDS, Calibration
 from service.config import ServiceConfig
 
 T0 = 1_732_492_800.0
@@ -53,7 +55,8 @@ def test_a_connect_counts_in_each_tick_within_the_lead_time_once() -> None:
     cal.record(T0 + 100.0, users[:0], p[:0], m[:0], 2, None, LEAD)  # everything matures
     band = int(cal.codes(p[:1], m[:1])[0])
     assert cal.hits[band] == pytest.approx(4.0) and cal.scored[band] == pytest.approx(10.0)
-    assert cal.unforeseen == pytest.approx(1.0)  # the second: its hits were taken already
+    # the second (its hits were taken already), on top of the prior's pseudo-connect
+    assert cal.unforeseen == pytest.approx(1.0 + BASELINE_PRIOR_CONNECTS, rel=1e-3)
 
 
 def test_connects_nobody_scored_make_the_baseline() -> None:
@@ -63,7 +66,8 @@ def test_connects_nobody_scored_make_the_baseline() -> None:
         cal.record(T0 + 10.0 * k, empty, np.zeros(0), np.zeros(0, bool), 3, None, LEAD)
         if k % 60 == 59:
             cal.connect(2, T0 + 10.0 * k + 1)
-    assert cal.baseline_rate() == pytest.approx(6 / 3600)
+    # six in an hour, and the prior's one in five minutes
+    assert cal.baseline_rate() == pytest.approx((6 + 1) / (3600 + 300))
 
 
 def test_sources_are_calibrated_apart_and_a_new_model_version_starts_afresh() -> None:
@@ -132,3 +136,29 @@ def test_a_drifted_estimate_is_pulled_back_within_hours() -> None:
             rates.append(float(cal.calibrated(p[:1], m[:1])[0]))
     assert rates == sorted(rates, reverse=True) and rates[-1] < 0.05
     assert cal.baseline_rate() < 0.5 / 50  # no unforeseen connect since: nearly gone
+
+
+def test_the_baseline_of_a_fresh_service_is_cautious_and_not_carried_away() -> None:
+    cal = calibration()
+    assert cal.baseline_rate() == pytest.approx(1 / 300)  # nothing seen: the prior
+    empty = np.zeros(0, dtype=np.intp)
+    cal.record(T0, empty, np.zeros(0), np.zeros(0, bool), 1, None, LEAD)
+    cal.record(T0 + 1.0, empty, np.zeros(0), np.zeros(0, bool), 1, None, LEAD)
+    cal.connect(0, T0 + 1.0)  # one unforeseen connect in the first second
+    assert cal.baseline_rate() < 0.01  # not one a second
+
+
+def test_pending_scores_are_saved_and_bad_ones_refused() -> None:
+    cal = calibration()
+    users = np.arange(3)
+    p, m = scores([0.5, 0.2, 0.9])
+    cal.record(T0, users, p, m, 3, None, LEAD)
+    copy = calibration()
+    copy.load(json.loads(json.dumps(cal.to_dict())))  # as the state store saves it
+    cal.connect(1, T0 + 5.0)
+    copy.connect(1, T0 + 5.0)  # a hit of the restored pending tick, not an unforeseen connect
+    assert copy.to_dict() == cal.to_dict()
+    bad = cal.to_dict()
+    bad["pending"][0]["code_of_user"] = [99, 0, 0]
+    with pytest.raises(ValueError, match="band codes"):
+        copy.load(bad)

@@ -89,7 +89,7 @@ def engine(**config: object) -> Engine:
 
 
 def test_a_connect_with_no_node_requests_one_at_once_and_waits_for_it() -> None:
-    shell = Shell(engine(min_ready=0))
+    shell = Shell(engine(min_ready=0, calibrate=False))  # no baseline: only the waiting users
     shell.event(UserConnect(T0, "a"))
     assert [type(c) for c in shell.log] == [RequestNode]
     assert shell.engine.pool.is_waiting("a")
@@ -256,9 +256,10 @@ def test_round_trip_restores_an_engine_that_carries_on_the_same() -> None:
     shell.log.clear()
     play(shell.engine, shell, rest)
     play(twin.engine, twin, rest)
-    # the calibration's pending ticks are not persisted, so compare the pool and the commands
+    # the calibration's pending ticks are saved too: the same commands, pool and calibration
     assert twin.log == shell.log
     assert twin.engine.pool.to_dict() == shell.engine.pool.to_dict()
+    assert twin.engine.calibration.to_dict() == shell.engine.calibration.to_dict()
 
 
 @settings(max_examples=60, deadline=None)
@@ -293,9 +294,10 @@ def test_a_vanishing_demand_asks_for_no_node() -> None:
     probability fell below the distribution's cut-off and was dropped, while E[D] still
     counted them: no warm count reached the target, and the need ran to the budget
     (``need 501.00 (E[D] 0.00)``), every few ticks, for hours."""
-    shell = Shell(engine(max_nodes=500))
+    features = OnlineFeatures()  # the users were seen before (no first-sight sizing)
     for i in range(200):
-        shell.event(UserActivity(T0 + i, f"quiet{i}", int(T0 + i)))
+        features.update(UserActivity(T0 + i, f"quiet{i}", int(T0 + i)))
+    shell = Shell(Engine(HeuristicScorer(), ServiceConfig(max_nodes=500), features=features))
     calibration = shell.engine.calibration
     state = calibration.to_dict()
     state["scored"][0], state["hits"][0] = 1e5, 1e-9  # band 0: rate 1e-14
@@ -356,7 +358,7 @@ def test_a_refused_need_holds_the_last_sound_one_is_counted_and_queued_once() ->
 
 
 def test_status_reports_nodes_per_connect_and_the_idle_share() -> None:
-    shell = Shell(engine(min_ready=1))
+    shell = Shell(engine(min_ready=1, calibrate=False))
     shell.tick(T0)
     shell.boot_all(T0 + 10)  # one node: booting 10 s
     shell.event(UserConnect(T0 + 30, "a"))  # idle 20 s, then busy
@@ -379,7 +381,7 @@ def boots(shell: Shell, boot_s: float, count: int, start: float) -> float:
 
 
 def test_the_lead_time_follows_the_boots_the_nodes_show() -> None:
-    shell = Shell(engine(min_ready=0, max_nodes=100))
+    shell = Shell(engine(min_ready=0, max_nodes=100, calibrate=False))
     shell.tick(T0)
     assert shell.engine.lead_time_s == 10 + 30  # a tick plus the prior boot
     now = boots(shell, 120.0, 40, T0 + 10)  # the prior's 30 s no longer shows
@@ -389,13 +391,13 @@ def test_the_lead_time_follows_the_boots_the_nodes_show() -> None:
     assert status["lead_time_s"] == pytest.approx(130.0)
     assert status["boot_times"]["seen"] == 40 and status["boot_times"]["quantile_s"] == 120.0
     # the calibration judged each tick over its own lead time, and the scores follow
-    fixed = Shell(engine(min_ready=0, lead_time_s=50.0))
+    fixed = Shell(engine(min_ready=0, lead_time_s=50.0, calibrate=False))
     boots(fixed, 120.0, 5, T0)
     assert fixed.engine.lead_time_s == 50.0 and fixed.engine.boot_times.seen == 5
 
 
 def test_a_node_booting_longer_than_every_boot_seen_is_not_counted_on() -> None:
-    shell = Shell(engine(min_ready=1))
+    shell = Shell(engine(min_ready=1, calibrate=False))
     for _ in range(50):
         shell.engine.boot_times.add(20.0)
     assert len(shell.tick(T0)) == 1  # the one warm node, booting

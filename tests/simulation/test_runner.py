@@ -33,7 +33,9 @@ def test_a_hand_made_trace_gives_the_numbers_worked_out_by_hand() -> None:
     # Sizing at ticks only. t=0 tick: 1 node (min_ready), ready at 10. a connects at 15:
     # instant. Tick 20: a second node, ready at 30. b connects at 25 and waits 5 s for it.
     # Tick 30: a third, ready at 40. a leaves at 60: two idle, one goes (idle longest).
-    result, engine = replay(HAND_MADE, 90, min_ready=1, replace_at_once=False)
+    result, engine = replay(
+        HAND_MADE, 90, min_ready=1, replace_at_once=False, size_on_first_sight=False
+    )
     assert (result.connects, result.instant, result.waited) == (2, 1, 1)
     assert result.instant_rate == 0.5
     assert result.mean_wait_s == 5.0 and result.p95_wait_s == 5.0
@@ -48,7 +50,7 @@ def test_a_hand_made_trace_gives_the_numbers_worked_out_by_hand() -> None:
 def test_a_node_taken_is_replaced_at_once() -> None:
     # As above, but a's connect at 15 sizes again at once: a second node is requested at 15,
     # ready at 25, in time for b, who connects at 25 and is served at once too.
-    result, _ = replay(HAND_MADE, 90, min_ready=1, replace_at_once=True)
+    result, _ = replay(HAND_MADE, 90, min_ready=1, replace_at_once=True, size_on_first_sight=False)
     assert (result.connects, result.instant, result.waited) == (2, 2, 0)
     assert result.nodes_created == 3
 
