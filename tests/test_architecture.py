@@ -28,6 +28,7 @@ CORE: Final = (
     "service/config.py",
     "service/pool_history.py",
     "service/sessions.py",
+    "service/feedback.py",
     "service/reconcile.py",
     "service/service_level.py",
     "service/breaker.py",
@@ -37,6 +38,7 @@ CORE: Final = (
     "features/batch.py",
     "features/table.py",
     "features/labels.py",
+    "features/boot_times.py",
     "models/scoring.py",
     "models/heuristic.py",
 )
