@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import random
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
 
+from features.events import Event, NodeStatus, NodeStatusChanged
 from features.table import EventTable
 from models.classifier import SigmoidCalibration
 from models.registry import ModelRegistry
+from simulation.nodes.boot import parse_boot_time
+from simulation.nodes.fleet import NodeFleet
 from simulation.workloads import generate
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.evaluate import evaluate
@@ -60,6 +65,44 @@ def worse() -> TrainResult:
 
 def trace_source(hours: float = HOURS, seed: int = 1) -> EventSource:
     return EventSource(seed_table(hours, seed), "trace", f"/nonexistent/seed-{hours}h.jsonl")
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetBoots:
+    """Node events of a simulated fleet, and the boots they hold (in ready order)."""
+
+    events: list[NodeStatusChanged]
+    boots: list[float]
+    """Seconds from create to ready of each node that became ready, in the order it did."""
+
+
+def fleet_boots(boot: str, created_at: Sequence[float], seed: int = 7) -> FleetBoots:
+    """The ``node:status`` events of the simulated fleet (``simulation.nodes.fleet``) when a
+    node is created at each of ``created_at``: ``booting`` then ``ready`` after the boot
+    time drawn from ``boot``. Every other node is terminated 10 s after its creation when
+    it is still booting then (it gives no boot)."""
+    fleet = NodeFleet(parse_boot_time(boot), random.Random(seed))
+    timeline: list[tuple[float, int, NodeStatusChanged]] = []
+    boots: list[tuple[float, float]] = []
+    for k, at in enumerate(sorted(created_at)):
+        node = fleet.create(at)
+        timeline.append((at, 0, NodeStatusChanged(at, node.id, NodeStatus.BOOTING)))
+        if k % 2 and node.boot_s > 10:
+            fleet.terminate(node.id, at + 10)
+            gone = NodeStatusChanged(at + 10, node.id, NodeStatus.TERMINATED)
+            timeline.append((at + 10, 1, gone))
+    for ready in fleet.advance(float("inf")):
+        timeline.append((ready.at, 1, NodeStatusChanged(ready.at, ready.node_id, ready.status)))
+        booted = fleet.get(ready.node_id)
+        assert booted is not None
+        boots.append((ready.at, booted.boot_s))
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    return FleetBoots([e for _, _, e in timeline], [s for _, s in sorted(boots)])
+
+
+def merged(*streams: Iterable[Event]) -> list[Event]:
+    """Events of several streams in one time order (as a log or a trace holds them)."""
+    return sorted((e for stream in streams for e in stream), key=lambda e: e.ts)
 
 
 def sqlite_tracking(root: Path, model_name: str) -> TrackingConfig:

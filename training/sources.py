@@ -5,7 +5,9 @@ hours ends at ``until`` when given, else at the latest event (not at the wall cl
 imported traces and replays carry their own times), and starts N hours before.
 
 :class:`EventSource` keeps the table of user events with what it was read from, for the
-run's records (the dataset source and the event range logged to MLflow).
+run's records (the dataset source and the event range logged to MLflow), and the node boots
+(``booting`` to ``ready``) of the node events in the same range, from which a job given no
+label horizon chooses one (``models.horizon``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from features.events import DEFAULT_LIMITS, Event, Limits
+from features.boot_times import boot_durations
+from features.events import DEFAULT_LIMITS, Event, Limits, NodeStatus, NodeStatusChanged
 from features.table import ACTIVITY, CONNECT, DISCONNECT, EventTable
 from features.trace import PARQUET_COLUMNS, RejectedLine, parse_lines
 
@@ -44,7 +47,7 @@ class NoEvents(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EventSource:
-    """User events of one range of one source."""
+    """User events (and node boots) of one range of one source."""
 
     table: EventTable
     kind: str
@@ -55,6 +58,9 @@ class EventSource:
     until: float | None = None
     rejected: int = 0
     """Lines or entries that were not valid events (left out)."""
+    boots: tuple[float, ...] = ()
+    """Seconds from ``booting`` to ``ready`` of each node that did both in the range, in
+    log order (``features.boot_times.boot_durations``)."""
 
     @property
     def path(self) -> Path | None:
@@ -79,6 +85,7 @@ class EventSource:
             "first_ts": first,
             "last_ts": last,
             "rejected": self.rejected,
+            "boots": len(self.boots),
         }
 
 
@@ -110,20 +117,29 @@ def from_trace(
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
 ) -> EventSource:
-    """User events of a ``.jsonl`` or ``.parquet`` trace in the range (or window)."""
+    """User events (and node boots) of a ``.jsonl`` or ``.parquet`` trace in the range (or
+    window)."""
     from features.transfer import trace_format
 
     if trace_format(path) == "parquet":
-        table = _read_parquet(path)
+        table, nodes = _read_parquet(path)
         rejected = 0
         if progress is not None:
             progress(path.stat().st_size)
     else:
-        table, rejected = _read_jsonl(path, now=now, limits=limits, progress=progress)
+        table, nodes, rejected = _read_jsonl(path, now=now, limits=limits, progress=progress)
     latest = float(table.ts_ms[-1]) / 1000 if len(table) else None
     since, until = window_bounds(since, until, window_hours, latest)
+    low = -math.inf if since is None else since
+    high = math.inf if until is None else until
     return EventSource(
-        within(table, since, until), "trace", str(path), since, until, rejected=rejected
+        within(table, since, until),
+        "trace",
+        str(path),
+        since,
+        until,
+        rejected=rejected,
+        boots=tuple(boot_durations(e for e in nodes if low <= e.ts < high)),
     )
 
 
@@ -135,7 +151,8 @@ def from_log(
     window_hours: float | None = None,
     progress: Progress | None = None,
 ) -> EventSource:
-    """User events of the event log in the range (or the window up to its latest event)."""
+    """User events (and node boots) of the event log in the range (or the window up to its
+    latest event)."""
     since, until = window_bounds(since, until, window_hours, latest_event_time(log))
     events: list[Event] = []
     rejected = 0
@@ -145,7 +162,13 @@ def from_log(
         if progress is not None:
             progress(len(batch.events) + len(batch.rejected))
     return EventSource(
-        EventTable.from_events(events), "log", log.keys.stream, since, until, rejected=rejected
+        EventTable.from_events(events),
+        "log",
+        log.keys.stream,
+        since,
+        until,
+        rejected=rejected,
+        boots=tuple(boot_durations(events)),
     )
 
 
@@ -191,7 +214,7 @@ def within(table: EventTable, since: float | None, until: float | None) -> Event
 
 def _read_jsonl(
     path: Path, *, now: float, limits: Limits, progress: Progress | None
-) -> tuple[EventTable, int]:
+) -> tuple[EventTable, list[NodeStatusChanged], int]:
     events: list[Event] = []
     rejected = 0
     reported = 0
@@ -207,13 +230,21 @@ def _read_jsonl(
                 reported = position
         if progress is not None:
             progress(source.tell() - reported)
-    return EventTable.from_events(events), rejected
+    nodes = [e for e in events if isinstance(e, NodeStatusChanged)]
+    return EventTable.from_events(events), nodes, rejected
 
 
-def _read_parquet(path: Path) -> EventTable:
+def _read_parquet(path: Path) -> tuple[EventTable, list[NodeStatusChanged]]:
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    return EventTable.from_arrow(pq.read_table(path, columns=["ts", "channel", "user_id"]))
+    flat = pq.read_table(path, columns=["ts", "channel", "user_id", "node_id", "status"])
+    node_rows = flat.filter(pc.equal(flat.column("channel"), NodeStatusChanged.channel.value))
+    nodes = [
+        NodeStatusChanged(float(row["ts"]), str(row["node_id"]), NodeStatus(row["status"]))
+        for row in node_rows.select(["ts", "node_id", "status"]).to_pylist()
+    ]
+    return EventTable.from_arrow(flat.select(["ts", "channel", "user_id"])), nodes
 
 
 def to_arrow(table: EventTable) -> pa.Table:

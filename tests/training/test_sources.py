@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import redis
 
+from features.boot_times import boot_durations
 from features.eventlog import EventLog, LogKeys
-from features.trace import write_jsonl
+from features.trace import write_jsonl, write_parquet
 from simulation.workloads import DEFAULT_START, generate
-from tests.lifecycle import seed_table
+from tests.lifecycle import fleet_boots, merged, seed_table
 from training.sources import from_log, from_trace, latest_event_time, window_bounds, write_snapshot
 
 HOUR = 3600.0
@@ -73,3 +74,41 @@ def test_the_log_window_ends_at_its_latest_event(
     ranged = from_log(log, since=DEFAULT_START + HOUR, until=DEFAULT_START + 1.5 * HOUR)
     assert ranged.event_range[0] >= DEFAULT_START + HOUR
     assert ranged.event_range[1] < DEFAULT_START + 1.5 * HOUR
+
+
+def test_the_log_s_node_boots_in_the_range_come_with_its_user_events(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    users = list(generate("seed", hours=2, seed=4))
+    nodes = fleet_boots("uniform:40:59", [DEFAULT_START + 60.0 * k for k in range(120)])
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    log.append_many(merged(users, nodes.events))
+
+    whole = from_log(log)
+    assert len(whole.table) == len(users)  # node events make no user rows
+    assert whole.boots == tuple(nodes.boots)  # the fleet's boots, terminated nodes left out
+    assert len(whole.boots) == 60 and whole.describe()["boots"] == 60  # every other: gone
+
+    since, until = DEFAULT_START + 0.5 * HOUR, DEFAULT_START + HOUR
+    ranged = from_log(log, since=since, until=until)
+    inside = boot_durations(e for e in nodes.events if since <= e.ts < until)
+    assert ranged.boots == tuple(inside) and 0 < len(inside) < len(whole.boots)
+
+    users_only = EventLog(redis_client, LogKeys(f"{key_prefix}users:"))
+    users_only.append_many(users)
+    assert from_log(users_only).boots == ()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_trace_s_node_boots_in_the_window(tmp_path: Path, suffix: str) -> None:
+    users = list(generate("seed", hours=2, seed=4))
+    nodes = fleet_boots("fixed:45", [DEFAULT_START + 60.0 * k for k in range(120)])
+    path = tmp_path / f"trace{suffix}"
+    events = merged(users, nodes.events)
+    (write_jsonl if suffix == ".jsonl" else write_parquet)(path, events)
+    whole = from_trace(path, now=DEFAULT_START + 10 * HOUR)
+    assert whole.boots == tuple(nodes.boots) and set(whole.boots) == {45.0}
+    recent = from_trace(path, window_hours=0.5, now=DEFAULT_START + 10 * HOUR)
+    assert recent.since is not None
+    assert recent.boots == tuple(boot_durations(e for e in events if e.ts >= recent.since))
+    assert 0 < len(recent.boots) < len(whole.boots)
