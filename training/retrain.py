@@ -7,6 +7,10 @@ slice: the most recent holdout, which the candidate never saw and which is more 
 anything the champion was trained on, as long as retraining runs more often than the
 window moves past it.
 
+The label horizon is the dataset spec's; ``horizon`` says how it was chosen
+(``models.horizon``: given, from the range's node boots, or the default) and is recorded
+with the run. Without one, the spec's horizon counts as given.
+
 Bad data (an empty, tiny or single-class range) raises ``BadTrainingData`` before
 anything is logged or registered.
 """
@@ -18,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from models.horizon import HorizonChoice, HorizonSource
 from models.registry import ModelRegistry
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.gates import PromotionDecision, Tolerances
@@ -38,6 +43,7 @@ class TrainedVersion:
     dataset: Dataset
     source: EventSource
     seconds: float
+    horizon: HorizonChoice
 
     def as_dict(self) -> dict[str, Any]:
         split = self.result.split
@@ -47,6 +53,7 @@ class TrainedVersion:
             "run_id": self.logged.run_id,
             "model_uri": self.logged.model_uri,
             "horizon_s": self.dataset.spec.horizon_s,
+            "horizon": self.horizon.as_dict(),
             "event_range": list(self.dataset.event_range),
             "data_digest": self.dataset.digest(),
             "source": self.source.describe(),
@@ -78,17 +85,21 @@ def train_and_register(
     *,
     progress: JobProgress | None = None,
     tags: dict[str, str] | None = None,
+    horizon: HorizonChoice | None = None,
 ) -> TrainedVersion:
     started = time.perf_counter()
+    chosen = checked_horizon(spec, horizon)
     report = progress or (lambda stage, done, total: None)
     dataset = build_dataset(
         source.table, spec, progress=lambda done, total: report("features", done, total)
     )
     result = train(dataset, config, progress=report)
     report("log", 0, 1)
-    logged = log_training(result, dataset, source, tracking, tags=tags)
+    logged = log_training(result, dataset, source, tracking, tags=tags, horizon=chosen)
     report("log", 1, 1)
-    return TrainedVersion(logged, result, dataset, source, time.perf_counter() - started)
+    return TrainedVersion(
+        logged, result, dataset, source, time.perf_counter() - started, horizon=chosen
+    )
 
 
 def retrain(
@@ -102,10 +113,17 @@ def retrain(
     actor: str,
     dry_run: bool = False,
     progress: JobProgress | None = None,
+    horizon: HorizonChoice | None = None,
 ) -> RetrainOutcome:
     """Train and register on ``source``, then promote if the gates pass (see module)."""
     trained = train_and_register(
-        source, spec, config, tracking, progress=progress, tags={"job": "retrain"}
+        source,
+        spec,
+        config,
+        tracking,
+        progress=progress,
+        tags={"job": "retrain"},
+        horizon=horizon,
     )
     report = progress or (lambda stage, done, total: None)
     report("promote", 0, 1)
@@ -121,3 +139,14 @@ def retrain(
     )
     report("promote", 1, 1)
     return RetrainOutcome(trained, decision)
+
+
+def checked_horizon(spec: DatasetSpec, horizon: HorizonChoice | None) -> HorizonChoice:
+    """``horizon``, which must be the spec's; a given one when None."""
+    if horizon is None:
+        return HorizonChoice(spec.horizon_s, HorizonSource.GIVEN)
+    if horizon.horizon_s != spec.horizon_s:
+        raise ValueError(
+            f"the dataset spec's horizon is {spec.horizon_s} s, the choice's {horizon.horizon_s} s"
+        )
+    return horizon

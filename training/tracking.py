@@ -2,13 +2,15 @@
 
 One run holds:
 
-- params: the training config (``train.*``), the dataset spec (``data.*``), the horizon,
-  the event range (unix seconds and ISO 8601), the source, the number of trees kept and
-  the calibration used;
+- params: the training config (``train.*``), the dataset spec (``data.*``), the horizon and
+  how it was chosen (``horizon_source``: given, boots or default; ``horizon_boots``, the
+  node boots it looked at; ``horizon_boot_quantile`` and ``horizon_boot_s``, the boot-time
+  quantile covered and its value), the event range (unix seconds and ISO 8601), the source,
+  the number of trees kept and the calibration used;
 - metrics: on the test slice, ``test_<scorer>_<metric>`` for the calibrated model
   (``model``), the raw booster (``model_raw``), the baseline and the heuristic; rows and
   positives per slice; seconds per stage;
-- tags: ``data_digest`` (SHA-256 of the rows), ``source``;
+- tags: ``data_digest`` (SHA-256 of the rows), ``source``, ``horizon_source``;
 - inputs: the train, validation and test slices as ``mlflow.data`` datasets with their
   digests and a file source (the trace file; for the event log, a Parquet snapshot of the
   events logged as ``data/events.parquet``, since the log is trimmed over time);
@@ -16,7 +18,8 @@ One run holds:
   comparison table), ``plots/roc.png``, ``plots/reliability.png``, ``plots/importance.png``;
 - the model (``models.classifier``): the native LightGBM booster with signature, input
   example, explicit pip requirements and ``classifier.json``, registered as a new version
-  of the registered model, whose version tags repeat the horizon, digest and test metrics.
+  of the registered model, whose version tags repeat the horizon (and how it was chosen),
+  digest and test metrics.
 
 Everything is logged before the model is registered: a run that fails registers nothing.
 """
@@ -41,6 +44,7 @@ import numpy as np
 
 from models.classifier import log_model
 from models.defaults import DEFAULT_MODEL_NAME
+from models.horizon import HorizonChoice, HorizonSource
 from training.dataset import Dataset
 from training.defaults import DEFAULT_EXPERIMENT
 from training.evaluate import plot_importance, plot_reliability, plot_roc, table
@@ -124,12 +128,15 @@ def log_training(
     *,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    horizon: HorizonChoice | None = None,
 ) -> LoggedRun:
-    """Record ``result`` as a run and register its model (see the module docstring)."""
+    """Record ``result`` as a run and register its model (see the module docstring);
+    ``horizon`` says how the dataset's horizon was chosen (None: given)."""
     import mlflow
 
     first, last = dataset.event_range
     digest = dataset.digest()
+    chosen = horizon or HorizonChoice(dataset.spec.horizon_s, HorizonSource.GIVEN)
     with (
         active(tracking) as client,
         tempfile.TemporaryDirectory(prefix="run-") as folder,
@@ -140,8 +147,15 @@ def log_training(
         exp = experiment_id(client, tracking)
         name = run_name or f"train {_iso(first)} .. {_iso(last)}"
         with mlflow.start_run(experiment_id=exp, run_name=name) as run:
-            mlflow.set_tags({"data_digest": digest, "source": source.kind, **(tags or {})})
-            mlflow.log_params(_params(result, dataset, source))
+            mlflow.set_tags(
+                {
+                    "data_digest": digest,
+                    "source": source.kind,
+                    "horizon_source": chosen.source.value,
+                    **(tags or {}),
+                }
+            )
+            mlflow.log_params(_params(result, dataset, source, chosen))
             mlflow.log_metrics(_metrics(result))
             mlflow.log_dict({"features": list(dataset.feature_names)}, "features.json")
             mlflow.log_dict({k: m.as_dict() for k, m in result.metrics.items()}, "metrics.json")
@@ -154,7 +168,8 @@ def log_training(
                 registered_model_name=tracking.model_name,
             )
             version = str(info.registered_model_version)
-            for key, value in _version_tags(result, dataset, source, digest, run.info.run_id):
+            version_tags = _version_tags(result, dataset, source, digest, run.info.run_id, chosen)
+            for key, value in version_tags:
                 client.set_model_version_tag(tracking.model_name, version, key, value)
             return LoggedRun(
                 run_id=run.info.run_id,
@@ -166,12 +181,18 @@ def log_training(
             )
 
 
-def _params(result: TrainResult, dataset: Dataset, source: EventSource) -> dict[str, Any]:
+def _params(
+    result: TrainResult, dataset: Dataset, source: EventSource, horizon: HorizonChoice
+) -> dict[str, Any]:
     first, last = dataset.event_range
     params: dict[str, Any] = {f"train.{k}": v for k, v in result.config.as_params().items()}
     params |= {f"data.{k}": v for k, v in asdict(dataset.spec).items()}
     params |= {
         "horizon_s": dataset.spec.horizon_s,
+        "horizon_source": horizon.source.value,
+        "horizon_boots": horizon.boots,
+        "horizon_boot_quantile": horizon.boot_quantile,
+        "horizon_boot_s": horizon.boot_s,
         "event_range_start": first,
         "event_range_end": last,
         "event_range": f"{_iso(first)} .. {_iso(last)}",
@@ -272,12 +293,23 @@ def _input_example(result: TrainResult) -> Any:
 
 
 def _version_tags(
-    result: TrainResult, dataset: Dataset, source: EventSource, digest: str, run_id: str
+    result: TrainResult,
+    dataset: Dataset,
+    source: EventSource,
+    digest: str,
+    run_id: str,
+    horizon: HorizonChoice,
 ) -> list[tuple[str, str]]:
     first, last = dataset.event_range
     model = result.metrics["model"]
     return [
         ("horizon_s", str(dataset.spec.horizon_s)),
+        ("horizon_source", horizon.source.value),
+        *(
+            (f"horizon_{key}", str(value))
+            for key, value in horizon.as_dict().items()
+            if key in ("boots", "boot_quantile", "boot_s") and value is not None
+        ),
         ("data_digest", digest),
         ("event_range", f"{_iso(first)} .. {_iso(last)}"),
         ("source", f"{source.kind}:{source.location}"),

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from features.definitions import FEATURE_NAMES
+from models.horizon import HorizonSource, horizon_from_boots
 from models.registry import ModelRegistry
-from tests.lifecycle import register, seed_dataset, seed_table, trained
+from tests.lifecycle import register, seed_dataset, seed_table, trace_source, trained
 from training.sources import EventSource, from_trace
 from training.tracking import TrackingConfig, log_training
 
@@ -28,6 +29,7 @@ def test_a_run_records_what_made_the_model(tracking: TrackingConfig) -> None:
 
     params = run.data.params
     assert float(params["horizon_s"]) == data.spec.horizon_s
+    assert params["horizon_source"] == run.data.tags["horizon_source"] == "given"  # the spec's
     assert float(params["event_range_start"]) == data.event_range[0]
     assert float(params["event_range_end"]) == data.event_range[1]
     assert params["train.max_trees"] == "40" and params["calibration"] == "sigmoid"
@@ -53,6 +55,24 @@ def test_a_run_records_what_made_the_model(tracking: TrackingConfig) -> None:
     assert set(inputs) == {"train", "validation", "test"}
     assert inputs["test"].digest == result.split.test.digest()[:32]
     assert json.loads(inputs["train"].source)["uri"].endswith("seed-3.0h.jsonl")
+
+
+def test_a_run_says_when_the_horizon_is_the_default_for_want_of_boots(
+    tracking: TrackingConfig,
+) -> None:
+    chosen = horizon_from_boots(trace_source().boots)  # the seed's trace: users only
+    assert (
+        chosen.source is HorizonSource.DEFAULT and chosen.horizon_s == seed_dataset().spec.horizon_s
+    )
+    logged = log_training(trained(), seed_dataset(), trace_source(), tracking, horizon=chosen)
+    run = mlflow.MlflowClient(tracking.tracking_uri).get_run(logged.run_id)
+    params = run.data.params
+    assert (params["horizon_source"], params["horizon_boots"]) == ("default", "0")
+    assert (params["horizon_boot_quantile"], params["horizon_boot_s"]) == ("0.95", "None")
+    assert run.data.tags["horizon_source"] == "default"
+    tags = ModelRegistry(tracking.tracking_uri, tracking.model_name).version_info("1").tags
+    assert (tags["horizon_source"], tags["horizon_boots"]) == ("default", "0")
+    assert "horizon_boot_s" not in tags
 
 
 @pytest.mark.slow
