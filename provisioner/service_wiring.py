@@ -130,8 +130,9 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
         nodes = InProcessNodes(
             LiveFleet(fleet, async_client.publish, clock, channel_prefix=settings.channel_prefix)
         )
+    fallback_horizon_s = wiring.serving_horizon_s(settings)
     scorer = ModelScorer(
-        fallback=HeuristicScorer(horizon_s=settings.horizon_s), horizon_s=settings.horizon_s
+        fallback=HeuristicScorer(horizon_s=fallback_horizon_s), horizon_s=fallback_horizon_s
     )
     watcher = RegistryWatcher(scorer, wiring.model_registry(settings))
     config = service_config(settings)

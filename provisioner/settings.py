@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.eventlog import LogKeys
 from features.events import Limits
-from models.defaults import DEFAULT_HORIZON_S, DEFAULT_MODEL_NAME
+from models.defaults import DEFAULT_MODEL_NAME
 from service.config import ServiceConfig
 from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
@@ -116,10 +116,12 @@ class Settings(BaseSettings):
     experiment_name: str = Field(
         default=DEFAULT_EXPERIMENT, min_length=1, description="MLflow experiment of the runs."
     )
-    horizon_s: float = Field(
-        default=DEFAULT_HORIZON_S,
+    horizon_s: float | None = Field(
+        default=None,
         gt=0,
-        description="Label horizon: predict a connect within this many s.",
+        description="Label horizon: predict a connect within this many s (unset: `train` and "
+        "`retrain` choose it from the node boots logged in their range, as the service its "
+        "lead time).",
     )
     dataset_every_s: float = Field(
         default=DEFAULT_EVERY_S, gt=0, description="Spacing of the training cutoffs, seconds."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,8 @@ import redis
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys, Retention
 from features.events import Limits
+from models.defaults import DEFAULT_HORIZON_S
+from models.horizon import HorizonChoice, choose_horizon
 from provisioner.embedded_redis import EmbeddedRedis
 from provisioner.settings import Settings
 
@@ -126,11 +128,24 @@ def model_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry(tracking_uri(settings), settings.model_name)
 
 
-def dataset_spec(settings: Settings, horizon_s: float | None = None) -> DatasetSpec:
+def horizon(settings: Settings, given_s: float | None, boots: Sequence[float]) -> HorizonChoice:
+    """The label horizon of a training job: ``given_s`` (``--horizon``), else
+    ``PROVISIONER_HORIZON_S``, else the service's lead time for ``boots``, the node boots of
+    the training range (``models.horizon``; the default when there are none)."""
+    return choose_horizon(given_s if given_s is not None else settings.horizon_s, boots)
+
+
+def serving_horizon_s(settings: Settings) -> float:
+    """The horizon the service's fallback scores are about while no model (which carries its
+    own) is loaded: ``PROVISIONER_HORIZON_S``, else the default."""
+    return settings.horizon_s if settings.horizon_s is not None else DEFAULT_HORIZON_S
+
+
+def dataset_spec(settings: Settings, horizon_s: float) -> DatasetSpec:
     from training.dataset import DatasetSpec
 
     return DatasetSpec(
-        horizon_s=horizon_s if horizon_s is not None else settings.horizon_s,
+        horizon_s=horizon_s,
         every_s=settings.dataset_every_s,
         quiet_after_s=settings.dataset_quiet_after_s,
         quiet_stride=settings.dataset_quiet_stride,

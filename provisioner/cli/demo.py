@@ -87,15 +87,17 @@ def demo(
             _stop_if_asked(interrupted)
             with JobProgress("demo", names=TRAINING_STAGES) as report:
                 source = from_log(log, progress=lambda n: None)
+                chosen = wiring.horizon(settings, None, source.boots)
                 outcome = retrain(
                     source,
-                    wiring.dataset_spec(settings),
+                    wiring.dataset_spec(settings, chosen.horizon_s),
                     wiring.train_config(settings),
                     wiring.tracking(settings),
                     wiring.model_registry(settings),
                     tolerances=wiring.tolerances(settings),
                     actor="demo",
                     progress=report,
+                    horizon=chosen,
                 )
             version = outcome.trained.logged.version
             if not outcome.decision.promote:

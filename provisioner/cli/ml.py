@@ -20,11 +20,16 @@ from provisioner.cli.common import console, parse_time, print_json, settings_of
 from provisioner.cli.progress import TRAINING_STAGES, JobProgress
 
 if TYPE_CHECKING:
+    from models.horizon import HorizonChoice
     from provisioner.settings import Settings
     from training.retrain import TrainedVersion
     from training.sources import EventSource
 
 EXIT_REJECTED: Final = 3
+HORIZON_HELP: Final = (
+    "Label horizon in seconds (default: PROVISIONER_HORIZON_S; unset, the service's lead "
+    "time for the node boots logged in the range: a tick plus their 95th percentile)."
+)
 
 TraceOption = Annotated[
     Path | None,
@@ -58,7 +63,7 @@ def train(
     until: UntilOption = None,
     horizon: Annotated[
         float | None,
-        typer.Option(min=1.0, help="Label horizon in seconds (default: PROVISIONER_HORIZON_S)."),
+        typer.Option(min=1.0, help=HORIZON_HELP),
     ] = None,
 ) -> None:
     """Train on a range of events (default: the whole event log) and register a version.
@@ -73,13 +78,15 @@ def train(
 
     with _errors(), JobProgress("train", names=TRAINING_STAGES) as progress:
         source = _read(settings, trace, parse_time(since), parse_time(until), None, progress)
+        chosen = _horizon(settings, horizon, source)
         trained = train_and_register(
             source,
-            wiring.dataset_spec(settings, horizon),
+            wiring.dataset_spec(settings, chosen.horizon_s),
             wiring.train_config(settings),
             wiring.tracking(settings),
             progress=progress,
             tags={"job": "train"},
+            horizon=chosen,
         )
     summary = trained.as_dict() | {"seconds": round(time.perf_counter() - started, 3)}
     print_json(summary)
@@ -171,7 +178,7 @@ def retrain(
     ] = None,
     horizon: Annotated[
         float | None,
-        typer.Option(min=1.0, help="Label horizon in seconds (default: PROVISIONER_HORIZON_S)."),
+        typer.Option(min=1.0, help=HORIZON_HELP),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Train and register, decide, but move no alias.")
@@ -190,9 +197,10 @@ def retrain(
     window = window_hours if window_hours is not None else settings.retrain_window_hours
     with _errors(), JobProgress("retrain", names=TRAINING_STAGES) as progress:
         source = _read(settings, trace, None, None, window, progress)
+        chosen = _horizon(settings, horizon, source)
         outcome = run_retrain(
             source,
-            wiring.dataset_spec(settings, horizon),
+            wiring.dataset_spec(settings, chosen.horizon_s),
             wiring.train_config(settings),
             wiring.tracking(settings),
             wiring.model_registry(settings),
@@ -200,6 +208,7 @@ def retrain(
             actor=wiring.actor(settings),
             dry_run=dry_run,
             progress=progress,
+            horizon=chosen,
         )
     summary = outcome.as_dict() | {
         "window_hours": window,
@@ -266,6 +275,17 @@ def _read(
     return source
 
 
+def _horizon(settings: Settings, given_s: float | None, source: EventSource) -> HorizonChoice:
+    """The job's label horizon (``wiring.horizon``), said on stderr (in yellow when the
+    default stands in for boots the range does not hold)."""
+    from models.horizon import HorizonSource
+
+    chosen = wiring.horizon(settings, given_s, source.boots)
+    style = "yellow" if chosen.source is HorizonSource.DEFAULT else "default"
+    console.print(chosen.describe(), style=style, highlight=False, soft_wrap=True)
+    return chosen
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Known failures: a message on stderr, a JSON line on stdout, exit code 1."""
@@ -300,6 +320,8 @@ def _show_table(trained: TrainedVersion) -> None:
 
     console.print(
         f"version {trained.logged.version} of {trained.logged.model_name!r} "
-        f"(run {trained.logged.run_id}); test slice:"
+        f"(run {trained.logged.run_id}), {trained.horizon.describe()}; test slice:",
+        highlight=False,
+        soft_wrap=True,
     )
     console.print(table(trained.result.metrics), markup=False, highlight=False)

@@ -11,16 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
+from features.eventlog import EventLog, LogKeys
 from features.events import UserActivity
 from features.trace import write_jsonl
+from models.horizon import HorizonChoice, HorizonSource, horizon_from_boots
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
+from provisioner import wiring
 from provisioner.cli import app
 from provisioner.settings import Settings
 from simulation.workloads import DEFAULT_START, generate
+from tests.lifecycle import fleet_boots, merged
 from tests.provisioner.cli_runner import home_env, last_json, run_cli
 from training.dataset import DatasetSpec
+
+HOUR = 3600.0
 
 
 @pytest.fixture
@@ -35,12 +42,17 @@ def registry_of(home: Path) -> ModelRegistry:
 
 def invoke(*args: str, env: dict[str, str], code: int = 0) -> dict[str, Any]:
     """Run a command in this process (the imports are paid once); its JSON line."""
+    return invoked(*args, env=env, code=code)[0]
+
+
+def invoked(*args: str, env: dict[str, str], code: int = 0) -> tuple[dict[str, Any], str]:
+    """Run a command in this process; its JSON line and what it said on stderr."""
     result = CliRunner().invoke(app, list(args), env=env)
     assert result.exit_code == code, f"{args}: {result.exit_code}\n{result.stderr}"
     line = result.stdout.strip().splitlines()[-1]
     data = json.loads(line)
     assert isinstance(data, dict)
-    return data
+    return data, result.stderr
 
 
 @pytest.mark.slow
@@ -53,6 +65,7 @@ def test_train_promote_retrain_rollback(
     # A fresh home, as a user would: a real process creates the store and the first version.
     trained = last_json(run_cli("train", "--trace", str(trace), env=env))
     assert trained["version"] == "1" and trained["horizon_s"] == 40.0
+    assert trained["horizon"]["source"] == "default"  # the trace holds no node events
     metrics = trained["test_metrics"]
     assert metrics["model"]["log_loss"] < metrics["baseline"]["log_loss"]
     assert metrics["model"]["log_loss"] < metrics["heuristic"]["log_loss"]
@@ -106,6 +119,76 @@ def test_bad_data_stops_with_a_message_and_registers_nothing(
     assert registry_of(home).latest_version() is None
 
 
+def test_train_chooses_the_horizon_from_the_logged_boots_or_says_there_are_none(
+    env: dict[str, str],
+    home: Path,
+    redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, os.environ.get(name, "2"))  # restored after the test
+    # Three hours of users; nodes booting in 40-59 s from the second half on.
+    half = DEFAULT_START + 1.5 * HOUR
+    nodes = fleet_boots("uniform:40:59", [half + 60.0 * k for k in range(90)])
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    log.append_many(merged(generate("seed", hours=3, seed=1), nodes.events))
+    env = env | {"REDIS_URL": redis_url, "PROVISIONER_KEY_PREFIX": key_prefix}
+
+    trained, said = invoked("train", env=env)
+    chosen = horizon_from_boots(nodes.boots)
+    assert chosen.source is HorizonSource.BOOTS and chosen.boots == 45
+    assert trained["horizon"] == chosen.as_dict() and trained["horizon_s"] == chosen.horizon_s
+    assert trained["source"]["boots"] == 45 and 50.0 <= chosen.horizon_s <= 69.0
+    assert said.count(chosen.describe()) == 2  # when chosen, and with the version
+    tags = registry_of(home).version_info("1").tags
+    assert (tags["horizon_source"], tags["horizon_s"]) == ("boots", str(chosen.horizon_s))
+
+    before, said = invoked("train", "--until", str(half), env=env)  # no boot in the range
+    assert before["horizon"]["source"] == "default" and before["horizon_s"] == 40.0
+    assert "label horizon 40 s (the default): no node boots" in said
+    tags = registry_of(home).version_info("2").tags
+    assert (tags["horizon_source"], tags["horizon_boots"]) == ("default", "0")
+
+
+def test_an_explicit_horizon_wins_over_the_boots(
+    env: dict[str, str], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, os.environ.get(name, "2"))
+    trace = tmp_path / "seed.jsonl"
+    nodes = fleet_boots("fixed:55", [DEFAULT_START + 60.0 * k for k in range(180)])
+    write_jsonl(trace, merged(generate("seed", hours=3, seed=1), nodes.events))
+    env = env | {"PROVISIONER_HORIZON_S": "30"}
+
+    retrained, said = invoked("retrain", "--trace", str(trace), "--dry-run", env=env)
+    assert retrained["trained"]["horizon"] == HorizonChoice(30.0, HorizonSource.GIVEN).as_dict()
+    assert retrained["trained"]["source"]["boots"] == 90  # seen, and not used
+    assert "label horizon 30 s (given)" in said
+
+    option, said = invoked("train", "--trace", str(trace), "--horizon", "25", env=env)
+    assert option["horizon"]["source"] == "given" and option["horizon_s"] == 25.0
+    assert "label horizon 25 s (given)" in said
+    runs = [registry_of(home).version_info(v).tags for v in ("1", "2")]
+    assert [(t["horizon_source"], t["horizon_s"]) for t in runs] == [
+        ("given", "30.0"),
+        ("given", "25.0"),
+    ]
+
+
+def test_the_horizon_option_wins_then_the_setting_then_the_boots() -> None:
+    boots = [50.0] * 100
+    assert wiring.horizon(Settings(horizon_s=30.0), 25.0, boots).as_dict()["horizon_s"] == 25.0
+    assert wiring.horizon(Settings(horizon_s=30.0), None, boots) == HorizonChoice(
+        30.0, HorizonSource.GIVEN
+    )
+    from_boots = wiring.horizon(Settings(), None, boots)
+    assert from_boots == horizon_from_boots(boots) and from_boots.horizon_s == 60.0
+    assert wiring.serving_horizon_s(Settings()) == DatasetSpec().horizon_s
+    assert wiring.serving_horizon_s(Settings(horizon_s=30.0)) == 30.0
+
+
 def test_the_help_does_not_import_mlflow() -> None:
     code = "import sys, provisioner.cli; print('mlflow' in sys.modules, 'lightgbm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -114,7 +197,8 @@ def test_the_help_does_not_import_mlflow() -> None:
 
 def test_dataset_settings_default_to_the_dataset_spec() -> None:
     settings, spec = Settings(), DatasetSpec()
-    assert settings.horizon_s == spec.horizon_s
+    assert settings.horizon_s is None  # chosen from the boots, the spec's default without
+    assert wiring.horizon(settings, None, ()).horizon_s == spec.horizon_s
     assert settings.dataset_every_s == spec.every_s
     assert settings.dataset_quiet_after_s == spec.quiet_after_s
     assert settings.dataset_quiet_stride == spec.quiet_stride
