@@ -1,19 +1,37 @@
 """The bench's model: the calibrated LightGBM of the training package, trained on a history
-that is not the scored one (:func:`simulation.bench.history.check_separate`)."""
+that is not the scored one (:func:`simulation.bench.history.check_separate`), for the label
+horizon of :func:`bench_horizon`."""
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
+from features.boot_times import DEFAULT_BOOT_CAPACITY
+from models.horizon import HorizonChoice, choose_horizon
 from models.scoring import Scorer
+from service.config import ServiceConfig
 from simulation.bench.errors import BenchError
 from simulation.bench.history import History
 from simulation.bench.progress import Progress
+from simulation.nodes.boot import BootSchedule
 
 TRAIN_LABEL: Final = "train model"
 """The progress label of the training, in steps: 0, 1 (the dataset), 3 (the model)."""
+
+
+def bench_horizon(boot: BootSchedule, seed: int, config: ServiceConfig) -> HorizonChoice:
+    """The label horizon of the bench's model and heuristic: the config's fixed lead time
+    when it has one (given), else the service's lead-time rule
+    (:func:`models.horizon.horizon_from_boots`) over ``DEFAULT_BOOT_CAPACITY`` boots drawn
+    from the distribution in force at the start of the scored window, by a generator of
+    their own seeded by the bench's seed (not the fleet's: these are not the run's boots)."""
+    rng = random.Random(f"bench boot draws {seed}")
+    at_start = boot.at(boot.start)
+    draws = [at_start.sample(rng) for _ in range(DEFAULT_BOOT_CAPACITY)]
+    return choose_horizon(config.lead_time_s, draws)
 
 
 @dataclass(frozen=True)
@@ -29,11 +47,12 @@ class TrainedModel:
 def train_model(
     history: History,
     *,
-    horizon_s: float,
+    horizon: HorizonChoice,
     progress: Progress | None = None,
 ) -> TrainedModel:
-    """Build the point-in-time dataset of ``history`` and train the calibrated LightGBM on
-    it; the scorer is the one the service serves (``models.model_scorer.ModelScorer``)."""
+    """Build the point-in-time dataset of ``history`` for ``horizon`` and train the calibrated
+    LightGBM on it; the scorer is the one the service serves
+    (``models.model_scorer.ModelScorer``)."""
     from features.table import EventTable
     from models.model_scorer import ModelScorer
     from models.registry import LoadedModel
@@ -44,7 +63,7 @@ def train_model(
     report(TRAIN_LABEL, 0.0, 3.0)
     started = time.perf_counter()
     dataset = build_dataset(
-        EventTable.from_events(history.events), DatasetSpec(horizon_s=horizon_s)
+        EventTable.from_events(history.events), DatasetSpec(horizon_s=horizon.horizon_s)
     )
     report(TRAIN_LABEL, 1.0, 3.0)
     try:
@@ -65,6 +84,7 @@ def train_model(
         "rows": len(dataset),
         "positives": dataset.positives,
         "horizon_s": dataset.spec.horizon_s,
+        "horizon": horizon.as_dict(),
         "trees": result.trees,
         "version": loaded.version,
         "test_metrics": {

@@ -21,6 +21,7 @@ from service.config import ServiceConfig
 from service.core import DecisionCore
 from service.engine import Engine
 from simulation.bench.errors import BenchError
+from simulation.bench.model import bench_horizon
 from simulation.bench.progress import Progress, reporting
 from simulation.bench.setup import BenchSetup
 from simulation.oracle import oracle
@@ -138,7 +139,7 @@ def _oracle_run(setup: BenchSetup) -> RunResult:
 
 def _scorer(spec: PolicySpec, setup: BenchSetup, config: ServiceConfig) -> Scorer:
     if spec.kind is PolicyKind.HEURISTIC:
-        return HeuristicScorer()
+        return HeuristicScorer(horizon_s=bench_horizon(setup.boot, setup.seed, config).horizon_s)
     if setup.model is None:
         raise BenchError("the model policy needs a trained model")
     return setup.model.scorer

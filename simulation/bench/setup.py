@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from models.defaults import DEFAULT_HORIZON_S
 from service.config import ServiceConfig
 from simulation.bench.errors import BenchError
 from simulation.bench.history import (
@@ -37,7 +36,7 @@ from simulation.bench.history import (
     trace_history,
     workload_history,
 )
-from simulation.bench.model import TrainedModel, train_model
+from simulation.bench.model import TrainedModel, bench_horizon, train_model
 from simulation.bench.progress import Progress
 from simulation.bench.request import BenchRequest
 from simulation.nodes.boot import BootSchedule, parse_boot_schedule
@@ -98,8 +97,9 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
                 start=scored.start,
             )
         check_separate(train, scored)
-        horizon_s = config.lead_time_s if config.lead_time_s is not None else DEFAULT_HORIZON_S
-        model = train_model(train, horizon_s=horizon_s, progress=progress)
+        model = train_model(
+            train, horizon=bench_horizon(boot, request.seed, config), progress=progress
+        )
     warmup = train if train is not None and is_prefix(train, scored) else None
     return BenchSetup(scored, boot, request.seed, config, model, warmup)
 

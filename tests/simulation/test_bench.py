@@ -10,6 +10,8 @@ import pytest
 
 from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
 from features.trace import write_jsonl
+from models.heuristic import HeuristicScorer
+from models.horizon import HorizonSource
 from service.config import ServiceConfig
 from simulation.bench.errors import BenchError, TrainingLeak
 from simulation.bench.history import (
@@ -19,9 +21,9 @@ from simulation.bench.history import (
     trace_history,
     workload_history,
 )
-from simulation.bench.model import TrainedModel, train_model
+from simulation.bench.model import TrainedModel, bench_horizon, train_model
 from simulation.bench.plot import plot_frontier
-from simulation.bench.policy_run import PolicyResult, run_policy, warm_features
+from simulation.bench.policy_run import PolicyResult, _scorer, run_policy, warm_features
 from simulation.bench.request import BenchRequest
 from simulation.bench.run import run_bench
 from simulation.bench.setup import BenchSetup, prepare
@@ -115,6 +117,30 @@ def test_the_json_holds_every_policy_in_order_with_the_same_fields() -> None:
     assert oracle["instant_rate"] == 1.0
     assert all(p["node_seconds"] >= oracle["node_seconds"] for p in data["policies"])
     assert "model" not in data and "sweep" not in data and "boot_schedule" not in data
+
+
+def test_the_bench_horizon_is_the_service_s_rule_over_draws_of_the_bench_s_boots() -> None:
+    config = ServiceConfig()
+    uniform = bench_horizon(parse_boot_schedule("uniform:10:29"), 1, config)
+    assert uniform.source is HorizonSource.BOOTS and uniform.boots == 256
+    assert uniform.boot_s is not None and 27.0 <= uniform.boot_s <= 29.0
+    assert uniform.horizon_s == 10.0 + uniform.boot_s
+    assert uniform == bench_horizon(parse_boot_schedule("uniform:10:29"), 1, config)  # seeded
+    assert bench_horizon(BootSchedule(FixedBoot(30)), 1, config).horizon_s == 40.0
+    slow = bench_horizon(parse_boot_schedule("uniform:20:60"), 2, config)
+    assert slow.boot_s is not None and 56.0 <= slow.boot_s <= 60.0
+    # The distribution in force at the scored window's start, not a later one.
+    later = parse_boot_schedule("fixed:30,fixed:90@2").starting_at(T0)
+    assert bench_horizon(later, 1, config).horizon_s == 40.0
+    # A fixed lead time is the service's lead time: the horizon, given.
+    fixed = bench_horizon(later, 1, ServiceConfig(lead_time_s=70.0))
+    assert (fixed.source, fixed.horizon_s) == (HorizonSource.GIVEN, 70.0)
+    # The heuristic policy's scores are about the same horizon.
+    setup = tiny_setup([UserConnect(T0 + 100, "a")], 600.0)
+    scorer = _scorer(PolicySpec(PolicyKind.HEURISTIC), setup, setup.config)
+    assert isinstance(scorer, HeuristicScorer)
+    assert scorer.horizon_s == bench_horizon(setup.boot, setup.seed, setup.config).horizon_s
+    assert scorer.horizon_s == 30.0  # the tiny setup's boots: 20 s
 
 
 def test_same_inputs_same_json_other_seed_other_json() -> None:
@@ -217,7 +243,10 @@ def test_the_model_never_sees_its_test_events(monkeypatch: pytest.MonkeyPatch) -
     assert not {e.user_id for e in trained} & scored.users  # another seed, other users
     data = result.to_dict()
     assert data["model"]["trained_on"]["source"] == "workload seed, seed 1002"
-    assert data["model"]["rows"] > 0 and data["model"]["horizon_s"] == 40.0
+    horizon = bench_horizon(parse_boot_schedule(request.boot), request.seed, request.config())
+    assert data["model"]["rows"] > 0 and data["model"]["horizon"] == horizon.as_dict()
+    assert data["model"]["horizon_s"] == horizon.horizon_s
+    assert horizon.horizon_s in (38.0, 39.0)  # a tick plus the 0.95 quantile of 10-29 s boots
     model = data["policies"][0]
     assert model["policy"] == "model" and model["connects"] == data["policies"][1]["connects"]
     assert result.setup.warmup is None
