@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from models.horizon import HorizonChoice, HorizonSource, horizon_from_boots
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
 from provisioner import wiring
 from provisioner.cli import app
+from provisioner.embedded_redis import EmbeddedRedis
 from provisioner.settings import Settings
 from simulation.workloads import DEFAULT_START, generate
 from tests.lifecycle import fleet_boots, merged
@@ -119,22 +121,35 @@ def test_bad_data_stops_with_a_message_and_registers_nothing(
     assert registry_of(home).latest_version() is None
 
 
+@pytest.fixture
+def embedded_client(embedded_server: EmbeddedRedis, key_prefix: str) -> Iterator[redis.Redis]:
+    """A client of the session's embedded server only; this test's keys deleted afterwards."""
+    client = redis.Redis.from_url(embedded_server.url)
+    yield client
+    keys = list(client.scan_iter(f"{key_prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def test_train_chooses_the_horizon_from_the_logged_boots_or_says_there_are_none(
     env: dict[str, str],
     home: Path,
-    redis_url: str,
-    redis_client: redis.Redis,
+    embedded_server: EmbeddedRedis,
+    embedded_client: redis.Redis,
     key_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """On the embedded server only (two trainings): the choice from the log's boots is
+    tested on both servers in tests/training/test_retrain.py."""
     for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
         monkeypatch.setenv(name, os.environ.get(name, "2"))  # restored after the test
     # Three hours of users; nodes booting in 40-59 s from the second half on.
     half = DEFAULT_START + 1.5 * HOUR
     nodes = fleet_boots("uniform:40:59", [half + 60.0 * k for k in range(90)])
-    log = EventLog(redis_client, LogKeys(key_prefix))
+    log = EventLog(embedded_client, LogKeys(key_prefix))
     log.append_many(merged(generate("seed", hours=3, seed=1), nodes.events))
-    env = env | {"REDIS_URL": redis_url, "PROVISIONER_KEY_PREFIX": key_prefix}
+    env = env | {"REDIS_URL": embedded_server.url, "PROVISIONER_KEY_PREFIX": key_prefix}
 
     trained, said = invoked("train", env=env)
     chosen = horizon_from_boots(nodes.boots)
@@ -160,21 +175,18 @@ def test_an_explicit_horizon_wins_over_the_boots(
     trace = tmp_path / "seed.jsonl"
     nodes = fleet_boots("fixed:55", [DEFAULT_START + 60.0 * k for k in range(180)])
     write_jsonl(trace, merged(generate("seed", hours=3, seed=1), nodes.events))
-    env = env | {"PROVISIONER_HORIZON_S": "30"}
+    env = env | {"PROVISIONER_HORIZON_S": "30"}  # the option wins over it, too
 
-    retrained, said = invoked("retrain", "--trace", str(trace), "--dry-run", env=env)
-    assert retrained["trained"]["horizon"] == HorizonChoice(30.0, HorizonSource.GIVEN).as_dict()
-    assert retrained["trained"]["source"]["boots"] == 90  # seen, and not used
-    assert "label horizon 30 s (given)" in said
-
-    option, said = invoked("train", "--trace", str(trace), "--horizon", "25", env=env)
-    assert option["horizon"]["source"] == "given" and option["horizon_s"] == 25.0
-    assert "label horizon 25 s (given)" in said
-    runs = [registry_of(home).version_info(v).tags for v in ("1", "2")]
-    assert [(t["horizon_source"], t["horizon_s"]) for t in runs] == [
-        ("given", "30.0"),
-        ("given", "25.0"),
-    ]
+    retrained, said = invoked(
+        "retrain", "--trace", str(trace), "--horizon", "25", "--dry-run", env=env
+    )
+    trained = retrained["trained"]
+    assert trained["horizon"] == HorizonChoice(25.0, HorizonSource.GIVEN).as_dict()
+    assert trained["horizon_s"] == 25.0 and trained["source"]["boots"] == 90  # seen, unused
+    assert said.count("label horizon 25 s (given)") == 2
+    assert retrained["promotion"]["holdout"]["horizon_s"] == 25.0
+    tags = registry_of(home).version_info("1").tags
+    assert (tags["horizon_source"], tags["horizon_s"]) == ("given", "25.0")
 
 
 def test_the_horizon_option_wins_then_the_setting_then_the_boots() -> None:
