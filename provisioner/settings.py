@@ -120,8 +120,8 @@ class Settings(BaseSettings):
         default=None,
         gt=0,
         description="Label horizon: predict a connect within this many s (unset: `train` and "
-        "`retrain` choose it from the node boots logged in their range, as the service its "
-        "lead time).",
+        "`retrain` choose it from the node boots logged in their range, by the service's "
+        "lead-time rule).",
     )
     dataset_every_s: float = Field(
         default=DEFAULT_EVERY_S, gt=0, description="Spacing of the training cutoffs, seconds."
