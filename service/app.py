@@ -196,6 +196,29 @@ class FeedbackReportBody(Answer):
     reason: str
 
 
+class WindowLevelBody(Answer):
+    """The connects of one window ending now, and what came of them."""
+
+    window: str
+    seconds: int
+    connects: int
+    instant: int
+    """Connects served at once."""
+    instant_rate: float | None
+    """``instant / connects``; null without connects."""
+    burn_rate: float | None
+    """``(1 - instant_rate) / (1 - target)``: 1 spends the error budget as fast as it
+    accrues; null without connects."""
+
+
+class ServiceLevelBody(Answer):
+    """The instant rate per window (5m, 30m, 1h, 6h), against the target."""
+
+    at: float
+    target_instant_rate: float
+    windows: list[WindowLevelBody]
+
+
 class PoolStatus(Answer):
     at: float
     counts: PoolCountsBody
@@ -212,6 +235,7 @@ class PoolStatus(Answer):
     """The lead time in force: a tick plus the learned boot quantile, unless configured."""
     boot_times: BootTimesBody
     feedback: FeedbackReportBody
+    service_level: ServiceLevelBody
     nodes: list[PoolNodeBody]
     top_users: list[UserScoreBody]
     provider: ProviderHealth
@@ -361,10 +385,12 @@ def create_app(
 
     @app.get("/v1/pool", responses=_errors(503))
     async def pool(live: Live) -> PoolStatus:
-        """Nodes by state, the desired warm nodes, the scaler's last reason and the node
-        provider's health (its circuit breaker)."""
+        """Nodes by state, the desired warm nodes, the scaler's last reason, the instant
+        rate per window against the target and the node provider's health (its circuit
+        breaker)."""
         engine = live.engine
         status = engine.status(live.clock.now()).to_dict()
+        status["service_level"] = live.service_level().to_dict()
         status["nodes"] = [node.to_dict() for node in engine.pool.nodes()]
         status["top_users"] = [score.to_dict() for score in engine.last_scores.top(10)]
         status["provider"] = live.provider_status()

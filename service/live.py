@@ -47,9 +47,10 @@ from features.clock import Clock
 from features.definitions import FEATURE_NAMES
 from features.eventlog import EventLog
 from features.table import to_ms
-from models.scoring import Scores
+from models.scoring import Scores, Source
 from service.breaker import CircuitBreaker
 from service.commands import Command, TerminateNode
+from service.connect_windows import ServiceLevel
 from service.consumer import StreamConsumer
 from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from service.engine import Engine
@@ -199,6 +200,13 @@ class LiveService:
         alive = bool(self._tasks) and not self._tasks[0].done()
         return self._engine is not None and fresh and alive
 
+    def service_level(self) -> ServiceLevel:
+        """The instant rate per window until now, against the configured target."""
+        engine = self.engine
+        return engine.connect_windows.service_level(
+            self.clock.now(), engine.config.target_instant_rate
+        )
+
     def is_leader(self) -> bool:
         return self.leader is None or self.leader()
 
@@ -208,10 +216,14 @@ class LiveService:
         return {"breaker": breaker, "deletes_in_flight": self.commands.deletes_in_flight()}
 
     def refresh_telemetry(self) -> None:
-        """Gauges read from other objects (the scorer's fallbacks, the breaker): now."""
+        """Gauges read from other objects (the connect windows, the scorer's fallbacks, the
+        model served, the breaker): now."""
         self.telemetry.ready.set(1 if self.ready else 0)
+        if self._engine is not None:
+            self.telemetry.observe_service_level(self.service_level())
         if self.watcher is not None:
             self.telemetry.observe_fallbacks(self.watcher.fallbacks())
+            self.telemetry.observe_model(self.watcher.info()["source"] == Source.MODEL.value)
         if self.breaker is not None:
             self.telemetry.observe_breaker(self.breaker)
 

@@ -29,6 +29,7 @@ from features.eventlog import EventLog, LogKeys
 from features.events import Event, UserActivity, UserConnect, UserDisconnect
 from models.scoring import Source
 from service.app import create_app
+from service.connect_windows import ConnectWindows, ServiceLevel
 from service.engine import EngineStatus, UserScore
 from service.feedback import ServiceLevelFeedback
 from service.pool import PoolCounts
@@ -390,6 +391,7 @@ def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> Non
     for i in range(30):
         history.record(crafted_status(now - 300 + 10 * i, waiting=i % 3))
     pool: dict[str, Any] = crafted_status(now).to_dict() | {"nodes": []}
+    pool["service_level"] = crafted_level(now).to_dict()
     pool["top_users"] = [
         UserScore(f"u{i}", 0.9 - 0.1 * i, source, version, 0.8 - 0.07 * i).to_dict()
         for i, (source, version) in enumerate(
@@ -436,8 +438,21 @@ def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> Non
     assert fields["mean-wait"]["text"] == "4.4 s"
     assert fields["p95-wait"]["text"] == "9.5 s"
     assert fields["need"]["text"] == "5.43"
+    # the last hour (16 of 20 at once) against the target, missed
+    assert fields["instant-rate-1h"]["text"] == "80.0%"
+    assert fields["instant-rate-1h"]["value"] == "0.8"
+    assert fields["target-instant-rate"]["text"] == "99%"
+    assert fields["target-instant-rate"]["value"] == "0.99"
     assert fields["baseline"]["text"] == "0.75 / min"
     assert [row["source"]["text"] for row in dom["rows"]] == ["model", "heuristic", "model"]
     for chart in dom["charts"].values():
         assert chart["points"] == 30
     page.close()
+
+
+def crafted_level(at: float) -> ServiceLevel:
+    """The last hour: 20 connects, 16 at once (none in the last 30 min)."""
+    windows = ConnectWindows()
+    for i in range(20):
+        windows.record(at - 50 * 60 + 60 * i, instant=i % 5 != 0)
+    return windows.service_level(at, 0.99)
