@@ -49,12 +49,6 @@ class Prediction(BaseModel):
     horizon_s: float
 
 
-class Readiness(BaseModel):
-    ready: bool
-    watermark: str | None
-    """The ID of the last event log entry applied."""
-
-
 class ErrorBody(BaseModel):
     """A 4xx or 503 answer: what is wrong."""
 
@@ -85,6 +79,23 @@ class Answer(BaseModel):
 
 class Health(Answer):
     status: Literal["ok"]
+
+
+class ReadinessBody(Answer):
+    """Ready when the service sees events and the first check of the model registry has
+    settled what scores the users; ``reasons`` says why not."""
+
+    ready: bool
+    sees_events: bool
+    """The last read of the event log succeeded, recently enough, and the consumer runs."""
+    model_settled: bool
+    """The first check of the model registry has finished (or there is no registry)."""
+    model: str
+    """What scores the users, or that the first check has not finished."""
+    watermark: str | None
+    """The ID of the last event log entry applied."""
+    reasons: list[str]
+    """Why the service is not ready (empty when it is)."""
 
 
 class UserScoreBody(Answer):
@@ -434,14 +445,17 @@ def create_app(
 
     @app.get(
         "/readyz",
-        response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "Not ready."}},
+        response_model=ReadinessBody,
+        responses={503: {"model": ReadinessBody, "description": "Not ready: `reasons` says why."}},
     )
     async def readyz() -> JSONResponse:
-        """Ready when the event log is reachable and the consumer is alive."""
-        ready = service.ready
-        body = {"ready": ready, "watermark": service.watermark}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        """Ready when the service sees events (the event log answers, the consumer runs)
+        and the first check of the model registry has settled what scores the users: the
+        champion loaded, or why the heuristic serves (no registry configured, no champion,
+        the registry unreachable, a load that failed)."""
+        readiness = service.readiness()
+        body = ReadinessBody.model_validate(readiness.to_dict()).model_dump(mode="json")
+        return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:

@@ -32,6 +32,7 @@ from service.app import create_app
 from service.connect_windows import ConnectWindows, ServiceLevel
 from service.engine import EngineStatus, UserScore
 from service.feedback import ServiceLevelFeedback
+from service.live import Readiness
 from service.pool import PoolCounts
 from service.pool_history import PoolHistory
 from service.service_level import MetricsReport
@@ -410,7 +411,7 @@ def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> Non
         "/v1/pool": pool,
         "/v1/history": history.to_dict() | {"now": now, "tick_interval_s": 10.0},
         "/v1/model": model,
-        "/readyz": {"ready": True, "watermark": "1-0"},
+        "/readyz": ready_body(),
     }
     html = (ROOT / "service" / "static" / "dashboard.html").read_text(encoding="utf-8")
 
@@ -456,3 +457,48 @@ def crafted_level(at: float) -> ServiceLevel:
     for i in range(20):
         windows.record(at - 50 * 60 + 60 * i, instant=i % 5 != 0)
     return windows.service_level(at, 0.99)
+
+
+def ready_body(*reasons: str, sees_events: bool = True) -> dict[str, Any]:
+    model = "serving 'connect-model' version 7"
+    return Readiness(sees_events, True, model, "1-0", reasons).to_dict()
+
+
+@pytest.mark.parametrize("sees_events", [True, False])
+def test_dashboard_says_why_the_service_is_not_ready(
+    browser: BrowserContext, sees_events: bool
+) -> None:
+    now = 1_800_000_000.0
+    pool: dict[str, Any] = crafted_status(now).to_dict() | {"nodes": [], "top_users": []}
+    pool["service_level"] = ConnectWindows().service_level(now, 0.99).to_dict()
+    reason = "waiting for a reason" if sees_events else "the event log is unreachable"
+    answers: dict[str, tuple[int, Any]] = {
+        "/v1/pool": (200, pool),
+        "/v1/history": (200, PoolHistory().to_dict() | {"now": now, "tick_interval_s": 10.0}),
+        "/v1/model": (200, {"source": "heuristic", "alias": None, "fallbacks": {}}),
+        "/readyz": (503, ready_body(reason, sees_events=sees_events)),
+    }
+    html = (ROOT / "service" / "static" / "dashboard.html").read_text(encoding="utf-8")
+
+    def answer(route: Route) -> None:
+        path = route.request.url.removeprefix(ORIGIN).split("?")[0]
+        if path == "/":
+            route.fulfill(body=html, content_type="text/html")
+        else:
+            status, body = answers[path]
+            route.fulfill(status=status, body=json.dumps(body), content_type="application/json")
+
+    page = browser.new_page()
+    page.route(f"{ORIGIN}/**", answer)
+    page.goto(f"{ORIGIN}/")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=status]').dataset.state === 'degraded'"
+    )
+    banner = page.get_by_test_id("banner").inner_text()
+    assert f"/readyz is 503: {reason})" in banner
+    assert ("Scaling is paused" in banner) == (not sees_events)
+    # no connect in the last hour: no rate to show, nothing met or missed
+    assert page.get_by_test_id("instant-rate-1h").inner_text() == "—"
+    assert page.get_by_test_id("instant-rate-1h").get_attribute("data-state") == "none"
+    assert page.get_by_test_id("target-instant-rate").inner_text() == "99%"
+    page.close()
