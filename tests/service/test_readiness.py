@@ -7,6 +7,7 @@ socket that never answers, and the service served by uvicorn on a real socket.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import time
@@ -164,3 +165,24 @@ def test_a_registry_that_does_not_answer_holds_readiness_until_the_check_gives_u
             body = wait_for(url, lambda status, _: status == 200, "never ready")
             assert body["model"].startswith("serving the heuristic; registry unreachable: ")
             assert model_source(url)["fallback_reason"] == "registry_unavailable"
+
+
+def test_a_check_that_fails_unexpectedly_settles_and_the_watch_goes_on() -> None:
+    """A registry URI whose database driver is not installed raises what the registry does
+    not wrap (ImportError here): the check must still settle (or /readyz would wait for
+    ever) and say why, and the next check must run."""
+    registry = ModelRegistry("postgresql://nobody@127.0.0.1:1/mlflow", "connect-model")
+    watcher = RegistryWatcher(ModelScorer(), registry)
+
+    async def twice() -> tuple[str | None, float | None]:
+        await watcher.check()
+        first, checked = watcher.outcome, watcher.last_check
+        await watcher.check()
+        assert watcher.last_check is not None and checked is not None
+        assert watcher.last_check >= checked
+        return first, checked
+
+    first, _ = asyncio.run(twice())
+    assert first is not None and first.startswith("serving the heuristic; "), first
+    assert watcher.last_error is not None and watcher.last_error in first
+    assert watcher.info()["source"] == "heuristic"
