@@ -40,7 +40,8 @@ SAFEGUARDS: dict[str, Safeguard] = {
         (
             (
                 "service/live.py",
-                "            if not self.ready:\n                self.telemetry.skipped_ticks",
+                "            if not self.sees_events:\n"
+                "                self.telemetry.skipped_ticks",
                 "            if False:\n                self.telemetry.skipped_ticks",
             ),
             (
@@ -162,8 +163,8 @@ SAFEGUARDS: dict[str, Safeguard] = {
         (
             (
                 "service/model_watch.py",
-                "            if version == self.scorer.model_version:\n",
-                "            if version == self.scorer.model_version or not self.scorer.model:\n",
+                "        if version == self.scorer.model_version:\n",
+                "        if version == self.scorer.model_version or not self.scorer.model:\n",
             ),
         ),
         ("tests/integration/test_fault_registry.py::test_registry_unreachable_then_back",),

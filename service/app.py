@@ -49,12 +49,6 @@ class Prediction(BaseModel):
     horizon_s: float
 
 
-class Readiness(BaseModel):
-    ready: bool
-    watermark: str | None
-    """The ID of the last event log entry applied."""
-
-
 class ErrorBody(BaseModel):
     """A 4xx or 503 answer: what is wrong."""
 
@@ -85,6 +79,23 @@ class Answer(BaseModel):
 
 class Health(Answer):
     status: Literal["ok"]
+
+
+class ReadinessBody(Answer):
+    """Ready when the service sees events and the first check of the model registry has
+    settled what scores the users; ``reasons`` says why not."""
+
+    ready: bool
+    sees_events: bool
+    """The last read of the event log succeeded, recently enough, and the consumer runs."""
+    model_settled: bool
+    """The first check of the model registry has finished (or there is no registry)."""
+    model: str
+    """What scores the users, or that the first check has not finished."""
+    watermark: str | None
+    """The ID of the last event log entry applied."""
+    reasons: list[str]
+    """Why the service is not ready (empty when it is)."""
 
 
 class UserScoreBody(Answer):
@@ -196,6 +207,29 @@ class FeedbackReportBody(Answer):
     reason: str
 
 
+class WindowLevelBody(Answer):
+    """The connects of one window ending now, and what came of them."""
+
+    window: str
+    seconds: int
+    connects: int
+    instant: int
+    """Connects served at once."""
+    instant_rate: float | None
+    """``instant / connects``; null without connects."""
+    burn_rate: float | None
+    """``(1 - instant_rate) / (1 - target)``: 1 spends the error budget as fast as it
+    accrues; null without connects."""
+
+
+class ServiceLevelBody(Answer):
+    """The instant rate per window (5m, 30m, 1h, 6h), against the target."""
+
+    at: float
+    target_instant_rate: float
+    windows: list[WindowLevelBody]
+
+
 class PoolStatus(Answer):
     at: float
     counts: PoolCountsBody
@@ -212,6 +246,7 @@ class PoolStatus(Answer):
     """The lead time in force: a tick plus the learned boot quantile, unless configured."""
     boot_times: BootTimesBody
     feedback: FeedbackReportBody
+    service_level: ServiceLevelBody
     nodes: list[PoolNodeBody]
     top_users: list[UserScoreBody]
     provider: ProviderHealth
@@ -361,10 +396,12 @@ def create_app(
 
     @app.get("/v1/pool", responses=_errors(503))
     async def pool(live: Live) -> PoolStatus:
-        """Nodes by state, the desired warm nodes, the scaler's last reason and the node
-        provider's health (its circuit breaker)."""
+        """Nodes by state, the desired warm nodes, the scaler's last reason, the instant
+        rate per window against the target and the node provider's health (its circuit
+        breaker)."""
         engine = live.engine
         status = engine.status(live.clock.now()).to_dict()
+        status["service_level"] = live.service_level().to_dict()
         status["nodes"] = [node.to_dict() for node in engine.pool.nodes()]
         status["top_users"] = [score.to_dict() for score in engine.last_scores.top(10)]
         status["provider"] = live.provider_status()
@@ -408,14 +445,17 @@ def create_app(
 
     @app.get(
         "/readyz",
-        response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "Not ready."}},
+        response_model=ReadinessBody,
+        responses={503: {"model": ReadinessBody, "description": "Not ready: `reasons` says why."}},
     )
     async def readyz() -> JSONResponse:
-        """Ready when the event log is reachable and the consumer is alive."""
-        ready = service.ready
-        body = {"ready": ready, "watermark": service.watermark}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        """Ready when the service sees events (the event log answers, the consumer runs)
+        and the first check of the model registry has settled what scores the users: the
+        champion loaded, or why the heuristic serves (no registry configured, no champion,
+        the registry unreachable, a load that failed)."""
+        readiness = service.readiness()
+        body = ReadinessBody.model_validate(readiness.to_dict()).model_dump(mode="json")
+        return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:

@@ -6,10 +6,12 @@ came of them. :class:`DecisionCore` is what a shell drives. :class:`PoolCore` is
 every core the project has (the engine, ``service.engine.Engine``, and the bench's baselines,
 ``simulation.policies``): it keeps the state in a :class:`service.pool.NodePool`, so that the
 allocation, the waits and the metrics of every core are those of the code that ships. It
-applies each event to the pool, then hands it to the core's hooks; it names its requests
-(``req-0``, ``req-1``, ...) and marks the nodes it terminates; and it turns what the shell
-found out (a reconciliation with the provider, a restart, a follower's commands it will not
-execute) into the pool's reports, returning the commands that follow.
+applies each event to the pool (and records each counted connect's outcome in its
+``connect_windows``, ``service.connect_windows``), then hands it to the core's hooks; it
+names its requests (``req-0``, ``req-1``, ...) and marks the nodes it terminates; and it
+turns what the shell found out (a reconciliation with the provider, a restart, a
+follower's commands it will not execute) into the pool's reports, returning the commands
+that follow.
 
 Pure, as every core: no I/O, no wall clock, no randomness; ``now`` comes with every call.
 """
@@ -30,6 +32,7 @@ from features.events import (
 )
 from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
+from service.connect_windows import ConnectWindows
 from service.pool import ConnectResult, NodePool
 from service.reconcile import Reconciliation
 from service.service_level import MetricsReport
@@ -60,6 +63,8 @@ class PoolCore(ABC):
     def __init__(self, config: ServiceConfig | None = None, pool: NodePool | None = None) -> None:
         self._config = config if config is not None else ServiceConfig()
         self.pool = pool if pool is not None else NodePool()
+        self.connect_windows = ConnectWindows()
+        """Each counted connect's outcome, for the instant rate per window of time."""
         self._next_token = 0
 
     @property
@@ -74,7 +79,10 @@ class PoolCore(ABC):
             self.pool.node_status(event.node_id, event.status, now)
             return self._on_node(now)
         if isinstance(event, UserConnect):
-            return self._on_connect(event, self.pool.connect(event.user_id, now), now)
+            result = self.pool.connect(event.user_id, now)
+            if result is not ConnectResult.DUPLICATE:
+                self.connect_windows.record(now, instant=result is ConnectResult.INSTANT)
+            return self._on_connect(event, result, now)
         if isinstance(event, UserDisconnect):
             started = self.pool.session_start(event.user_id)
             ended = self.pool.disconnect(event.user_id, now)

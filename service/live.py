@@ -16,6 +16,12 @@ worker threads. Tasks:
   (``service.reconcile``);
 - **model**: when a model watcher is given, let it check the registry now and then.
 
+**Readiness** (``/readyz``, :meth:`LiveService.readiness`): the service sees events (the
+last read of the event log succeeded, recently enough, and the consumer runs) and the first
+check of the model registry has settled what scores the users (the champion loaded, or why
+the heuristic serves: no registry configured, no champion, the registry unreachable, a load
+that failed). Ticks wait only for the first (:attr:`LiveService.sees_events`).
+
 At start the state saved in Redis is restored and the online features are rebuilt by
 replaying the recent event log up to the watermark (``service.restore``). Entries a dead
 predecessor left pending are taken over and applied (those at or below the watermark are
@@ -47,9 +53,10 @@ from features.clock import Clock
 from features.definitions import FEATURE_NAMES
 from features.eventlog import EventLog
 from features.table import to_ms
-from models.scoring import Scores
+from models.scoring import Scores, Source
 from service.breaker import CircuitBreaker
 from service.commands import Command, TerminateNode
+from service.connect_windows import ServiceLevel
 from service.consumer import StreamConsumer
 from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from service.engine import Engine
@@ -71,9 +78,47 @@ class ModelWatcher(Protocol):
         """Load a new champion in the background and swap it in; never raises."""
         ...
 
+    @property
+    def outcome(self) -> str | None:
+        """What the last check came to, in a sentence; None until the first one finished."""
+        ...
+
     def info(self) -> dict[str, Any]: ...
 
     def fallbacks(self) -> dict[str, int]: ...
+
+
+NO_REGISTRY = "serving the heuristic; no model registry configured"
+FIRST_CHECK_PENDING = "the first check of the model registry has not finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What ``/readyz`` says: ready when the service sees events and the first check of the
+    model registry has settled what scores the users."""
+
+    sees_events: bool
+    model_settled: bool
+    model: str
+    """What scores the users (:data:`FIRST_CHECK_PENDING` until the first check settled it)."""
+    watermark: str | None
+    """The ID of the last event log entry applied."""
+    reasons: tuple[str, ...]
+    """Why it is not ready (none when it is)."""
+
+    @property
+    def ready(self) -> bool:
+        return self.sees_events and self.model_settled
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "sees_events": self.sees_events,
+            "model_settled": self.model_settled,
+            "model": self.model,
+            "watermark": self.watermark,
+            "reasons": list(self.reasons),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,15 +234,36 @@ class LiveService:
     # -- what the API reads ----------------------------------------------------------------
 
     @property
-    def ready(self) -> bool:
-        """Sees events: the last read of the event log succeeded, recently enough."""
-        fresh = (
-            self._log_reachable
-            and self._last_read is not None
-            and time.monotonic() - self._last_read < self.options.stale_after_s
+    def sees_events(self) -> bool:
+        """The last read of the event log succeeded, recently enough, and the consumer runs."""
+        return self._blind_because() is None
+
+    def readiness(self) -> Readiness:
+        """Whether the service is ready (``/readyz``), and why not."""
+        blind = self._blind_because()
+        watcher = self.watcher
+        if watcher is None:
+            settled, model = True, NO_REGISTRY
+        else:
+            outcome = watcher.outcome
+            settled, model = outcome is not None, outcome or FIRST_CHECK_PENDING
+        reasons = [blind] if blind is not None else []
+        if not settled:
+            reasons.append(FIRST_CHECK_PENDING)
+        return Readiness(
+            sees_events=blind is None,
+            model_settled=settled,
+            model=model,
+            watermark=self.watermark,
+            reasons=tuple(reasons),
         )
-        alive = bool(self._tasks) and not self._tasks[0].done()
-        return self._engine is not None and fresh and alive
+
+    def service_level(self) -> ServiceLevel:
+        """The instant rate per window until now, against the configured target."""
+        engine = self.engine
+        return engine.connect_windows.service_level(
+            self.clock.now(), engine.config.target_instant_rate
+        )
 
     def is_leader(self) -> bool:
         return self.leader is None or self.leader()
@@ -208,10 +274,14 @@ class LiveService:
         return {"breaker": breaker, "deletes_in_flight": self.commands.deletes_in_flight()}
 
     def refresh_telemetry(self) -> None:
-        """Gauges read from other objects (the scorer's fallbacks, the breaker): now."""
-        self.telemetry.ready.set(1 if self.ready else 0)
+        """Gauges read from other objects (the connect windows, the scorer's fallbacks, the
+        model served, the breaker): now."""
+        self.telemetry.ready.set(1 if self.sees_events else 0)
+        if self._engine is not None:
+            self.telemetry.observe_service_level(self.service_level())
         if self.watcher is not None:
             self.telemetry.observe_fallbacks(self.watcher.fallbacks())
+            self.telemetry.observe_model(self.watcher.info()["source"] == Source.MODEL.value)
         if self.breaker is not None:
             self.telemetry.observe_breaker(self.breaker)
 
@@ -281,7 +351,7 @@ class LiveService:
         interval = self.engine.config.tick_interval_s
         while True:
             await asyncio.sleep(self.clock.wall_delay(interval))
-            if not self.ready:
+            if not self.sees_events:
                 self.telemetry.skipped_ticks.inc()
                 self.telemetry.ready.set(0)
                 continue
@@ -394,6 +464,21 @@ class LiveService:
             self.telemetry.skipped_ticks.inc()
             return False
         return True
+
+    def _blind_because(self) -> str | None:
+        """Why the service does not see events (None: it does)."""
+        if self._engine is None:
+            return "starting: the saved state is not restored yet"
+        if not self._tasks or self._tasks[0].done():
+            return "the event log consumer is not running"
+        if not self._log_reachable:
+            if self._last_read is None:
+                return "the event log has not been read yet"
+            return "the event log is unreachable"
+        stale = self.options.stale_after_s
+        if self._last_read is None or time.monotonic() - self._last_read >= stale:
+            return f"no read of the event log succeeded for {stale:g} s"
+        return None
 
     def _went_blind(self) -> None:
         """The event log cannot be reached: not ready, no ticks, until a read succeeds."""

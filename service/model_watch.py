@@ -4,6 +4,10 @@ A check resolves the alias; when it names another version than the one served, t
 version is loaded and warmed in a worker thread and swapped into the scorer atomically
 (``ModelScorer.swap``). A failed check or load keeps what is served (the old model, or
 the heuristic) and is reported by :meth:`RegistryWatcher.info` and the metrics.
+
+:attr:`RegistryWatcher.outcome` says in a sentence what the last check came to (the
+version served, or why the heuristic serves); it is None until the first check has
+finished, which the live service's readiness waits for (``/readyz``).
 """
 
 from __future__ import annotations
@@ -29,32 +33,43 @@ class RegistryWatcher:
         self.last_check: float | None = None
         self.last_error: str | None = None
         self.reloads = 0
+        self.outcome: str | None = None
+        """What the last check came to, in a sentence: what is served and, when it is not
+        the champion, why. None until the first check has finished."""
         self._lock = asyncio.Lock()
 
     async def check(self) -> None:
         async with self._lock:  # one check at a time (the loop and the admin endpoint)
             self.last_check = time.time()
             try:
-                version = await asyncio.to_thread(self.registry.alias_version, self.alias)
-            except RegistryError as e:
-                self.scorer.note_failure(FallbackReason.REGISTRY_UNAVAILABLE, str(e))
-                self._failed(f"registry unreachable: {e}")
-                return
-            if version is None:
-                message = f"{self.registry.model_name!r} has no version with alias {self.alias!r}"
-                self.scorer.note_failure(FallbackReason.NO_MODEL, message)
-                self.last_error = None  # the registry answered: nothing is wrong
-                return
-            if version == self.scorer.model_version:
-                self.last_error = None
-                return
-            loaded = await asyncio.to_thread(self.scorer.reload, self.registry, self.alias)
-            if loaded:
-                self.reloads += 1
-                self.last_error = None
-                log.info("serving %s version %s", self.registry.model_name, version)
-            else:
-                self._failed(f"loading version {version} failed: {self.scorer.last_error}")
+                note = await self._check()
+            except Exception as e:  # a fault of ours, not the registry's: serve on, say so
+                log.exception("the check of the model registry failed")
+                note = self._failed(f"the check failed: {e}")
+            self.outcome = self._serving() + ("" if note is None else f"; {note}")
+
+    async def _check(self) -> str | None:
+        """One check; what went wrong, or why no model is served (None: nothing)."""
+        try:
+            version = await asyncio.to_thread(self.registry.alias_version, self.alias)
+        except RegistryError as e:
+            self.scorer.note_failure(FallbackReason.REGISTRY_UNAVAILABLE, str(e))
+            return self._failed(f"registry unreachable: {e}")
+        if version is None:
+            message = f"{self.registry.model_name!r} has no version with alias {self.alias!r}"
+            self.scorer.note_failure(FallbackReason.NO_MODEL, message)
+            self.last_error = None  # the registry answered: nothing is wrong
+            return message
+        if version == self.scorer.model_version:
+            self.last_error = None
+            return None
+        loaded = await asyncio.to_thread(self.scorer.reload, self.registry, self.alias)
+        if loaded:
+            self.reloads += 1
+            self.last_error = None
+            log.info("serving %s version %s", self.registry.model_name, version)
+            return None
+        return self._failed(f"loading version {version} failed: {self.scorer.last_error}")
 
     def info(self) -> dict[str, Any]:
         model = self.scorer.model
@@ -77,11 +92,19 @@ class RegistryWatcher:
     def fallbacks(self) -> dict[str, int]:
         return self.scorer.fallback_calls()
 
-    def _failed(self, message: str) -> None:
+    def _serving(self) -> str:
+        model = self.scorer.model
+        if model is None:
+            return "serving the heuristic"
+        return f"serving {model.name!r} version {model.version}"
+
+    def _failed(self, message: str) -> str:
+        """Record a failed check or load; the message as recorded (credentials removed)."""
         message = scrub(message)  # client errors quote URLs, credentials included
         if message != self.last_error:
             log.warning("%s (serving %s)", message, self.scorer.model_version or "the heuristic")
         self.last_error = message
+        return message
 
 
 def _without_credentials(uri: str) -> str:

@@ -1,10 +1,22 @@
-"""Prometheus metrics of one service instance, in a registry of its own (no globals)."""
+"""Prometheus metrics of one service instance, in a registry of its own (no globals).
+
+The service level per window (``service.connect_windows``) is exported as gauges labelled
+``window`` ("5m", "30m", "1h", "6h"). A window without connects has no instant rate and no
+burn rate: those two gauges are NaN then, not absent. The series stay (a scrape always
+shows every window, and ``absent()`` keeps meaning a missing target), and NaN compares
+false in PromQL, so no alert on them fires for a window nobody connected in, as with the
+usual ``rate(bad[w]) / rate(all[w])``, which is NaN without traffic too
+(docs/alerts.md).
+"""
 
 from __future__ import annotations
+
+import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.breaker import BreakerState, CircuitBreaker
+from service.connect_windows import ServiceLevel
 from service.engine import EngineStatus
 from service.scaler import RefusalReason
 
@@ -36,6 +48,33 @@ class Telemetry:
         )
         self.instant_rate = Gauge(
             "provisioner_instant_rate", "Connects served at once / all connects.", registry=r
+        )
+        self.instant_rate_window = Gauge(
+            "provisioner_instant_rate_window",
+            "Connects served at once / connects, over the window (NaN without connects).",
+            ["window"],
+            registry=r,
+        )
+        self.connects_window = Gauge(
+            "provisioner_connects_window", "Connects in the window.", ["window"], registry=r
+        )
+        self.burn_rate = Gauge(
+            "provisioner_error_budget_burn_rate",
+            "(1 - instant rate) / (1 - target) over the window: 1 spends the error budget as "
+            "fast as it accrues (NaN without connects).",
+            ["window"],
+            registry=r,
+        )
+        self.target_instant_rate = Gauge(
+            "provisioner_target_instant_rate",
+            "The service level target: the wanted share of connects served at once.",
+            registry=r,
+        )
+        self.model_loaded = Gauge(
+            "provisioner_model_loaded",
+            "1 while a model from the registry scores the users, 0 while the heuristic "
+            "answers every call (/v1/model says why). Absent without a model registry.",
+            registry=None,  # registered by the first observe_model: a service with a registry
         )
         self.efficiency = Gauge(
             "provisioner_efficiency", "Connected user-seconds / node-seconds.", registry=r
@@ -102,6 +141,7 @@ class Telemetry:
             registry=r,
         )
         self._waits_seen = 0
+        self._model_observed = False
 
     def observe_status(self, status: EngineStatus, waits: list[float]) -> None:
         counts = status.counts.to_dict()
@@ -121,6 +161,19 @@ class Telemetry:
             self.waits.observe(wait)
         self._waits_seen = len(waits)
 
+    def observe_service_level(self, level: ServiceLevel) -> None:
+        self.target_instant_rate.set(level.target_instant_rate)
+        for window in level.windows:
+            self.connects_window.labels(window=window.window).set(window.connects)
+            self.instant_rate_window.labels(window=window.window).set(_or_nan(window.instant_rate))
+            self.burn_rate.labels(window=window.window).set(_or_nan(window.burn_rate))
+
+    def observe_model(self, loaded: bool) -> None:
+        if not self._model_observed:
+            self.registry.register(self.model_loaded)
+            self._model_observed = True
+        self.model_loaded.set(1 if loaded else 0)
+
     def observe_breaker(self, breaker: CircuitBreaker) -> None:
         for state in BreakerState:
             self.breaker_state.labels(state=state.value).set(1 if breaker.state is state else 0)
@@ -130,3 +183,7 @@ class Telemetry:
     def observe_fallbacks(self, counts: dict[str, int]) -> None:
         for reason, value in counts.items():
             self.fallbacks.labels(reason=reason).set(value)
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value

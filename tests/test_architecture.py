@@ -31,6 +31,7 @@ CORE: Final = (
     "service/feedback.py",
     "service/reconcile.py",
     "service/service_level.py",
+    "service/connect_windows.py",
     "service/breaker.py",
     "features/events.py",
     "features/definitions.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
@@ -63,11 +65,10 @@ def test_endpoints_with_a_champion(
     log = EventLog(redis_client, LogKeys(key_prefix))
     with api(redis_url, redis_client, key_prefix, champion) as (client, service):
         assert client.get("/healthz").json() == {"status": "ok"}
-        deadline = time.monotonic() + 10  # the champion loads in the background after start
-        while (model := client.get("/v1/model").json())["source"] != "model":
-            assert time.monotonic() < deadline, model
-            time.sleep(0.05)
-        assert model["alias"] == "champion"
+        # Ready (api() waited for it) only once the first check loaded the champion.
+        model = client.get("/v1/model").json()
+        assert model["source"] == "model" and model["alias"] == "champion"
+        assert client.get("/metrics").text.count("\nprovisioner_model_loaded 1.0\n") == 1
         version = model["version"]
         now = service.clock.now()
         log.append_batch([UserActivity(now, "ann", int(now)), UserConnect(now + 0.01, "bob")])
@@ -193,3 +194,59 @@ def test_predict_over_a_real_socket(
         answer = httpx.post(f"{url}/v1/predict", json={"user_ids": ["a", "b"]})
         assert answer.status_code == 200 and len(answer.json()) == 2
         assert answer.json()[0]["source"] == "heuristic"
+
+
+def scraped(text: str) -> dict[tuple[str, str | None], float]:
+    """``(name, window label or None) -> value`` of every sample of a /metrics text."""
+    return {
+        (sample.name, sample.labels.get("window")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_service_level_per_window_in_the_pool_and_the_metrics(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    windows = ["5m", "30m", "1h", "6h"]
+    with api(redis_url, redis_client, key_prefix, None) as (client, service):
+        # No connect yet: no rate and no burn (NaN in /metrics, null in /v1/pool).
+        level = client.get("/v1/pool").json()["service_level"]
+        assert level["target_instant_rate"] == service.engine.config.target_instant_rate
+        assert [w["window"] for w in level["windows"]] == windows
+        assert all(
+            (w["connects"], w["instant_rate"], w["burn_rate"]) == (0, None, None)
+            for w in level["windows"]
+        )
+        figures = scraped(client.get("/metrics").text)
+        assert figures[("provisioner_target_instant_rate", None)] == 0.99
+        assert ("provisioner_model_loaded", None) not in figures  # no registry: no model
+        for window in windows:
+            assert figures[("provisioner_connects_window", window)] == 0
+            assert math.isnan(figures[("provisioner_instant_rate_window", window)])
+            assert math.isnan(figures[("provisioner_error_budget_burn_rate", window)])
+
+        deadline = time.monotonic() + 10
+        while service.engine.pool.counts().ready < 2:
+            assert time.monotonic() < deadline, "no warm nodes"
+            time.sleep(0.05)
+        now = service.clock.now()  # four connects at once on two warm nodes: some wait
+        log.append_batch([UserConnect(now + i * 0.01, f"u{i}") for i in range(4)])
+        deadline = time.monotonic() + 10
+        while service.engine.metrics(service.clock.now()).connects < 4:
+            assert time.monotonic() < deadline, "connects not applied"
+            time.sleep(0.05)
+        pool = client.get("/v1/pool").json()
+        metrics, level = pool["metrics"], pool["service_level"]
+        assert metrics["connects"] == 4 and 0 < metrics["instant"] < 4
+        burn = (1 - metrics["instant_rate"]) / (1 - 0.99)
+        figures = scraped(client.get("/metrics").text)
+        for window in level["windows"]:
+            name = window["window"]
+            assert (window["connects"], window["instant"]) == (4, metrics["instant"])
+            assert window["instant_rate"] == metrics["instant_rate"]
+            assert math.isclose(window["burn_rate"], burn)
+            assert figures[("provisioner_connects_window", name)] == 4
+            assert figures[("provisioner_instant_rate_window", name)] == metrics["instant_rate"]
+            assert math.isclose(figures[("provisioner_error_budget_burn_rate", name)], burn)

@@ -68,3 +68,16 @@ def test_a_follower_withdraws_its_requests_and_leaves_terminations_pending() -> 
     counts = core.pool.counts()
     assert (counts.requested, counts.terminating) == (0, 1)
     assert core.pool.metrics.requests_failed == 1
+
+
+def test_each_counted_connect_is_recorded_in_the_windows_as_the_pool_counts_it() -> None:
+    core = Idle(ServiceConfig())
+    booting(core, core.ask(T0).token, "n1")
+    core.on_event(NodeStatusChanged(T0 + 1, "n1", NodeStatus.READY), T0 + 1)
+    core.on_event(UserConnect(T0 + 2, "alice"), T0 + 2)  # the idle node: at once
+    core.on_event(UserConnect(T0 + 3, "alice"), T0 + 3)  # already connected: no connect
+    core.on_event(UserConnect(T0 + 4, "bob"), T0 + 4)  # no idle node: waits
+    hour = core.connect_windows.service_level(T0 + 5, 0.99).window("1h")
+    report = core.metrics(T0 + 5)
+    assert (hour.connects, hour.instant) == (report.connects, report.instant) == (2, 1)
+    assert hour.instant_rate == report.instant_rate == 0.5

@@ -29,8 +29,10 @@ from features.eventlog import EventLog, LogKeys
 from features.events import Event, UserActivity, UserConnect, UserDisconnect
 from models.scoring import Source
 from service.app import create_app
+from service.connect_windows import ConnectWindows, ServiceLevel
 from service.engine import EngineStatus, UserScore
 from service.feedback import ServiceLevelFeedback
+from service.live import Readiness
 from service.pool import PoolCounts
 from service.pool_history import PoolHistory
 from service.service_level import MetricsReport
@@ -390,6 +392,7 @@ def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> Non
     for i in range(30):
         history.record(crafted_status(now - 300 + 10 * i, waiting=i % 3))
     pool: dict[str, Any] = crafted_status(now).to_dict() | {"nodes": []}
+    pool["service_level"] = crafted_level(now).to_dict()
     pool["top_users"] = [
         UserScore(f"u{i}", 0.9 - 0.1 * i, source, version, 0.8 - 0.07 * i).to_dict()
         for i, (source, version) in enumerate(
@@ -408,7 +411,7 @@ def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> Non
         "/v1/pool": pool,
         "/v1/history": history.to_dict() | {"now": now, "tick_interval_s": 10.0},
         "/v1/model": model,
-        "/readyz": {"ready": True, "watermark": "1-0"},
+        "/readyz": ready_body(),
     }
     html = (ROOT / "service" / "static" / "dashboard.html").read_text(encoding="utf-8")
 
@@ -436,8 +439,66 @@ def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> Non
     assert fields["mean-wait"]["text"] == "4.4 s"
     assert fields["p95-wait"]["text"] == "9.5 s"
     assert fields["need"]["text"] == "5.43"
+    # the last hour (16 of 20 at once) against the target, missed
+    assert fields["instant-rate-1h"]["text"] == "80.0%"
+    assert fields["instant-rate-1h"]["value"] == "0.8"
+    assert fields["target-instant-rate"]["text"] == "99%"
+    assert fields["target-instant-rate"]["value"] == "0.99"
     assert fields["baseline"]["text"] == "0.75 / min"
     assert [row["source"]["text"] for row in dom["rows"]] == ["model", "heuristic", "model"]
     for chart in dom["charts"].values():
         assert chart["points"] == 30
+    page.close()
+
+
+def crafted_level(at: float) -> ServiceLevel:
+    """The last hour: 20 connects, 16 at once (none in the last 30 min)."""
+    windows = ConnectWindows()
+    for i in range(20):
+        windows.record(at - 50 * 60 + 60 * i, instant=i % 5 != 0)
+    return windows.service_level(at, 0.99)
+
+
+def ready_body(*reasons: str, sees_events: bool = True) -> dict[str, Any]:
+    model = "serving 'connect-model' version 7"
+    return Readiness(sees_events, True, model, "1-0", reasons).to_dict()
+
+
+@pytest.mark.parametrize("sees_events", [True, False])
+def test_dashboard_says_why_the_service_is_not_ready(
+    browser: BrowserContext, sees_events: bool
+) -> None:
+    now = 1_800_000_000.0
+    pool: dict[str, Any] = crafted_status(now).to_dict() | {"nodes": [], "top_users": []}
+    pool["service_level"] = ConnectWindows().service_level(now, 0.99).to_dict()
+    reason = "waiting for a reason" if sees_events else "the event log is unreachable"
+    answers: dict[str, tuple[int, Any]] = {
+        "/v1/pool": (200, pool),
+        "/v1/history": (200, PoolHistory().to_dict() | {"now": now, "tick_interval_s": 10.0}),
+        "/v1/model": (200, {"source": "heuristic", "alias": None, "fallbacks": {}}),
+        "/readyz": (503, ready_body(reason, sees_events=sees_events)),
+    }
+    html = (ROOT / "service" / "static" / "dashboard.html").read_text(encoding="utf-8")
+
+    def answer(route: Route) -> None:
+        path = route.request.url.removeprefix(ORIGIN).split("?")[0]
+        if path == "/":
+            route.fulfill(body=html, content_type="text/html")
+        else:
+            status, body = answers[path]
+            route.fulfill(status=status, body=json.dumps(body), content_type="application/json")
+
+    page = browser.new_page()
+    page.route(f"{ORIGIN}/**", answer)
+    page.goto(f"{ORIGIN}/")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=status]').dataset.state === 'degraded'"
+    )
+    banner = page.get_by_test_id("banner").inner_text()
+    assert f"/readyz is 503: {reason})" in banner
+    assert ("Scaling is paused" in banner) == (not sees_events)
+    # no connect in the last hour: no rate to show, nothing met or missed
+    assert page.get_by_test_id("instant-rate-1h").inner_text() == "—"
+    assert page.get_by_test_id("instant-rate-1h").get_attribute("data-state") == "none"
+    assert page.get_by_test_id("target-instant-rate").inner_text() == "99%"
     page.close()

@@ -26,7 +26,7 @@ def test_keeps_warm_nodes_serves_connects_and_survives_a_restart(
 
     async def scenario() -> None:
         async with live_service(redis_url, key_prefix, clock, fleet) as service:
-            await until(lambda: service.ready)
+            await until(lambda: service.sees_events)
             # min_ready: two warm nodes are requested, boot and become ready.
             await until(lambda: service.engine.pool.counts().ready >= 2)
             now = clock.now()

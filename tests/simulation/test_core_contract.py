@@ -177,3 +177,8 @@ def test_random_traffic_keeps_the_contract(
     report = shell.core.metrics(shell.now)
     still_waiting = shell.core.pool.counts().waiting
     assert report.instant + report.waited + report.abandoned + still_waiting == report.connects
+    # the core's connect windows count as the pool does: the longest one holds the whole run
+    level = shell.core.connect_windows.service_level(shell.now, config.target_instant_rate)
+    longest = level.windows[-1]
+    assert shell.now - DEFAULT_START < longest.seconds
+    assert (longest.connects, longest.instant) == (report.connects, report.instant)
