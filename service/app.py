@@ -203,7 +203,7 @@ class FeedbackReportBody(Answer):
     target_in_force: float
     window_connects: int
     window_instant: int
-    realised_rate: float | None
+    recent_rate: float | None
     reason: str
 
 

@@ -311,6 +311,7 @@ class Engine(PoolCore):
             "boot_times": self.boot_times.to_dict(),
             "feedback": self.feedback.to_dict(),
             "next_token": self._next_token,
+            "connect_windows": self.connect_windows.to_dict(),
             "last_tick": self.last_tick,
             "refusals": dict(self.refusals),
             "sound_need": self._sound_need,
@@ -336,6 +337,7 @@ class Engine(PoolCore):
         engine.sessions.load(data.get("sessions", {}))
         engine.boot_times.load(data.get("boot_times", {}))
         engine.feedback.load(data.get("feedback", {}))
+        engine.connect_windows.load(data.get("connect_windows"))
         lead = data.get("lead_time_s")
         engine.lead_time_s = engine._lead_time(0.0) if lead is None else float(lead)
         engine._next_token = int(data["next_token"])

@@ -47,7 +47,7 @@ class FeedbackReport:
     """The target the scaler sizes for now."""
     window_connects: int
     window_instant: int
-    realised_rate: float | None
+    recent_rate: float | None
     """Instant share of the last ``window_connects`` connects (None before the first)."""
     reason: str
 
@@ -57,7 +57,7 @@ class FeedbackReport:
             "target_in_force": self.target_in_force,
             "window_connects": self.window_connects,
             "window_instant": self.window_instant,
-            "realised_rate": self.realised_rate,
+            "recent_rate": self.recent_rate,
             "reason": self.reason,
         }
 

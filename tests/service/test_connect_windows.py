@@ -190,11 +190,6 @@ def test_over_a_run_the_longest_window_is_the_runs_instant_rate(core: str) -> No
         assert result.instant_rate < 0.9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Engine.to_dict/from_dict do not carry connect_windows yet (the lead adds the two "
-    "lines; then this test passes and its marker goes)",
-)
 def test_the_engine_saves_and_restores_its_windows() -> None:
     config = ServiceConfig()
     engine = Engine(HeuristicScorer(), config)

@@ -414,7 +414,7 @@ def test_waits_tighten_the_target_in_force_and_serving_loosens_it() -> None:
     for i in range(3):
         shell.event(UserConnect(T0 + 1 + i, f"w{i}"))  # no warm node: each waits
     feedback = shell.engine.status(T0 + 5).feedback
-    assert feedback.window_connects == 3 and feedback.realised_rate == 0.0
+    assert feedback.window_connects == 3 and feedback.recent_rate == 0.0
     assert feedback.target_in_force > 0.99
     off = Shell(engine(min_ready=0, feedback_gain=0.0))
     off.event(UserConnect(T0, "w"))

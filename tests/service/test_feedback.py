@@ -52,18 +52,18 @@ def test_bounded_and_no_wind_up_at_the_budget() -> None:
     for _ in range(100):
         held.connect(False, at_budget=True)  # the scaler could not have done more
     assert held.target_in_force() == 0.99
-    assert held.report().realised_rate == 0.0  # still reported
+    assert held.report().recent_rate == 0.0  # still reported
 
 
 def test_the_report_says_what_is_in_force_and_why() -> None:
     feedback = ServiceLevelFeedback(0.99, window=4)
-    assert feedback.report().realised_rate is None
+    assert feedback.report().recent_rate is None
     assert "no connect yet" in feedback.report().reason
     for outcome in (True, True, False, True, True):
         feedback.connect(outcome)
     report = feedback.report()
     assert (report.window_connects, report.window_instant) == (4, 3)
-    assert report.realised_rate == 0.75
+    assert report.recent_rate == 0.75
     assert report.target_in_force > 0.99
     assert "below the target" in report.reason and f"{report.target_in_force:.4f}" in report.reason
 
