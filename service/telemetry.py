@@ -70,6 +70,26 @@ class Telemetry:
             "The service level target: the wanted share of connects served at once.",
             registry=r,
         )
+        self.target_in_force = Gauge(
+            "provisioner_target_in_force",
+            "The instant rate the scaler sizes for now: the target, steered by the realised "
+            "rate of the recent connects (service.feedback).",
+            registry=r,
+        )
+        self.lead_time = Gauge(
+            "provisioner_lead_time_seconds",
+            "The time warm nodes must cover: a tick plus the learned boot quantile, unless set.",
+            registry=r,
+        )
+        self.boot_seconds = Gauge(
+            "provisioner_boot_seconds",
+            "Boot times learned from the nodes (create request to ready), by quantile.",
+            ["quantile"],
+            registry=r,
+        )
+        self.boots_seen = Gauge(
+            "provisioner_boots_seen", "Node boots measured since the start.", registry=r
+        )
         self.model_loaded = Gauge(
             "provisioner_model_loaded",
             "1 while a model from the registry scores the users, 0 while the heuristic "
@@ -157,6 +177,12 @@ class Telemetry:
             self.refused_needs.labels(reason=reason.value).set(
                 status.refused_needs.get(reason.value, 0)
             )
+        self.target_in_force.set(status.feedback.target_in_force)
+        self.lead_time.set(status.lead_time_s)
+        boots = status.boot_times
+        self.boot_seconds.labels(quantile="0.5").set(boots["median_s"])
+        self.boot_seconds.labels(quantile=str(boots["quantile"])).set(boots["quantile_s"])
+        self.boots_seen.set(boots["seen"])
         for wait in waits[self._waits_seen :]:
             self.waits.observe(wait)
         self._waits_seen = len(waits)

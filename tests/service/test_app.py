@@ -138,6 +138,34 @@ def test_the_runaway_figures_are_in_the_pool_and_the_metrics(
         assert figures['provisioner_refused_needs{reason="not_finite"}'] == 0.0
 
 
+def test_the_closed_loop_is_in_the_pool_and_the_metrics(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """The boots learned, the lead time and the target in force, in ``/v1/pool`` and
+    ``/metrics`` alike, once a node has booted."""
+    with api(redis_url, redis_client, key_prefix, None) as (client, _):
+
+        def figures() -> dict[str, float]:
+            return {
+                line.split(" ")[0]: float(line.split(" ")[1])
+                for line in client.get("/metrics").text.splitlines()
+                if line.startswith("provisioner_") and " " in line
+            }
+
+        deadline = time.monotonic() + 10
+        while (seen := figures())["provisioner_boots_seen"] < 1:  # a tick after a boot
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        pool = client.get("/v1/pool").json()
+        boots = pool["boot_times"]
+        assert boots["seen"] >= 1 and boots["quantile"] == 0.95 and boots["last_s"] > 0
+        assert pool["lead_time_s"] == pytest.approx(10.0 + boots["quantile_s"], abs=1e-6)
+        assert "no connect yet" in pool["feedback"]["reason"]
+        assert seen['provisioner_boot_seconds{quantile="0.95"}'] > 0.0
+        assert seen["provisioner_lead_time_seconds"] > 10.0
+        assert seen["provisioner_target_in_force"] == pytest.approx(0.99)
+
+
 def test_bad_requests_get_clear_4xx(
     redis_url: str, redis_client: redis.Redis, key_prefix: str
 ) -> None:

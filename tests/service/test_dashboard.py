@@ -445,6 +445,10 @@ def test_dashboard_shows_every_field_of_the_pool(browser: BrowserContext) -> Non
     assert fields["target-instant-rate"]["text"] == "99%"
     assert fields["target-instant-rate"]["value"] == "0.99"
     assert fields["baseline"]["text"] == "0.75 / min"
+    # the closed loop: the lead time, the boots learned, the target in force
+    assert fields["lead-time"]["text"] == "39.0 s"
+    assert fields["boot-p95"]["text"] == "30.0 s"  # the prior: no boot in the crafted status
+    assert fields["target-in-force"]["text"] == "99%"
     assert [row["source"]["text"] for row in dom["rows"]] == ["model", "heuristic", "model"]
     for chart in dom["charts"].values():
         assert chart["points"] == 30
