@@ -54,10 +54,11 @@ class ServiceConfig:
     """The demand distribution is exact (Poisson-binomial) over this many users with the
     highest probabilities; the rest, all small, are summed as one Poisson. Time and memory
     grow with its square (256: about 3 ms a tick)."""
-    free_credit: float = 0.5
+    free_credit: float = 1.0
     """Share of the nodes expected to be freed by disconnects within the lead time that the
-    sizing counts on (a freed node serves the connects after it: about half of them when
-    both are spread over the window). 0 counts on none."""
+    sizing counts on. Like a booting node, a node freed within the window serves the connects
+    after it; both count in full, and the service-level feedback corrects the level. 0 counts
+    on none."""
     replace_at_once: bool = True
     """After a connect takes a warm node, size again at once (requests only) instead of at
     the next tick, so the node taken is replaced within a boot time."""

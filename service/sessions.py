@@ -5,7 +5,10 @@ next connect at once, without a boot. So the nodes that will be freed within the
 are supply the scaler can count on. This keeps the empirical distribution of completed
 session lengths (a histogram of ``bin_s`` bins up to ``max_s``, older sessions forgotten
 exponentially) and answers, for sessions of given ages, the probability that each ends
-within a window: ``(S(a) - S(a + w)) / S(a)`` with ``S`` the survival function.
+within a window: ``(S(a) - S(a + w)) / S(a)`` with ``S`` the survival function, estimated
+by Kaplan-Meier with the sessions still going counted as lasting at least their age (the
+sessions seen to end first are the short ones; without the long ones still going, a fresh
+service would count on every busy node being freed soon).
 
 Until ``min_sessions`` have been seen it says 0 (no free is counted on): the scaler then
 sizes as if no node would be freed, the cautious side.
@@ -47,19 +50,34 @@ class SessionLengths:
         self.seen += 1
 
     def end_probability(self, ages_s: Floats, within_s: float) -> Floats:
-        """P(a session of age ``a`` ends within ``within_s`` more seconds), per age."""
+        """P(a session of age ``a`` ends within ``within_s`` more seconds), per age, for the
+        sessions going on now (their ages also count: each lasts at least that long)."""
         ages = np.maximum(np.asarray(ages_s, dtype=np.float64), 0.0)
         if self.seen < self.min_sessions or not len(ages):
             return np.zeros(len(ages), dtype=np.float64)
-        # survival[k] = share of sessions at least k bins long
-        survival = np.concatenate(([0.0], np.cumsum(self._counts[::-1])))[::-1]
-        survival = survival / survival[0]
+        survival = self._survival(ages)
         now = np.minimum((ages // self.bin_s).astype(np.int64), self.bins)
         later = np.minimum(((ages + within_s) // self.bin_s).astype(np.int64), self.bins)
         alive, still = survival[now], survival[later]
         probability = np.where(alive > 0, (alive - still) / np.where(alive > 0, alive, 1.0), 0.0)
         clipped: Floats = np.clip(probability, 0.0, 1.0)
         return clipped
+
+    def _survival(self, ongoing_s: Floats) -> Floats:
+        """``survival[k]``: the share of sessions at least ``k`` bins long (Kaplan-Meier),
+        the ``ongoing_s`` sessions counted as lasting at least their age so far: without
+        them, the sessions seen to end early on are the short ones, and the ends of the long
+        ones still going would be counted on far too soon."""
+        bins = self.bins + 1
+        censored = np.bincount(
+            np.minimum((ongoing_s // self.bin_s).astype(np.int64), self.bins), minlength=bins
+        ).astype(np.float64)
+        ended = self._counts
+        # at risk in bin k: sessions ended in bin k or later, and those still going there
+        at_risk = np.cumsum((ended + censored)[::-1])[::-1]
+        hazard = np.divide(ended, at_risk, out=np.zeros(bins), where=at_risk > 0)
+        survival: Floats = np.concatenate(([1.0], np.cumprod(1.0 - hazard)))
+        return survival
 
     def to_dict(self) -> dict[str, Any]:
         return {"bin_s": self.bin_s, "seen": self.seen, "counts": self._counts.tolist()}

@@ -17,12 +17,25 @@ def test_end_probability_follows_the_observed_lengths() -> None:
     lengths = SessionLengths(min_sessions=1, half_life_sessions=1e9)
     for length in (60.0, 120.0, 180.0, 240.0):
         lengths.add(length)
-    # A session 100 s old is one of the three that last 120, 180 or 240 s.
+    # The four sessions going on (0, 100, 200 and 300 s old) last at least that long:
+    # Kaplan-Meier hazards 1/7 at 60 s, 1/5 at 120 s, 1/4 at 180 s, 1/2 at 240 s.
     got = lengths.end_probability(np.array([0.0, 100.0, 200.0, 300.0]), 50.0)
     assert got[0] == 0.0  # none ends before 50 s
-    assert got[1] == pytest.approx(1 / 3)  # the 120 s one ends within (100, 150]
-    assert got[2] == pytest.approx(1.0)  # only the 240 s one is left, and it ends
-    assert got[3] == 0.0  # older than any seen: nothing known, nothing counted on
+    assert got[1] == pytest.approx(1 / 5)  # the 120 s end, among those still at risk
+    assert got[2] == pytest.approx(1 / 2)  # the 240 s end; the 300 s one goes on
+    assert got[3] == 0.0  # older than any seen to end: nothing known, nothing counted on
+
+
+def test_sessions_still_going_keep_the_short_ones_seen_first_from_counting_too_much() -> None:
+    """Early on, the sessions seen to end are the short ones: the long ones have not ended
+    yet. Counted without them, every busy node would be freed soon."""
+    lengths = SessionLengths(min_sessions=1, half_life_sessions=1e9)
+    for _ in range(20):
+        lengths.add(100.0)
+    going = np.array([0.0] + [1000.0] * 20)  # one new session, twenty long ones
+    assert lengths.end_probability(going, 200.0)[0] == pytest.approx(0.5)
+    alone = lengths.end_probability(np.array([0.0]), 200.0)[0]
+    assert alone == pytest.approx(1.0)  # with no long one going, all end by 100 s
 
 
 def test_old_sessions_are_forgotten_and_state_round_trips() -> None:
