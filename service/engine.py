@@ -13,7 +13,14 @@ updates use each event's own ``ts``. The simulation passes the event time as ``n
   probability 0, and their rare connects are covered by the baseline of unforeseen
   connects), converts the scores to the lead time, calibrates them (``service.calibration``),
   builds the demand distribution (``service.demand``) and lets the scaler decide
-  (``service.scaler``). Vectorised over users.
+  (``service.scaler``) for the target the service-level feedback puts in force
+  (``service.feedback``, fed by every connect's outcome). Vectorised over users.
+- The lead time is learned unless configured: one tick plus the ``boot_quantile`` of the
+  boots the nodes show, each measured from create request to ready
+  (``features.boot_times``); nodes on their way for longer count as that slow, and count as
+  supply only by their chance of being ready within the lead time.
+- A user's first event (``size_on_first_sight``) sizes at once: at a cold start every user
+  is new, and the first nodes are asked for a boot earlier.
 - The shell reports back: ``node_created(token, node_id, now)``, ``request_failed(token,
   now)``, ``node_deleted(node_id, now)``.
 
