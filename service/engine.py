@@ -196,7 +196,7 @@ class Engine(PoolCore):
         self.feedback = ServiceLevelFeedback(
             self.config.target_instant_rate, gain=self.config.feedback_gain
         )
-        self.lead_time_s = self._lead_time(0.0)
+        self.lead_time_s = self._lead_time([])
         """The lead time of the last tick (learned from the boots unless configured)."""
         self.sessions = SessionLengths()
         self.last_decision: Decision | None = None
@@ -259,9 +259,10 @@ class Engine(PoolCore):
     # -- ticks -----------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Command]:
-        self.lead_time_s = self._lead_time(now)
+        coming = self._coming_ages(now)
+        self.lead_time_s = self._lead_time(coming)
         rows, probability, from_model, version, calibrated = self._score(now)
-        decision = self._decide(self._demand(calibrated, now), now)
+        decision = self._decide(self._demand(calibrated, now), now, coming)
         commands: list[Command] = []
         for _ in range(decision.request):
             commands.append(self._request(now))
@@ -346,7 +347,7 @@ class Engine(PoolCore):
         engine.feedback.load(data.get("feedback", {}))
         engine.connect_windows.load(data.get("connect_windows"))
         lead = data.get("lead_time_s")
-        engine.lead_time_s = engine._lead_time(0.0) if lead is None else float(lead)
+        engine.lead_time_s = engine._lead_time([]) if lead is None else float(lead)
         engine._next_token = int(data["next_token"])
         last_tick = data.get("last_tick")
         engine.last_tick = None if last_tick is None else float(last_tick)
@@ -407,7 +408,8 @@ class Engine(PoolCore):
         if not self.config.replace_at_once or last.at is None:
             return []
         still_out = ~self.users.connected[last.rows]
-        decision = self._decide(self._demand(last.demand_probability[still_out], now), now)
+        distribution = self._demand(last.demand_probability[still_out], now)
+        decision = self._decide(distribution, now, self._coming_ages(now))
         return [self._request(now) for _ in range(decision.request)]
 
     def _demand(self, probability: Floats, now: float) -> Demand:
@@ -423,10 +425,10 @@ class Engine(PoolCore):
             frees=self._frees(now),
         )
 
-    def _decide(self, distribution: Demand, now: float) -> Decision:
+    def _decide(self, distribution: Demand, now: float, coming: list[float]) -> Decision:
         """The scaler's decision for the target in force, holding the last sound need when
         it refuses one."""
-        late = self._late(now)
+        late = self._late(coming)
         decision = decide(
             distribution,
             self.pool.view(),
@@ -456,27 +458,27 @@ class Engine(PoolCore):
         self.boot_times.add(now - node.created_at)
 
     def _coming_ages(self, now: float) -> list[float]:
-        """How long each node we asked for and not ready yet has been on its way."""
+        """How long each node we asked for and not ready yet has been on its way (read once
+        per decision: the lead time and the late nodes both come from it)."""
         return [
             now - n.created_at for n in self.pool.nodes() if n.state in _COMING and not n.adopted
         ]
 
-    def _lead_time(self, now: float) -> float:
+    def _lead_time(self, coming: list[float]) -> float:
         """One tick plus the boot quantile (nodes on their way for longer count as that slow),
         unless the configuration fixes it."""
         config = self.config
         if config.lead_time_s is not None:
             return config.lead_time_s
-        boot = self.boot_times.quantile(config.boot_quantile, self._coming_ages(now))
+        boot = self.boot_times.quantile(config.boot_quantile, coming)
         return lead_time_s(boot, config.tick_interval_s)
 
-    def _late(self, now: float) -> float:
+    def _late(self, coming: list[float]) -> float:
         """Coming nodes not expected ready within the lead time (in nodes): each counts as
         supply by the chance that it is ready in time, given how long it has been coming."""
-        ages = self._coming_ages(now)
-        if not ages:
+        if not coming:
             return 0.0
-        return float(np.sum(1.0 - self.boot_times.ready_within(ages, self.lead_time_s)))
+        return float(np.sum(1.0 - self.boot_times.ready_within(coming, self.lead_time_s)))
 
     def _serve_waiting(self, now: float) -> list[Command]:
         """Request nodes at once for waiting users no coming node will serve (within budget)."""

@@ -88,8 +88,7 @@ class ServiceLevelFeedback:
         if not served_at_once and at_budget:
             return
         error = (1.0 if served_at_once else 0.0) - self.target
-        low, high = -math.log(TIGHTEN_LIMIT), math.log(RELAX_LIMIT)
-        self.log_scale = min(high, max(low, self.log_scale + self.gain * error))
+        self.log_scale = _bounded(self.log_scale + self.gain * error)
 
     def target_in_force(self) -> float:
         return 1.0 - (1.0 - self.target) * math.exp(self.log_scale)
@@ -116,7 +115,11 @@ class ServiceLevelFeedback:
         log_scale = float(data.get("log_scale", 0.0))
         if not math.isfinite(log_scale):
             raise ValueError(f"the feedback's log scale must be finite, not {log_scale}")
-        low, high = -math.log(TIGHTEN_LIMIT), math.log(RELAX_LIMIT)
-        self.log_scale = min(high, max(low, log_scale))
+        self.log_scale = _bounded(log_scale)
         self._recent.clear()
         self._recent.extend(bool(b) for b in data.get("recent", []))
+
+
+def _bounded(log_scale: float) -> float:
+    """``log_scale`` within ``[-ln TIGHTEN_LIMIT, ln RELAX_LIMIT]``."""
+    return min(math.log(RELAX_LIMIT), max(-math.log(TIGHTEN_LIMIT), log_scale))
