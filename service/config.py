@@ -77,8 +77,23 @@ class ServiceConfig:
     """How fast old outcomes are forgotten by the calibration (exponential forgetting)."""
     calibration_prior: float = 10.0
     """Weight, in expected connects, of the prior that each band is already calibrated."""
+    prediction_log_max_per_tick: int = 2000
+    """The prediction log (``service.prediction_log``) keeps at most this many users per tick
+    and version, a deterministic sample weighted to stand for everyone scored."""
+    prediction_log_keep_settled: int = 100_000
+    """Settled predictions per version held for ``PredictionLog.take_settled`` between two
+    calls; older ones are dropped."""
+    live_metrics_bucket_s: float = 300.0
+    """The live metrics (``service.live_metrics``) sum settled predictions in time buckets
+    this long; windows are sums of the last buckets."""
+    live_metrics_windows_s: tuple[float, ...] = (3600.0, 86_400.0)
+    """The rolling windows of the live metrics (1 h and 24 h)."""
 
     def __post_init__(self) -> None:
+        # saved state brings the windows back as a JSON list
+        object.__setattr__(
+            self, "live_metrics_windows_s", tuple(float(w) for w in self.live_metrics_windows_s)
+        )
         problems: list[str] = []
         if self.min_ready < 0:
             problems.append(f"min_ready must be >= 0, not {self.min_ready}")
@@ -107,6 +122,7 @@ class ServiceConfig:
             "tick_interval_s",
             "recent_cutoff_s",
             "calibration_half_life_s",
+            "live_metrics_bucket_s",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -119,8 +135,23 @@ class ServiceConfig:
             problems.append(f"exact_users must be >= 1, not {self.exact_users}")
         if not (math.isfinite(self.calibration_prior) and self.calibration_prior > 0):
             problems.append(f"calibration_prior must be > 0, not {self.calibration_prior}")
+        if self.prediction_log_max_per_tick < 1:
+            problems.append(
+                f"prediction_log_max_per_tick must be >= 1, not {self.prediction_log_max_per_tick}"
+            )
+        if self.prediction_log_keep_settled < 0:
+            problems.append(
+                f"prediction_log_keep_settled must be >= 0, not {self.prediction_log_keep_settled}"
+            )
+        windows = self.live_metrics_windows_s
+        if not windows or not all(math.isfinite(w) and w > 0 for w in windows):
+            problems.append(
+                f"live_metrics_windows_s must be finite numbers > 0, not {list(windows)}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["live_metrics_windows_s"] = list(self.live_metrics_windows_s)  # as JSON has it
+        return data

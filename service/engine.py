@@ -34,23 +34,36 @@ restart) is indexed as it is, and from then on only the engine feeds it.
 
 A scorer's probability about its own horizon ``H`` becomes one about the lead time ``L`` as
 ``1 - (1 - p) ** (L / H)`` (a constant hazard); with ``H == L`` it is unchanged.
+
+The engine logs its predictions (``service.prediction_log``): at each tick the scorer's raw
+probabilities (about its own horizon) of the users scored, labelled by model version (or
+``"heuristic"`` for the fallback's rows), settled against the connects that follow, and
+summed into live metrics per version (:meth:`Engine.live`, ``EngineStatus.live``). A
+challenger (``shadow``) may run beside the scorer: at each tick it scores the same candidate
+users' features (the log's deterministic sample of them, all that is logged) and only its
+model rows are logged, under its version. It never enters the calibration, the demand or a
+decision, and an exception it raises is counted (:attr:`Engine.shadow_errors`), not raised.
+A challenger whose version is the champion's is not logged (it would count twice).
+``last_features`` keeps the last tick's scored feature matrix (rows as ``last_scores``), and
+:meth:`PredictionLog.take_settled` hands the settled pairs to other consumers.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from features.boot_times import BootTimes, lead_time_s
+from features.definitions import FEATURE_NAMES
 from features.events import Event, NodeStatus, NodeStatusChanged, UserConnect, UserDisconnect
 from features.online import OnlineFeatures
 from features.table import to_ms
-from models.scoring import Scorer, Source
+from models.scoring import Scorer, Scores, Source
 from service.calibration import Calibration
 from service.commands import Command
 from service.config import ServiceConfig
@@ -58,6 +71,7 @@ from service.core import PoolCore
 from service.demand import Demand, demand
 from service.feedback import FeedbackReport, ServiceLevelFeedback
 from service.pool import ConnectResult, NodePool, NodeState, PoolCounts
+from service.prediction_log import HEURISTIC, PredictionLog, sample
 from service.scaler import Decision, Refusal, decide
 from service.service_level import MetricsReport
 from service.sessions import SessionLengths
@@ -147,6 +161,9 @@ class EngineStatus:
     boot_times: dict[str, Any]
     """``BootTimes.summary``: the boots learned."""
     feedback: FeedbackReport
+    live: dict[str, Any] = field(default_factory=dict)
+    """``Engine.live``: the live metrics per model version. Not in ``to_dict`` (yet): the
+    API's status body does not take it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +190,8 @@ within this long of its last sizing."""
 
 _EMPTY_INTS: Ints = np.zeros(0, dtype=np.intp)
 _EMPTY_FLOATS: Floats = np.zeros(0, dtype=np.float64)
+UNVERSIONED = "model"
+"""The label of model rows whose scorer names no version."""
 
 
 class Engine(PoolCore):
@@ -183,9 +202,23 @@ class Engine(PoolCore):
         *,
         features: OnlineFeatures | None = None,
         pool: NodePool | None = None,
+        shadow: Scorer | None = None,
     ) -> None:
         super().__init__(config, pool)
         self.scorer = scorer
+        self.shadow = shadow
+        """The challenger: scored and logged at each tick, never used to decide."""
+        self.shadow_errors = 0
+        """Ticks at which the challenger raised or answered the wrong number of rows."""
+        self.predictions = PredictionLog(
+            max_per_tick=self.config.prediction_log_max_per_tick,
+            bucket_s=self.config.live_metrics_bucket_s,
+            windows_s=self.config.live_metrics_windows_s,
+            keep_settled=self.config.prediction_log_keep_settled,
+        )
+        """Scores joined with the connects that follow, and the live metrics per version."""
+        self.last_features: Floats = np.zeros((0, len(FEATURE_NAMES)), dtype=np.float64)
+        """The feature matrix the last tick scored (rows as ``last_scores``; not a copy)."""
         self.features = features if features is not None else OnlineFeatures()
         self.calibration = Calibration(
             half_life_s=self.config.calibration_half_life_s,
@@ -216,6 +249,7 @@ class Engine(PoolCore):
     # -- events ----------------------------------------------------------------------------
 
     def on_event(self, event: Event, now: float) -> list[Command]:
+        self.predictions.advance(now)
         if isinstance(event, NodeStatusChanged):
             self._learn_boot(event, now)
             return super().on_event(event, now)
@@ -242,6 +276,7 @@ class Engine(PoolCore):
         row = self.users.row(event.user_id)
         self.users.connected[row] = True
         self.calibration.connect(row, now)
+        self.predictions.connect(row, now)
         at_budget = self.pool.counts().live >= self.config.max_nodes
         self.feedback.connect(result is ConnectResult.INSTANT, at_budget=at_budget)
         if result is ConnectResult.WAITING:
@@ -281,6 +316,12 @@ class Engine(PoolCore):
     def last_scores(self) -> LastScores:
         return self._last_scores
 
+    def live(self, now: float) -> dict[str, Any]:
+        """The live metrics per version label (``PredictionLog.live``): each version's role
+        (``champion``: the scorer's version; ``challenger``: the shadow's; ``fallback``: the
+        heuristic behind a model; ``retired``: an earlier version) and its windows."""
+        return self.predictions.live(now)
+
     def take_refusals(self) -> list[Refusal]:
         """The first refusal of each run of refused decisions since the last call, for the
         shell to log (each once)."""
@@ -304,6 +345,7 @@ class Engine(PoolCore):
             lead_time_s=self.lead_time_s,
             boot_times=self.boot_times.summary(self.config.boot_quantile),
             feedback=self.feedback.report(),
+            live=self.live(now),
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -323,6 +365,7 @@ class Engine(PoolCore):
             "last_tick": self.last_tick,
             "refusals": dict(self.refusals),
             "sound_need": self._sound_need,
+            "predictions": self.predictions.to_dict(),
         }
 
     @classmethod
@@ -333,6 +376,7 @@ class Engine(PoolCore):
         *,
         features: OnlineFeatures | None = None,
         config: ServiceConfig | None = None,
+        shadow: Scorer | None = None,
     ) -> Engine:
         """Restore an engine; ``features`` (rebuilt from the log) brings the users back."""
         engine = cls(
@@ -340,6 +384,7 @@ class Engine(PoolCore):
             config if config is not None else ServiceConfig(**data["config"]),
             features=features,
             pool=NodePool.from_dict(data["pool"]),
+            shadow=shadow,
         )
         engine.calibration.load(data["calibration"])
         engine.sessions.load(data.get("sessions", {}))
@@ -354,6 +399,9 @@ class Engine(PoolCore):
         engine.refusals.update({str(k): int(v) for k, v in data.get("refusals", {}).items()})
         sound_need = data.get("sound_need")
         engine._sound_need = None if sound_need is None else float(sound_need)
+        predictions = data.get("predictions")
+        if predictions is not None:
+            engine.predictions.load(predictions)
         return engine
 
     # -- internals -------------------------------------------------------------------------
@@ -365,6 +413,8 @@ class Engine(PoolCore):
         candidates = ~users.connected[:n] & (users.last_seen[:n] >= now - config.recent_cutoff_s)
         rows: Ints = np.flatnonzero(candidates)
         if len(rows) == 0:
+            self.last_features = np.zeros((0, len(FEATURE_NAMES)), dtype=np.float64)
+            self.predictions.advance(now)
             if config.calibrate:
                 self.calibration.record(
                     now, rows, _EMPTY_FLOATS, np.zeros(0, bool), n, None, self.lead_time_s
@@ -376,12 +426,12 @@ class Engine(PoolCore):
         else:
             matrix = self.features.features(now_ms, [users.ids[i] for i in rows.tolist()])
         scores = self.scorer.score(matrix)
-        probability = np.clip(
-            np.nan_to_num(scores.probability.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0),
-            0.0,
-            1.0,
-        )
+        probability = _probabilities(scores)
         from_model = np.asarray(scores.from_model, dtype=np.bool_)
+        self.last_features = matrix
+        self._log_scores(now, rows, probability, from_model, scores)
+        if self.shadow is not None:
+            self._shadow_score(self.shadow, now, rows, matrix)
         lead = _to_lead_time(probability, scores.horizon_s, self.lead_time_s)
         if config.calibrate:
             self.calibration.record(
@@ -391,6 +441,49 @@ class Engine(PoolCore):
         else:
             calibrated = lead
         return rows, probability, from_model, scores.model_version, calibrated
+
+    def _log_scores(
+        self, now: float, rows: Ints, probability: Floats, from_model: Bools, scores: Scores
+    ) -> None:
+        """The scorer's predictions to the log: model rows under the model's version, the
+        fallback's under ``heuristic``."""
+        log = self.predictions
+        label = scores.model_version or UNVERSIONED
+        log.champion = label if from_model.any() else HEURISTIC
+        if from_model.all():
+            log.record(now, rows, probability, label, scores.horizon_s)
+            return
+        if from_model.any():
+            log.record(now, rows[from_model], probability[from_model], label, scores.horizon_s)
+        fallback = ~from_model
+        log.record(now, rows[fallback], probability[fallback], HEURISTIC, scores.horizon_s)
+
+    def _shadow_score(self, shadow: Scorer, now: float, rows: Ints, matrix: Floats) -> None:
+        """The challenger scores the log's sample of the candidates; its model rows are
+        logged under its version, each standing for the users the sample stands for."""
+        log = self.predictions
+        kept = sample(rows, now, log.max_per_tick)
+        try:
+            scores = shadow.score(matrix[kept] if len(kept) < len(rows) else matrix)
+        except Exception:  # a challenger must never take the decisions down
+            self.shadow_errors += 1
+            return
+        if len(scores.probability) != len(kept) or len(scores.from_model) != len(kept):
+            self.shadow_errors += 1
+            return
+        from_model = np.asarray(scores.from_model, dtype=np.bool_)
+        label = scores.model_version or UNVERSIONED
+        log.challenger = label
+        if label == log.champion or not from_model.any():
+            return
+        log.record(
+            now,
+            rows[kept][from_model],
+            _probabilities(scores)[from_model],
+            label,
+            scores.horizon_s,
+            weight=len(rows) / len(kept),
+        )
 
     def _frees(self, now: float) -> Floats:
         """Per busy node, the (credited) probability that it is freed within the lead time."""
@@ -504,6 +597,16 @@ class Engine(PoolCore):
 
 
 _COMING = (NodeState.REQUESTED, NodeState.BOOTING)
+
+
+def _probabilities(scores: Scores) -> Floats:
+    """A scorer's probabilities as float64 in [0, 1] (NaN counts as 0)."""
+    probability: Floats = np.clip(
+        np.nan_to_num(scores.probability.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0),
+        0.0,
+        1.0,
+    )
+    return probability
 
 
 def _to_lead_time(probability: Floats, horizon_s: float, lead_s: float) -> Floats:
