@@ -3,7 +3,10 @@
 - ``consume``: events/s from the event log through the consumer group into the decision
   core (read, decode, apply, save state, acknowledge), one process;
 - ``tick``: one scaling decision for 100k tracked users, all recently active, scored by a
-  trained LightGBM model (features, model, calibration, demand, scaler);
+  trained LightGBM model (features, model, calibration, demand, scaler, prediction log):
+  without the prediction log, with it (the service as it ships), and with a second model
+  as a shadow challenger too; the saved engine state per user, and that of a prediction log
+  holding a full day of live-metric buckets for two versions;
 - ``state``: online state per user, bytes;
 - ``predict``: ``POST /v1/predict`` for one user over a real socket against
   ``provisioner serve``, at a fixed request rate, latency percentiles.
@@ -11,6 +14,7 @@
 Uses ``REDIS_URL`` when set, else an embedded server in a temporary folder.
 
     .venv/bin/python benchmarks/service.py [--events 500000] [--users 100000] [--rps 200]
+        [--parts consume,tick,predict]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import redis
 
 from benchmarks.common import emit, free_port, redis_server
@@ -46,17 +51,25 @@ from models.registry import LoadedModel
 from service.config import ServiceConfig
 from service.consumer import StreamConsumer
 from service.engine import Engine
+from service.prediction_log import PredictionLog
 from service.state_store import StateStore
 from simulation.workloads import generate
 from training.dataset import build_dataset
 from training.train import TrainConfig, train
 
 
-def trained_scorer() -> ModelScorer:
-    table = EventTable.from_events(generate("seed", hours=12, seed=3))
+def trained_scorer(version: str = "1", seed: int = 3) -> ModelScorer:
+    table = EventTable.from_events(generate("seed", hours=12, seed=seed))
     result = train(build_dataset(table), TrainConfig(max_trees=200))
-    model = LoadedModel("bench", "1", result.classifier, result.split.test.X[:5])
+    model = LoadedModel("bench", version, result.classifier, result.split.test.X[:5])
     return ModelScorer(model)
+
+
+class UnloggedPredictions(PredictionLog):
+    """A prediction log that logs nothing: the tick as it was before the log."""
+
+    def record(self, now: float, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def bench_consume(url: str, n: int) -> dict[str, Any]:
@@ -104,7 +117,39 @@ def bench_consume(url: str, n: int) -> dict[str, Any]:
         client.close()
 
 
-def bench_tick(n_users: int, repeats: int = 5) -> dict[str, Any]:
+def _tick_times(engine: Engine, now: float, repeats: int) -> list[float]:
+    times = []
+    for k in range(repeats):
+        started = time.perf_counter()
+        engine.tick(now + 10 * k)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _log_day_bytes(n_users: int, config: ServiceConfig) -> int:
+    """The saved state of a prediction log after a day of ticks for two versions at
+    ``n_users`` scored users (every live-metric bucket filled) and a horizon pending."""
+    log = PredictionLog(
+        max_per_tick=config.prediction_log_max_per_tick,
+        bucket_s=config.live_metrics_bucket_s,
+        windows_s=config.live_metrics_windows_s,
+        keep_settled=0,
+    )
+    rows = np.arange(n_users, dtype=np.intp)
+    probability = np.random.default_rng(1).beta(0.3, 6.0, n_users)
+    now = 0.0
+    while now < max(config.live_metrics_windows_s):
+        for version in ("1", "2"):
+            log.record(now, rows, probability, version, 40.0)
+        log.connect(int(now) % n_users, now + 1.0)
+        now += config.live_metrics_bucket_s
+    for k in range(5):
+        log.record(now + 10 * k, rows, probability, "1", 40.0)
+        log.record(now + 10 * k, rows, probability, "2", 40.0)
+    return len(orjson.dumps(log.to_dict()))
+
+
+def bench_tick(n_users: int, repeats: int = 9) -> dict[str, Any]:
     rng = random.Random(1)
     features = OnlineFeatures(capacity=n_users)
     start_ms = 1_732_492_800_000
@@ -115,21 +160,42 @@ def bench_tick(n_users: int, repeats: int = 5) -> dict[str, Any]:
         if i % 3 == 0:
             features.apply(CONNECT, user, start_ms + 1_000_000)
             features.apply(DISCONNECT, user, start_ms + 1_500_000)
-    engine = Engine(trained_scorer(), ServiceConfig(max_nodes=500), features=features)
+    champion, challenger = trained_scorer("1", 3), trained_scorer("2", 4)
+    config = ServiceConfig(max_nodes=500)
     now = start_ms / 1000 + 3_000
-    times = []
+    # the same features for every variant: each tick reads them at its own time only
+    unlogged = Engine(champion, config, features=features)
+    unlogged.predictions = UnloggedPredictions(
+        max_per_tick=1, bucket_s=60.0, windows_s=(60.0,), keep_settled=0
+    )
+    logged = Engine(champion, config, features=features)
+    shadowed = Engine(champion, config, features=features, shadow=challenger)
+    # interleaved, so that other work on the machine weighs on each variant alike
+    times: dict[str, list[float]] = {"unlogged": [], "logged": [], "shadow": []}
     for k in range(repeats):
-        started = time.perf_counter()
-        engine.tick(now + 10 * k)
-        times.append(time.perf_counter() - started)
-    source = engine.last_scores
+        at = now + 10 * k
+        for name, engine in (("unlogged", unlogged), ("logged", logged), ("shadow", shadowed)):
+            times[name] += _tick_times(engine, at, 1)
+    median = {name: 1000 * float(np.median(t)) for name, t in times.items()}
+    source = logged.last_scores
+    state = len(orjson.dumps(shadowed.to_dict()))
+    log_state = len(orjson.dumps(shadowed.predictions.to_dict()))
     return {
         "users": n_users,
         "scored": len(source),
         "from_model": int(np.count_nonzero(source.from_model)),
-        "tick_ms_median": round(1000 * float(np.median(times)), 1),
-        "tick_ms_max": round(1000 * max(times), 1),
+        "tick_ms_median": round(median["logged"], 1),
+        "tick_ms_max": round(1000 * max(times["logged"]), 1),
+        "tick_ms_median_without_prediction_log": round(median["unlogged"], 1),
+        "tick_ms_median_with_shadow_challenger": round(median["shadow"], 1),
+        "tick_ms_max_with_shadow_challenger": round(1000 * max(times["shadow"]), 1),
+        "prediction_log_and_shadow_overhead": round(median["shadow"] / median["unlogged"] - 1, 3),
         "state_bytes_per_user": round(features.bytes_per_user(), 1),
+        "saved_state_bytes_per_user": round(state / n_users, 1),
+        "saved_prediction_log_bytes_per_user": round(log_state / n_users, 1),
+        "saved_prediction_log_day_bytes_per_user": round(
+            _log_day_bytes(n_users, config) / n_users, 1
+        ),
     }
 
 
@@ -235,15 +301,19 @@ def main() -> None:
     parser.add_argument("--rps", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--parts", default="consume,tick,predict", help="which parts to run, comma-separated"
+    )
     args = parser.parse_args()
-    with redis_server() as url:
-        consume = bench_consume(url, args.events)
-    result = {
-        "benchmark": "service",
-        "consume": consume,
-        "tick": bench_tick(args.users),
-        "predict": bench_predict(args.rps, args.seconds),
-    }
+    parts = set(args.parts.split(","))
+    result: dict[str, Any] = {"benchmark": "service"}
+    if "consume" in parts:
+        with redis_server() as url:
+            result["consume"] = bench_consume(url, args.events)
+    if "tick" in parts:
+        result["tick"] = bench_tick(args.users)
+    if "predict" in parts:
+        result["predict"] = bench_predict(args.rps, args.seconds)
     emit(result, args.json)
 
 
