@@ -64,7 +64,8 @@ def fine_bins(probability: Floats) -> Ints:
     with np.errstate(divide="ignore"):
         logit = np.log(probability) - np.log1p(-probability)
     position = np.floor((logit - LOGIT_LOW) / LOGIT_STEP)
-    bins: Ints = (np.clip(np.nan_to_num(position, nan=-1.0), -1, N_INNER) + 1).astype(np.intp)
+    # fmax / fmin: infinities to the end bins, and NaN (not a probability) to the first
+    bins: Ints = (np.fmin(np.fmax(position, -1.0), float(N_INNER)) + 1).astype(np.intp)
     return bins
 
 
@@ -146,18 +147,19 @@ class Aggregate:
         """Predictions (in [0, 1]) and their outcomes, each standing for ``weight`` users."""
         if len(probability) == 0:
             return
-        clipped = np.clip(probability, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
+        clipped = np.minimum(np.maximum(probability, LOG_LOSS_EPS), 1.0 - LOG_LOSS_EPS)
         losses = np.where(outcome, -np.log(clipped), -np.log1p(-clipped))
         error = probability - outcome
         bins = fine_bins(probability)
+        by_outcome = np.bincount(bins + N_FINE * outcome, minlength=2 * N_FINE)
         self.n += len(probability)
         self.weight += weight * len(probability)
-        self.positives += weight * float(np.count_nonzero(outcome))
+        self.positives += weight * float(by_outcome[N_FINE:].sum())
         self.prediction_sum += weight * float(probability.sum())
         self.log_loss_sum += weight * float(losses.sum())
         self.squared_error_sum += weight * float(np.dot(error, error))
-        self.pos += weight * np.bincount(bins[outcome], minlength=N_FINE)
-        self.neg += weight * np.bincount(bins[~outcome], minlength=N_FINE)
+        self.neg += weight * by_outcome[:N_FINE]
+        self.pos += weight * by_outcome[N_FINE:]
         self.p_sum += weight * np.bincount(bins, weights=probability, minlength=N_FINE)
 
     def merge(self, other: Aggregate) -> None:

@@ -211,7 +211,8 @@ class PredictionLog:
         if not (math.isfinite(weight) and weight >= 1.0):
             raise ValueError(f"weight must be a finite number >= 1, not {weight}")
         rows = np.asarray(rows, dtype=np.intp)
-        probability = np.clip(np.nan_to_num(np.asarray(probability, np.float64), nan=0.0), 0, 1)
+        # fmax / fmin: into [0, 1], NaN to 0
+        probability = np.fmin(np.fmax(np.asarray(probability, np.float64), 0.0), 1.0)
         if n > 1 and np.any(rows[1:] <= rows[:-1]):
             order = np.argsort(rows, kind="stable")
             rows, probability = rows[order], probability[order]
