@@ -33,6 +33,7 @@ CORE: Final = (
     "service/service_level.py",
     "service/connect_windows.py",
     "service/breaker.py",
+    "service/model_health.py",
     "features/events.py",
     "features/definitions.py",
     "features/online.py",
