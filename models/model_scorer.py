@@ -210,6 +210,7 @@ class ModelScorer:
             from_model=from_model,
             model_version=model.version if from_model.any() or not rows else None,
             horizon_s=model.horizon_s,
+            reference=model.reference,
         )
 
     def _fall_back(

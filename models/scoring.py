@@ -14,6 +14,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from models.reference import FeatureReference
+
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
@@ -33,6 +35,9 @@ class Scores:
     model_version: str | None
     """The registered model version behind the model rows (None: no model involved)."""
     horizon_s: float
+    reference: FeatureReference | None = None
+    """The training reference of the model behind the model rows (None: none, or no model
+    involved), for measuring how far the features scored drift from it."""
 
     def __len__(self) -> int:
         return len(self.probability)

@@ -44,8 +44,13 @@ users' features (the log's deterministic sample of them, all that is logged) and
 model rows are logged, under its version. It never enters the calibration, the demand or a
 decision, and an exception it raises is counted (:attr:`Engine.shadow_errors`), not raised.
 A challenger whose version is the champion's is not logged (it would count twice).
-``last_features`` keeps the last tick's scored feature matrix (rows as ``last_scores``), and
-:meth:`PredictionLog.take_settled` hands the settled pairs to other consumers.
+``last_features`` keeps the last tick's scored feature matrix (rows as ``last_scores``).
+
+The champion's health (``service.model_health``, :attr:`Engine.health`) is watched from the
+same log: the model rows of its sample of the candidates are counted against the version's
+training reference (``Scores.reference``; feature drift), and the champion's predictions as
+they settle feed a change detector on its live loss. A new champion version starts it
+afresh. ``live`` reports it under ``health``.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ from service.config import ServiceConfig
 from service.core import PoolCore
 from service.demand import Demand, demand
 from service.feedback import FeedbackReport, ServiceLevelFeedback
+from service.model_health import ModelHealth
 from service.pool import ConnectResult, NodePool, NodeState, PoolCounts
 from service.prediction_log import HEURISTIC, PredictionLog, sample
 from service.scaler import Decision, Refusal, decide
@@ -219,6 +225,9 @@ class Engine(PoolCore):
         """Scores joined with the connects that follow, and the live metrics per version."""
         self.last_features: Floats = np.zeros((0, len(FEATURE_NAMES)), dtype=np.float64)
         """The feature matrix the last tick scored (rows as ``last_scores``; not a copy)."""
+        self.health = ModelHealth()
+        """The champion's feature drift and live-loss changes (``service.model_health``): fed
+        the log's sample of the rows it scores and its settled predictions."""
         self.features = features if features is not None else OnlineFeatures()
         self.calibration = Calibration(
             half_life_s=self.config.calibration_half_life_s,
@@ -319,8 +328,9 @@ class Engine(PoolCore):
     def live(self, now: float) -> dict[str, Any]:
         """The live metrics per version label (``PredictionLog.live``): each version's role
         (``champion``: the scorer's version; ``challenger``: the shadow's; ``fallback``: the
-        heuristic behind a model; ``retired``: an earlier version) and its windows."""
-        return self.predictions.live(now)
+        heuristic behind a model; ``retired``: an earlier version) and its windows; and the
+        champion's ``health`` (``ModelHealth.report``)."""
+        return self.predictions.live(now) | {"health": self.health.report(now).to_dict()}
 
     def take_refusals(self) -> list[Refusal]:
         """The first refusal of each run of refused decisions since the last call, for the
@@ -366,6 +376,7 @@ class Engine(PoolCore):
             "refusals": dict(self.refusals),
             "sound_need": self._sound_need,
             "predictions": self.predictions.to_dict(),
+            "health": self.health.to_dict(),
         }
 
     @classmethod
@@ -402,6 +413,9 @@ class Engine(PoolCore):
         predictions = data.get("predictions")
         if predictions is not None:
             engine.predictions.load(predictions)
+        health = data.get("health")
+        if health is not None:
+            engine.health = ModelHealth.load(health)
         return engine
 
     # -- internals -------------------------------------------------------------------------
@@ -429,9 +443,11 @@ class Engine(PoolCore):
         probability = _probabilities(scores)
         from_model = np.asarray(scores.from_model, dtype=np.bool_)
         self.last_features = matrix
+        kept = sample(rows, now, self.predictions.max_per_tick)
         self._log_scores(now, rows, probability, from_model, scores)
+        self._watch_health(now, matrix, kept, from_model, scores)
         if self.shadow is not None:
-            self._shadow_score(self.shadow, now, rows, matrix)
+            self._shadow_score(self.shadow, now, rows, matrix, kept)
         lead = _to_lead_time(probability, scores.horizon_s, self.lead_time_s)
         if config.calibrate:
             self.calibration.record(
@@ -458,11 +474,30 @@ class Engine(PoolCore):
         fallback = ~from_model
         log.record(now, rows[fallback], probability[fallback], HEURISTIC, scores.horizon_s)
 
-    def _shadow_score(self, shadow: Scorer, now: float, rows: Ints, matrix: Floats) -> None:
-        """The challenger scores the log's sample of the candidates; its model rows are
-        logged under its version, each standing for the users the sample stands for."""
+    def _watch_health(
+        self, now: float, matrix: Floats, kept: Ints, from_model: Bools, scores: Scores
+    ) -> None:
+        """The champion's health: its training reference when its version changes, the
+        model rows of the log's sample of the candidates (``kept``: positions), and its
+        predictions settled since the last tick."""
+        health = self.health
+        if from_model.any() and scores.model_version != health.version:
+            health.set_reference(scores.model_version, scores.reference)
+        sampled = kept[from_model[kept]]
+        if len(sampled):
+            health.observe_features(matrix[sampled], now)
+        settled = self.predictions.take_settled()
+        mine = settled.get(health.version) if health.version is not None else None
+        if mine is not None and len(mine.probability):
+            health.observe_outcomes(mine.probability, mine.outcome, now)
+
+    def _shadow_score(
+        self, shadow: Scorer, now: float, rows: Ints, matrix: Floats, kept: Ints
+    ) -> None:
+        """The challenger scores the log's sample of the candidates (``kept``: positions);
+        its model rows are logged under its version, each standing for the users the sample
+        stands for."""
         log = self.predictions
-        kept = sample(rows, now, log.max_per_tick)
         try:
             scores = shadow.score(matrix[kept] if len(kept) < len(rows) else matrix)
         except Exception:  # a challenger must never take the decisions down

@@ -32,8 +32,8 @@ version for model rows, ``"heuristic"`` for the fallback's rows). The rules:
   in each pending record (``np.searchsorted``), never an array over all users.
 
 State is plain data (``to_dict`` / ``load``, arrays packed with ``service.packed``): the
-pending records and the live metrics' buckets, so that a restored log carries on. The queue
-of :meth:`take_settled` is not saved.
+pending records, the settled ones not taken yet (the engine takes them at every tick, so
+there are few) and the live metrics' buckets, so that a restored log carries on.
 """
 
 from __future__ import annotations
@@ -333,6 +333,7 @@ class PredictionLog:
             "champion": self.champion,
             "challenger": self.challenger,
             "pending": [record.to_dict() for record in self._pending],
+            "settled": [r.to_dict() for queue in self._settled.values() for r in queue],
             "metrics": self.metrics.to_dict(),
         }
 
@@ -351,9 +352,16 @@ class PredictionLog:
         pending = data.get("pending", [])
         if not isinstance(pending, list):
             raise ValueError("the prediction log's pending records must be a list")
+        settled = data.get("settled", [])
+        if not isinstance(settled, list):
+            raise ValueError("the prediction log's settled records must be a list")
         records = [_Pending.from_dict(r) for r in pending]
+        taken = [_Pending.from_dict(r) for r in settled]
         self.metrics.load(data.get("metrics", {"bucket_s": self.metrics.bucket_s, "versions": {}}))
         self.champion, self.challenger = data.get("champion"), data.get("challenger")
         self._pending = records
         self._settled.clear()
         self._queued.clear()
+        for record in taken:
+            self._settled.setdefault(record.version, deque()).append(record)
+            self._queued[record.version] = self._queued.get(record.version, 0) + len(record.rows)

@@ -14,6 +14,7 @@ from features.definitions import FEATURE_NAMES
 from features.events import UserActivity, UserConnect, UserDisconnect
 from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
+from models.reference import FeatureReference
 from models.scoring import Floats, Scorer, Scores
 from service.config import ServiceConfig
 from service.engine import Engine
@@ -123,7 +124,10 @@ def test_the_heuristic_is_logged_under_its_own_label() -> None:
     engine.tick(T0 + 10.0)
     said = engine.last_scores.probability.copy()  # about the scorer's horizon
     engine.on_event(UserConnect(T0 + 12.0, "b"), T0 + 12.0)
-    engine.tick(T0 + 10.0 + engine.scorer.horizon_s + 1.0)
+    # An event after the horizon settles the tick's predictions (a tick would too, and hand
+    # the champion's to its health monitor).
+    later = T0 + 10.0 + engine.scorer.horizon_s + 1.0
+    engine.on_event(UserActivity(later, "a", int(later)), later)
     live = engine.live(T0 + 100.0)
     assert live["champion"] == "heuristic" and live["challenger"] is None
     hour = live["versions"]["heuristic"]["windows"]["1h"]
@@ -206,3 +210,64 @@ def test_a_bad_log_state_is_refused_on_restore() -> None:
     data["predictions"]["pending"][0]["probability"] = "not base64!"
     with pytest.raises(ValueError, match="not valid base64"):
         Engine.from_dict(data, ModelLike(0.3))
+
+
+@dataclass
+class Referenced:
+    """A model-like scorer whose version carries a training reference."""
+
+    reference: FeatureReference
+    version: str = "7"
+    horizon_s: float = 40.0
+
+    def score(self, features: Floats) -> Scores:
+        n = len(features)
+        return Scores(np.full(n, 0.1), np.ones(n, dtype=bool), self.version, 40.0, self.reference)
+
+
+def scored_rows(engine: Engine, users: int = 30, ticks: int = 60) -> list[Floats]:
+    """Users active once, then ``ticks`` ticks 5 s apart; the matrices scored."""
+    for k in range(users):
+        engine.on_event(UserActivity(T0 + k, f"u{k}", int(T0 + k)), T0 + k)
+    seen = []
+    for k in range(ticks):
+        engine.tick(T0 + users + 5.0 * k)
+        seen.append(engine.last_features.copy())
+    return seen
+
+
+def test_the_health_monitor_measures_drift_against_the_champions_reference() -> None:
+    seen = scored_rows(make(ModelLike(0.1)))
+    matrix = np.concatenate(seen)
+    same = FeatureReference.fit(matrix, FEATURE_NAMES)
+    elsewhere = FeatureReference.fit(matrix * 3.0 + 1000.0, FEATURE_NAMES)
+
+    at_home = make(Referenced(same))
+    scored_rows(at_home)
+    report = at_home.live(T0 + 400.0)["health"]
+    assert report["version"] == "7" and report["rows"] == len(matrix)
+    assert report["psi_max"] is not None and report["psi_max"] < 0.1
+    assert not report["drifted_features"]
+
+    abroad = make(Referenced(elsewhere))
+    scored_rows(abroad)
+    report = abroad.live(T0 + 400.0)["health"]
+    assert report["degraded"] and report["drifted_features"]
+    assert report["psi_max"] > 0.25
+
+    # A new champion version starts afresh, with its own reference.
+    abroad.scorer = Referenced(same, version="8")
+    abroad.tick(T0 + 400.0)
+    report = abroad.live(T0 + 400.0)["health"]
+    assert report["version"] == "8" and report["rows"] == 30 and not report["degraded"]
+
+
+def test_the_champions_settled_predictions_reach_its_health_monitor() -> None:
+    engine = make(
+        Referenced(FeatureReference.fit(np.zeros((4, len(FEATURE_NAMES))), FEATURE_NAMES))
+    )
+    scored_rows(engine, users=30, ticks=60)
+    health = engine.live(T0 + 400.0)["health"]
+    # Every tick's 30 predictions settle 40 s later, at the first tick after that.
+    assert health["settled"] == 30 * (60 - 9)
+    assert health["batches"] == health["settled"] // 200
