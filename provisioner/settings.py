@@ -26,6 +26,9 @@ from training.defaults import (
     DEFAULT_CALIBRATION,
     DEFAULT_EVERY_S,
     DEFAULT_EXPERIMENT,
+    DEFAULT_LIVE_BRIER_TOLERANCE,
+    DEFAULT_LIVE_MAX_AGE_S,
+    DEFAULT_LIVE_MIN_SETTLED,
     DEFAULT_LOG_LOSS_TOLERANCE,
     DEFAULT_MIN_POSITIVES,
     DEFAULT_QUIET_AFTER_S,
@@ -165,6 +168,22 @@ class Settings(BaseSettings):
         default=DEFAULT_AUC_TOLERANCE,
         ge=0,
         description="ROC AUC decrease (absolute) a candidate may show.",
+    )
+    live_min_settled: int = Field(
+        default=DEFAULT_LIVE_MIN_SETTLED,
+        ge=0,
+        description="Settled predictions per version that live evidence needs "
+        "(`promote --live`, `retrain --when-degraded`).",
+    )
+    live_brier_tolerance: float = Field(
+        default=DEFAULT_LIVE_BRIER_TOLERANCE,
+        ge=0,
+        description="Relative live Brier-score increase a challenger may show (`promote --live`).",
+    )
+    live_max_age_s: float = Field(
+        default=DEFAULT_LIVE_MAX_AGE_S,
+        gt=0,
+        description="Live evidence older than this is stale (`retrain --when-degraded` trains).",
     )
     actor: str | None = Field(
         default=None, description="Who promotes or rolls back, for the audit tags (default: $USER)."

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # heavy (MLflow, LightGBM): imported where used, keeping the 
     from models.registry import ModelRegistry
     from training.dataset import DatasetSpec
     from training.gates import Tolerances
+    from training.live_gates import LiveRule
     from training.tracking import TrackingConfig
     from training.train import TrainConfig
 
@@ -169,6 +170,16 @@ def tolerances(settings: Settings) -> Tolerances:
         log_loss=settings.promote_log_loss_tolerance,
         brier=settings.promote_brier_tolerance,
         roc_auc=settings.promote_auc_tolerance,
+    )
+
+
+def live_rule(settings: Settings) -> LiveRule:
+    from training.live_gates import LiveRule
+
+    return LiveRule(
+        min_settled=settings.live_min_settled,
+        brier_tolerance=settings.live_brier_tolerance,
+        max_age_s=settings.live_max_age_s,
     )
 
 

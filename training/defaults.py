@@ -19,3 +19,10 @@ DEFAULT_BRIER_TOLERANCE: Final = 0.01
 DEFAULT_AUC_TOLERANCE: Final = 0.005
 DEFAULT_EXPERIMENT: Final = "connect-likelihood"
 """The MLflow experiment of the training runs."""
+DEFAULT_LIVE_MIN_SETTLED: Final = 500
+"""Settled predictions each of the champion and the challenger needs at the compared step
+(``promote --live``), and the champion for its health to count (``retrain --when-degraded``)."""
+DEFAULT_LIVE_BRIER_TOLERANCE: Final = 0.01
+"""Relative live Brier-score increase a challenger may show (its live log loss may show none)."""
+DEFAULT_LIVE_MAX_AGE_S: Final = 3600.0
+"""Live evidence older than this is stale: ``retrain --when-degraded`` trains."""

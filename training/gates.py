@@ -100,6 +100,8 @@ class PromotionDecision:
     applied: bool = False
     actor: str | None = None
     at: str | None = None
+    live: dict[str, Any] | None = None
+    """The live evidence the decision also weighed (``promote --live``; None: none)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +115,7 @@ class PromotionDecision:
             "candidate_metrics": _metrics_dict(self.candidate_metrics),
             "reference_metrics": _metrics_dict(self.reference_metrics),
             "holdout": self.holdout,
+            "live": self.live,
             "dry_run": self.dry_run,
             "applied": self.applied,
             "actor": self.actor,

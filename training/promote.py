@@ -8,12 +8,20 @@ With no champion yet, or one that cannot be loaded or was trained on other featu
 reference is the heuristic (the scorer the service would fall back to) with no tolerance:
 the first model must beat it.
 
-Promotion moves ``champion`` to the candidate and ``previous`` to the old champion;
-rollback moves ``champion`` back to ``previous`` (and ``previous`` to the version that was
-champion before that one, when known). Every decision leaves tags on the versions
+Promotion moves ``champion`` to the candidate and ``previous`` to the old champion (and
+removes ``challenger`` when it named the candidate); rollback moves ``champion`` back to
+``previous`` (and ``previous`` to the version that was champion before that one, when
+known). Every decision leaves tags on the versions
 (``promotion.*``, ``demotion.*``, ``rollback.*``: who, when, why, from which version) and
 the last action on the registered model (``audit.last``), written through
 :class:`models.registry.ModelRegistry`.
+
+The ``challenger`` alias names a version the live service scores in the shadow of the
+champion (:func:`set_challenger`; ``retrain`` sets it to a new version the gates kept out).
+:func:`promote` with a :class:`training.live_gates.LiveRule` also weighs the live evidence
+of the candidate (the challenger) against the champion's at their latest common step
+(``training.live_gates``), on top of the holdout gates, and records it
+(``promotion.live``).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import numpy.typing as npt
 from features.table import EventTable
 from models.heuristic import HeuristicScorer
 from models.registry import (
+    CHALLENGER,
     CHAMPION,
     PREVIOUS,
     LoadedModel,
@@ -41,6 +50,7 @@ from models.registry import (
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.evaluate import ModelMetrics, evaluate
 from training.gates import DEFAULT_TOLERANCES, STRICT, PromotionDecision, Tolerances, check_gates
+from training.live_gates import LiveRule, check_live_gates, describe_live_gate
 from training.train import SPLIT
 
 HEURISTIC: Final = "heuristic"
@@ -60,6 +70,10 @@ class BadHoldout(PromotionError):
 
 class NothingToRollBack(PromotionError):
     """No ``previous`` version to go back to."""
+
+
+class NoLiveEvidence(PromotionError):
+    """No live evidence to compare the challenger and the champion on."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,54 @@ def load_candidate(registry: ModelRegistry, version: str | None = None) -> Loade
         return registry.load(chosen)
     except ModelNotFound as e:
         raise NoCandidate(str(e)) from e
+
+
+def load_challenger(registry: ModelRegistry) -> LoadedModel:
+    """The ``challenger`` version, loaded and warmed; :class:`NoCandidate` without one."""
+    version = registry.alias_version(CHALLENGER)
+    if version is None:
+        raise NoCandidate(
+            f"{registry.model_name!r} has no {CHALLENGER!r}: set one with "
+            "`promote --challenger VERSION` (retrain sets it when the gates keep the champion)"
+        )
+    return registry.load(version, alias=CHALLENGER)
+
+
+def set_challenger(
+    registry: ModelRegistry,
+    version: str,
+    *,
+    actor: str,
+    now: float | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Point ``challenger`` at ``version`` after checking it loads (and is not the
+    champion); tagged ``challenger.at/by/why`` and recorded in ``audit.last``."""
+    try:
+        registry.load(version)
+    except ModelNotFound as e:
+        raise NoCandidate(str(e)) from e
+    aliases = registry.aliases()
+    if aliases.get(CHAMPION) == version:
+        raise PromotionError(f"version {version} is the champion: it cannot be the challenger")
+    at = _iso(time.time() if now is None else now)
+    before = aliases.get(CHALLENGER)
+    why = note or f"challenger: version {version}" + (f" (was {before})" if before else "")
+    try:
+        registry.set_alias(CHALLENGER, version)
+        registry.tag_version(version, _audit_tags("challenger", at, actor, why))
+        _record_last(registry, "challenger", version, before or "none", actor, at, why)
+    except Exception as e:
+        raise PromotionError(f"could not set the challenger in {registry!r}: {e}") from e
+    return {
+        "action": "challenger",
+        "version": version,
+        "previous_challenger": before,
+        "champion": aliases.get(CHAMPION),
+        "actor": actor,
+        "at": at,
+        "why": why,
+    }
 
 
 def holdout_spec(model: LoadedModel) -> tuple[DatasetSpec, tuple[float, float, float]]:
@@ -244,6 +306,8 @@ def apply(
                     _audit_tags("demotion", at, actor, why, {"to": decision.candidate}),
                 )
             registry.set_alias(CHAMPION, decision.candidate)
+            if registry.alias_version(CHALLENGER) == decision.candidate:
+                registry.delete_alias(CHALLENGER)
         tags = {
             "decision": "promoted" if decision.promote else "rejected",
             "from": source,
@@ -252,6 +316,8 @@ def apply(
         }
         if note:
             tags["note"] = note
+        if decision.live is not None:
+            tags["live"] = json.dumps(decision.live, sort_keys=True)
         registry.tag_version(decision.candidate, _audit_tags("promotion", at, actor, why, tags))
         _record_last(
             registry,
@@ -277,14 +343,61 @@ def promote(
     now: float | None = None,
     dry_run: bool = False,
     note: str | None = None,
+    live: LiveRule | None = None,
 ) -> PromotionDecision:
-    """:func:`decide_promotion`, then :func:`apply` unless ``dry_run``."""
+    """:func:`decide_promotion` (and :func:`with_live_gates` when a ``live`` rule is
+    given), then :func:`apply` unless ``dry_run``."""
     decision = decide_promotion(registry, candidate, holdout, tolerances)
+    if live is not None:
+        decision = with_live_gates(
+            registry, decision, live, now=time.time() if now is None else now
+        )
     if dry_run:
         return replace(decision, dry_run=True, actor=actor)
     if not decision.gates:  # already the champion: nothing to record
         return replace(decision, actor=actor)
     return apply(registry, decision, actor=actor, now=now, note=note)
+
+
+def with_live_gates(
+    registry: ModelRegistry, decision: PromotionDecision, rule: LiveRule, *, now: float
+) -> PromotionDecision:
+    """``decision`` with the live gates (``training.live_gates``) of its candidate against
+    the champion at their latest common step; :class:`NoLiveEvidence` when there is none."""
+    if not decision.gates:  # already the champion
+        return decision
+    champion = decision.champion
+    if champion is None:
+        raise NoLiveEvidence("no champion to compare the challenger's live evidence with")
+    pair = registry.common_live_evidence(champion, decision.candidate)
+    if pair is None:
+        raise NoLiveEvidence(
+            f"versions {champion} and {decision.candidate} have no live evidence logged at "
+            "a common step: the service logs it while it scores both (champion and challenger)"
+        )
+    champion_evidence, challenger_evidence = pair
+    gates = check_live_gates(champion_evidence, challenger_evidence, rule)
+    passed = decision.promote and all(g.passed for g in gates)
+    reasons = [
+        *decision.reasons[:-1],
+        *(describe_live_gate(g, champion) for g in gates),
+        f"{'promote' if passed else 'reject'} version {decision.candidate}",
+    ]
+    live = {
+        "step": champion_evidence.step,
+        "at": _iso(champion_evidence.at),
+        "age_s": round(now - champion_evidence.at, 3),
+        "rule": asdict(rule),
+        "champion": dict(champion_evidence.metrics),
+        "challenger": dict(challenger_evidence.metrics),
+    }
+    return replace(
+        decision,
+        promote=passed,
+        gates=(*decision.gates, *gates),
+        reasons=tuple(reasons),
+        live=live,
+    )
 
 
 def rollback(

@@ -7,6 +7,11 @@ slice: the most recent holdout, which the candidate never saw and which is more 
 anything the champion was trained on, as long as retraining runs more often than the
 window moves past it.
 
+When the gates keep the champion, the new version becomes the ``challenger`` (the live
+service scores it in the shadow, and ``promote --live`` can promote it on live evidence).
+:func:`champion_health` reads the champion's latest live evidence, for retraining only
+when it is degraded (``training.live_gates``).
+
 The label horizon is the dataset spec's; ``horizon`` says how it was chosen
 (``models.horizon``: given, from the range's node boots, or the default) and is recorded
 with the run. Without one, the spec's horizon counts as given.
@@ -23,10 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.horizon import HorizonChoice, HorizonSource
-from models.registry import ModelRegistry
+from models.registry import CHAMPION, ModelRegistry
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.gates import PromotionDecision, Tolerances
-from training.promote import promote
+from training.live_gates import DEFAULT_LIVE_RULE, HealthVerdict, LiveRule
+from training.live_gates import champion_health as judge_health
+from training.promote import promote, set_challenger
 from training.sources import EventSource
 from training.tracking import LoggedRun, TrackingConfig, log_training
 from training.train import TrainConfig, TrainResult, train
@@ -72,9 +79,15 @@ class TrainedVersion:
 class RetrainOutcome:
     trained: TrainedVersion
     decision: PromotionDecision
+    challenger: str | None = None
+    """The version made the challenger (the new one, when the gates kept the champion)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"trained": self.trained.as_dict(), "promotion": self.decision.as_dict()}
+        return {
+            "trained": self.trained.as_dict(),
+            "promotion": self.decision.as_dict(),
+            "challenger": self.challenger,
+        }
 
 
 def train_and_register(
@@ -137,8 +150,26 @@ def retrain(
         dry_run=dry_run,
         note="retrain",
     )
+    challenger = None
+    if decision.applied and not decision.promote and decision.champion is not None:
+        challenger = trained.logged.version
+        set_challenger(
+            registry,
+            challenger,
+            actor=actor,
+            note=f"retrain: the gates kept version {decision.champion} as the champion",
+        )
     report("promote", 1, 1)
-    return RetrainOutcome(trained, decision)
+    return RetrainOutcome(trained, decision, challenger)
+
+
+def champion_health(
+    registry: ModelRegistry, now: float, rule: LiveRule = DEFAULT_LIVE_RULE
+) -> HealthVerdict:
+    """The champion's health on its latest live evidence (``training.live_gates``)."""
+    champion = registry.alias_version(CHAMPION)
+    evidence = None if champion is None else registry.live_evidence(champion)
+    return judge_health(champion, evidence, now, rule)
 
 
 def checked_horizon(spec: DatasetSpec, horizon: HorizonChoice | None) -> HorizonChoice:

@@ -1,8 +1,10 @@
 """``provisioner train|promote|rollback|retrain``: the model lifecycle from the command line.
 
 Each prints one JSON line on stdout (progress and messages go to stderr) and exits with
-0 (done; promoted), 3 (promotion rejected), 1 (error: bad data, no model, store
-unreachable) or 2 (bad usage). MLflow is imported inside the commands: it takes seconds.
+0 (done; promoted; challenger set; `retrain --when-degraded`: the champion is healthy, not
+trained), 3 (promotion rejected), 4 (`promote --live`: no live evidence of the champion and
+the challenger at a common step), 1 (error: bad data, no model, store unreachable) or 2
+(bad usage). MLflow is imported inside the commands: it takes seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from training.sources import EventSource
 
 EXIT_REJECTED: Final = 3
+EXIT_NO_EVIDENCE: Final = 4
+"""`promote --live` without live evidence of both versions at a common step."""
 HORIZON_HELP: Final = (
     "Label horizon in seconds (default: PROVISIONER_HORIZON_S; unset, the service's lead "
     "time for the node boots logged in the range: a tick plus their 95th percentile)."
@@ -105,22 +109,62 @@ def promote(
     since: SinceOption = None,
     until: UntilOption = None,
     reason: Annotated[str | None, typer.Option(help="A note for the audit tags.")] = None,
+    challenger: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Make this version the `challenger` (checking it loads), which the live "
+            "service scores in the shadow of the champion; no promotion.",
+        ),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Promote the `challenger` if it also beats the champion on live evidence "
+            "(latest common step: enough settled predictions each; live log loss no worse, "
+            "live Brier within PROVISIONER_LIVE_BRIER_TOLERANCE).",
+        ),
+    ] = False,
 ) -> None:
     """Promote a version to `champion` if it passes the gates against the current one.
 
     Both are scored on the same holdout: the test slice of the most recent events (the
     retrain window of the event log, or --trace / --since / --until), built as the
-    candidate was trained. Exit code 0: promoted (or would be, with --dry-run);
-    3: rejected; 1: error.
+    candidate was trained. With --live the candidate is the `challenger`, and its live
+    evidence is gated against the champion's too; promoted, it is no longer the
+    challenger. Exit code 0: promoted (or would be, with --dry-run), or the challenger
+    set (--challenger); 3: rejected; 4: --live without live evidence of both at a common
+    step; 1: error.
     """
     settings = settings_of(ctx)
     wiring.quiet_mlflow()
-    from training.promote import build_holdout, load_candidate
+    from training.promote import build_holdout, load_candidate, load_challenger, set_challenger
     from training.promote import promote as run_promotion
 
+    if challenger is not None and (live or version is not None or dry_run):
+        raise typer.BadParameter(
+            "--challenger goes alone (not with --live, --version or --dry-run)",
+            param_hint="--challenger",
+        )
+    if live and version is not None:
+        raise typer.BadParameter(
+            "--live promotes the challenger: no --version", param_hint="--live"
+        )
     registry = wiring.model_registry(settings)
+    if challenger is not None:
+        with _errors():
+            chosen = set_challenger(
+                registry, str(challenger), actor=wiring.actor(settings), note=reason
+            )
+        print_json(chosen | {"model_name": registry.model_name})
+        console.print(f"challenger: version {challenger}")
+        return
     with _errors(), JobProgress("promote", names=TRAINING_STAGES) as progress:
-        candidate = load_candidate(registry, None if version is None else str(version))
+        if live:
+            candidate = load_challenger(registry)
+        else:
+            candidate = load_candidate(registry, None if version is None else str(version))
         source = _read(
             settings,
             trace,
@@ -141,6 +185,8 @@ def promote(
             actor=wiring.actor(settings),
             dry_run=dry_run,
             note=reason,
+            live=wiring.live_rule(settings) if live else None,
+            now=wiring.clock(settings).now() if live else None,  # the service's clock
         )
         progress("promote", 1, 1)
     print_json(decision.as_dict() | {"model_name": registry.model_name})
@@ -183,18 +229,44 @@ def retrain(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Train and register, decide, but move no alias.")
     ] = False,
+    when_degraded: Annotated[
+        bool,
+        typer.Option(
+            "--when-degraded",
+            help="Train only unless the champion is healthy on its latest live evidence "
+            "(live_degraded 0, at least PROVISIONER_LIVE_MIN_SETTLED settled predictions, "
+            "at most PROVISIONER_LIVE_MAX_AGE_S old); no champion, no evidence, stale or "
+            "too few: it trains. Healthy: exit 0 without training.",
+        ),
+    ] = False,
 ) -> None:
     """Train on the recent window of the event log, register, and promote if the gates pass.
 
-    For cron: one JSON line on stdout; exit code 0 when the new version was promoted, 3
-    when it was registered but rejected, 1 on error (bad data registers nothing).
+    For cron: one JSON line on stdout; exit code 0 when the new version was promoted (or,
+    with --when-degraded, the champion is healthy and nothing was trained), 3 when it was
+    registered but rejected (it becomes the `challenger` when there is a champion), 1 on
+    error (bad data registers nothing).
     """
     settings = settings_of(ctx)
     started = time.perf_counter()
     wiring.quiet_mlflow()
+    from training.retrain import champion_health
     from training.retrain import retrain as run_retrain
 
     window = window_hours if window_hours is not None else settings.retrain_window_hours
+    health = None
+    if when_degraded:
+        with _errors():
+            health = champion_health(
+                wiring.model_registry(settings),
+                wiring.clock(settings).now(),
+                wiring.live_rule(settings),
+            )
+        if health.healthy:
+            print_json({"action": "skipped", "health": health.as_dict()})
+            console.print(f"{health.reason}: not retraining", highlight=False)
+            return
+        console.print(f"{health.reason}: retraining", highlight=False)
     with _errors(), JobProgress("retrain", names=TRAINING_STAGES) as progress:
         source = _read(settings, trace, None, None, window, progress)
         chosen = _horizon(settings, horizon, source)
@@ -211,6 +283,8 @@ def retrain(
             horizon=chosen,
         )
     summary = outcome.as_dict() | {
+        "action": "trained",
+        "health": None if health is None else health.as_dict(),
         "window_hours": window,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -218,6 +292,8 @@ def retrain(
     _show_table(outcome.trained)
     for line in outcome.decision.reasons:
         console.print(f"  {line}")
+    if outcome.challenger is not None:
+        console.print(f"version {outcome.challenger} is the challenger", highlight=False)
     if not outcome.decision.promote:
         raise typer.Exit(EXIT_REJECTED)
 
@@ -294,12 +370,16 @@ def _errors() -> Iterator[None]:
 
     from models.registry import RegistryError
     from service.redact import scrub
-    from training.promote import PromotionError
+    from training.promote import NoLiveEvidence, PromotionError
     from training.sources import NoEvents
     from training.train import BadTrainingData
 
     try:
         yield
+    except NoLiveEvidence as e:
+        console.print(f"[yellow]no live evidence:[/] {e}", soft_wrap=True)
+        print_json({"error": str(e), "kind": type(e).__name__})
+        raise typer.Exit(EXIT_NO_EVIDENCE) from e
     except (
         BadTrainingData,
         NoEvents,

@@ -219,7 +219,7 @@ def test_retrain_is_a_job_under_its_profile(
 ) -> None:
     retrain = services["retrain"]
     assert retrain.get("profiles") == ["retrain"]
-    assert retrain["command"] == ["retrain"]
+    assert retrain["command"] == ["retrain", "--when-degraded"]
     assert retrain.get("restart", "no") == "no"
     assert "retrain" not in compose_config(empty_env_file)["services"], "runs without profile"
     for name in REQUIRED:

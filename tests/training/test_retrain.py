@@ -8,7 +8,7 @@ from features.eventlog import EventLog, LogKeys
 from features.events import UserConnect, UserDisconnect
 from features.table import EventTable
 from models.horizon import HorizonSource, choose_horizon, horizon_from_boots
-from models.registry import CHAMPION, PREVIOUS, ModelRegistry
+from models.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
 from simulation.workloads import DEFAULT_START, generate
 from tests.lifecycle import FAST, HOURS, fleet_boots, merged, register, trace_source, trained
 from training.dataset import DatasetSpec
@@ -126,8 +126,11 @@ def test_a_worse_retrained_candidate_is_registered_but_never_promoted(
     assert outcome.trained.logged.version == "2"
     assert not decision.promote and decision.applied and decision.reference == "version 1"
     assert {"log_loss", "brier"} & {g.metric for g in decision.gates if not g.passed}
-    assert registry.aliases() == {CHAMPION: "1"}
+    # Kept out by the gates, it becomes the challenger (the live service scores it too).
+    assert outcome.challenger == "2" and outcome.as_dict()["challenger"] == "2"
+    assert registry.aliases() == {CHAMPION: "1", CHALLENGER: "2"}
     assert registry.version_info("2").tags["promotion.decision"] == "rejected"
+    assert "kept version 1" in registry.version_info("2").tags["challenger.why"]
 
 
 def test_a_horizon_chosen_from_logged_boots_is_recorded_and_gated_on_its_own_labels(
