@@ -10,8 +10,11 @@ consumes, fitted on the validation slice:
 In MLflow the booster is a native ``lightgbm`` flavor model (``mlflow.lightgbm.load_model``
 gives back a ``Booster`` that predicts on numpy), and everything else it needs travels in
 the same model directory as ``extra_files/classifier.json``: the calibration, the horizon,
-the feature names in column order and the dataset spec it was trained on. Loading reads
-both from one local directory; nothing is pickled.
+the feature names in column order and the dataset spec it was trained on; and, for versions
+trained since it exists, ``extra_files/reference.json``: the training reference of the
+features (``models.reference``) that the service measures live drift against. Loading reads
+them from one local directory (a version without a reference loads with none); nothing is
+pickled.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from features.definitions import FEATURE_NAMES
+from models.reference import REFERENCE_FILE, FeatureReference
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -201,11 +205,13 @@ def log_model(
     *,
     name: str = "model",
     registered_model_name: str | None = None,
+    reference: FeatureReference | None = None,
 ) -> ModelInfo:
-    """Log to the active MLflow run (and register a version when a name is given)."""
+    """Log to the active MLflow run (and register a version when a name is given), with the
+    features' training ``reference`` when given."""
     import mlflow.lightgbm
 
-    with _description_file(classifier) as extra:
+    with _description_files(classifier, reference) as extra:
         info: ModelInfo = mlflow.lightgbm.log_model(
             classifier.booster,
             name=name,
@@ -215,49 +221,65 @@ def log_model(
     return info
 
 
-def save_model(classifier: ConnectClassifier, path: Path, input_example: Floats) -> None:
+def save_model(
+    classifier: ConnectClassifier,
+    path: Path,
+    input_example: Floats,
+    reference: FeatureReference | None = None,
+) -> None:
     """Write the directory :func:`log_model` logs, to a local ``path`` (must not exist)."""
     import mlflow.lightgbm
 
-    with _description_file(classifier) as extra:
+    with _description_files(classifier, reference) as extra:
         mlflow.lightgbm.save_model(
             classifier.booster, str(path), **_model_options(classifier, input_example, extra)
         )
 
 
 @contextmanager
-def _description_file(classifier: ConnectClassifier) -> Iterator[Path]:
+def _description_files(
+    classifier: ConnectClassifier, reference: FeatureReference | None
+) -> Iterator[list[Path]]:
     with tempfile.TemporaryDirectory(prefix="classifier-") as folder:
         path = Path(folder) / CLASSIFIER_FILE
         path.write_text(json.dumps(classifier.describe(), indent=1))
-        yield path
+        files = [path]
+        if reference is not None:
+            if reference.feature_names != classifier.feature_names:
+                raise ValueError("the reference's features are not the classifier's")
+            files.append(Path(folder) / REFERENCE_FILE)
+            files[-1].write_text(json.dumps(reference.to_dict()))
+        yield files
 
 
 def _model_options(
-    classifier: ConnectClassifier, input_example: Floats, extra: Path
+    classifier: ConnectClassifier, input_example: Floats, extra: list[Path]
 ) -> dict[str, Any]:
     return {
         "signature": signature(classifier.feature_names),
         "input_example": _input_frame(classifier, input_example),
         "pip_requirements": pip_requirements(),
-        "extra_files": [str(extra)],
+        "extra_files": [str(path) for path in extra],
         "metadata": {"horizon_s": classifier.horizon_s, "classifier_format": FORMAT},
     }
 
 
 @dataclass(frozen=True)
 class SavedModel:
-    """What a model directory holds: the classifier and its stored input example."""
+    """What a model directory holds: the classifier, its stored input example and the
+    training reference of its features (None: saved before references were)."""
 
     classifier: ConnectClassifier
     input_example: Floats
+    reference: FeatureReference | None = None
 
 
 def load_model(path: Path) -> SavedModel:
     """Load a model directory written by :func:`log_model` or :func:`save_model`.
 
     Raises :class:`ClassifierFormatError` when ``classifier.json`` or the input example is
-    missing or malformed; errors of MLflow or LightGBM reading the booster propagate.
+    missing or malformed, or ``reference.json`` is there but malformed; errors of MLflow or
+    LightGBM reading the booster propagate.
     """
     from mlflow.models import Model
 
@@ -284,7 +306,24 @@ def load_model(path: Path) -> SavedModel:
     if example is None:
         raise ClassifierFormatError("the model has no stored input example")
     matrix = np.asarray(example[list(classifier.feature_names)], dtype=np.float64)
-    return SavedModel(classifier, matrix)
+    reference = _read_reference(path / "extra_files" / REFERENCE_FILE)
+    if reference is not None and reference.feature_names != classifier.feature_names:
+        raise ClassifierFormatError(f"{REFERENCE_FILE} describes other features")
+    return SavedModel(classifier, matrix, reference)
+
+
+def _read_reference(path: Path) -> FeatureReference | None:
+    """The reference saved beside the booster; None when the model has none."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ClassifierFormatError(f"unreadable {REFERENCE_FILE}: {e}") from e
+    try:
+        return FeatureReference.from_dict(json.loads(text))
+    except ValueError as e:  # JSON errors included
+        raise ClassifierFormatError(f"{REFERENCE_FILE}: {e}") from e
 
 
 def _load_booster(path: Path, flavor: Mapping[str, Any] | None, sha256: object) -> Any:

@@ -7,6 +7,13 @@ A loaded model is warmed (and checked) by scoring its stored input example befor
 handed out: a model that cannot score its own example is a load failure, not a surprise
 on the first real request.
 
+Three aliases: ``champion`` (served), ``previous`` (the champion before it, for rollback)
+and ``challenger`` (a version the live service also scores, in the shadow, to gather live
+evidence for promotion). Live evidence (``models.live_evidence``) is logged to a version's
+run as time-stepped metrics (:meth:`ModelRegistry.log_live`) and read back as the latest
+step of one version (:meth:`ModelRegistry.live_evidence`) or the latest step two versions
+share (:meth:`ModelRegistry.common_live_evidence`).
+
 Errors are typed and raised ``from`` the MLflow or LightGBM error behind them:
 :class:`ModelNotFound` (no such registered model, alias or version),
 :class:`RegistryUnavailable` (the tracking store did not answer) and
@@ -15,6 +22,7 @@ Errors are typed and raised ``from`` the MLflow or LightGBM error behind them:
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Mapping
@@ -26,9 +34,12 @@ import numpy as np
 
 from models.classifier import ClassifierFormatError, ConnectClassifier, Floats, load_model
 from models.defaults import DEFAULT_MODEL_NAME
+from models.live_evidence import LIVE_KEYS, LIVE_N, LiveEvidence, live_metrics
+from models.reference import FeatureReference
 
 CHAMPION: Final = "champion"
 PREVIOUS: Final = "previous"
+CHALLENGER: Final = "challenger"
 TAG_LIMIT: Final = 4000
 """Longest tag value written (MLflow refuses longer ones); longer values are clipped."""
 _NOT_FOUND: Final = ("RESOURCE_DOES_NOT_EXIST",)
@@ -63,6 +74,8 @@ class LoadedModel:
     run_id: str | None = None
     loaded_at: float = 0.0
     load_seconds: float = 0.0
+    reference: FeatureReference | None = None
+    """The features' training reference (None: trained before references were stored)."""
 
     @property
     def horizon_s(self) -> float:
@@ -192,6 +205,7 @@ class ModelRegistry:
             run_id=info.run_id,
             loaded_at=time.time(),
             load_seconds=time.perf_counter() - started,
+            reference=saved.reference,
         )
 
     # -- writing -------------------------------------------------------------------------
@@ -215,6 +229,75 @@ class ModelRegistry:
     def tag_model(self, key: str, value: str) -> None:
         """Set a tag on the registered model (value clipped to :data:`TAG_LIMIT`)."""
         self._call(lambda: self.client.set_registered_model_tag(self.model_name, key, clip(value)))
+
+    # -- live evidence -------------------------------------------------------------------
+
+    def log_live(self, version: str, metrics: Mapping[str, float], at: float) -> None:
+        """Log live ``metrics`` (``models.live_evidence`` names, with or without the
+        ``live_`` prefix; ``live_n`` required; non-finite values left out) to the run of
+        ``version``, at step ``int(at)`` and timestamp ``int(at * 1000)``."""
+        from mlflow.entities import Metric
+
+        values = live_metrics(metrics)
+        if not math.isfinite(at) or at < 0:
+            raise ValueError(f"at must be a finite unix time, not {at}")
+        run_id = self._run_id(version)
+        batch = [Metric(key, value, int(at * 1000), int(at)) for key, value in values.items()]
+        self._call(lambda: self.client.log_batch(run_id, metrics=batch))
+
+    def live_evidence(self, version: str) -> LiveEvidence | None:
+        """The live metrics of ``version`` at its latest logged step (that of ``live_n``);
+        None when none was logged."""
+        run_id = self._run_id(version)
+        run = self._call(lambda: self.client.get_run(run_id))
+        latest = {m.key: m for m in run.data.to_proto().metrics if m.key in LIVE_KEYS}
+        n = latest.get(LIVE_N)
+        if n is None:
+            return None
+        values = {k: float(m.value) for k, m in latest.items() if m.step == n.step}
+        return LiveEvidence(str(version), int(n.step), n.timestamp / 1000, values)
+
+    def common_live_evidence(
+        self, first: str, second: str
+    ) -> tuple[LiveEvidence, LiveEvidence] | None:
+        """The live metrics of two versions at the latest step both were logged at (the
+        service logs the champion and the challenger in one call); None when there is none."""
+        a, b = self.live_evidence(first), self.live_evidence(second)
+        if a is None or b is None:
+            return None
+        if a.step == b.step:
+            return a, b
+        histories = {v: self._live_history(v) for v in (first, second)}
+        common = set(histories[first].get(LIVE_N, {})) & set(histories[second].get(LIVE_N, {}))
+        if not common:
+            return None
+        step = max(common)
+        return self._evidence_at(first, histories[first], step), self._evidence_at(
+            second, histories[second], step
+        )
+
+    def _live_history(self, version: str) -> dict[str, dict[int, Any]]:
+        """Per live key, the logged metrics by step (the latest timestamp of a step wins)."""
+        run_id = self._run_id(version)
+        out: dict[str, dict[int, Any]] = {}
+        for key in LIVE_KEYS:
+            history = self._call(lambda key=key: self.client.get_metric_history(run_id, key))
+            steps: dict[int, Any] = {}
+            for metric in sorted(history, key=lambda m: (m.step, m.timestamp)):
+                steps[int(metric.step)] = metric
+            out[key] = steps
+        return out
+
+    @staticmethod
+    def _evidence_at(version: str, history: dict[str, dict[int, Any]], step: int) -> LiveEvidence:
+        values = {k: float(by[step].value) for k, by in history.items() if step in by}
+        return LiveEvidence(str(version), step, history[LIVE_N][step].timestamp / 1000, values)
+
+    def _run_id(self, version: str) -> str:
+        run_id = self.version_info(version).run_id
+        if not run_id:
+            raise ModelNotFound(f"version {version} of {self.model_name!r} has no run")
+        return str(run_id)
 
     def _call(self, request: Any, *, missing_ok: bool = False) -> Any:
         from mlflow.exceptions import MlflowException

@@ -15,11 +15,12 @@ One run holds:
   digests and a file source (the trace file; for the event log, a Parquet snapshot of the
   events logged as ``data/events.parquet``, since the log is trimmed over time);
 - artifacts: ``features.json`` (column order), ``metrics.json`` and ``metrics.md`` (the
-  comparison table), ``plots/roc.png``, ``plots/reliability.png``, ``plots/importance.png``;
+  comparison table), ``plots/roc.png``, ``plots/reliability.png``, ``plots/importance.png``,
+  ``reference.json`` (the features' training reference, ``models.reference``);
 - the model (``models.classifier``): the native LightGBM booster with signature, input
-  example, explicit pip requirements and ``classifier.json``, registered as a new version
-  of the registered model, whose version tags repeat the horizon (and how it was chosen),
-  digest and test metrics.
+  example, explicit pip requirements, ``classifier.json`` and ``reference.json``,
+  registered as a new version of the registered model, whose version tags repeat the
+  horizon (and how it was chosen), digest and test metrics.
 
 Everything is logged before the model is registered: a run that fails registers nothing.
 """
@@ -45,6 +46,7 @@ import numpy as np
 from models.classifier import log_model
 from models.defaults import DEFAULT_MODEL_NAME
 from models.horizon import HorizonChoice, HorizonSource
+from models.reference import REFERENCE_FILE
 from training.dataset import Dataset
 from training.defaults import DEFAULT_EXPERIMENT
 from training.evaluate import plot_importance, plot_reliability, plot_roc, table
@@ -160,12 +162,15 @@ def log_training(
             mlflow.log_dict({"features": list(dataset.feature_names)}, "features.json")
             mlflow.log_dict({k: m.as_dict() for k, m in result.metrics.items()}, "metrics.json")
             mlflow.log_text(table(result.metrics) + "\n", "metrics.md")
+            if result.reference is not None:
+                mlflow.log_dict(result.reference.to_dict(), REFERENCE_FILE)
             _log_plots(result, work / "plots")
             _log_inputs(result, source, run.info.artifact_uri, work, tracking.tracking_uri)
             info = log_model(
                 result.classifier,
                 _input_example(result),
                 registered_model_name=tracking.model_name,
+                reference=result.reference,
             )
             version = str(info.registered_model_version)
             version_tags = _version_tags(result, dataset, source, digest, run.info.run_id, chosen)

@@ -5,7 +5,9 @@ and the scikit-learn baseline (standardised features, logistic regression), both
 by the rows' sample weights. On the validation slice: the calibration of the booster
 (sigmoid by default; isotonic only when the slice holds ``min_isotonic_positives``
 positives). On the test slice: the metrics of the calibrated model, of the raw booster, of
-the baseline and of the heuristic, side by side.
+the baseline and of the heuristic, side by side. And the training reference of the
+features (``models.reference``: quantile bins of the train slice and the weighted share of
+its rows in each), stored with the version for measuring live drift.
 
 No class reweighting (``is_unbalance``, ``scale_pos_weight``): the scaler consumes the
 probabilities as they are. Positives are rare (a few percent of the rows, far fewer in a
@@ -35,6 +37,7 @@ from models.classifier import (
     logit,
 )
 from models.heuristic import HeuristicScorer
+from models.reference import DEFAULT_BINS, FeatureReference
 from training.dataset import Dataset, Split
 from training.defaults import DEFAULT_CALIBRATION, DEFAULT_MIN_POSITIVES, DEFAULT_TRAIN_SEED
 from training.evaluate import ModelMetrics, evaluate
@@ -69,6 +72,8 @@ class TrainConfig:
     training down by orders of magnitude as soon as another process wants a core."""
     baseline_max_iter: int = 1000
     split: tuple[float, float, float] = SPLIT
+    reference_bins: int = DEFAULT_BINS
+    """Quantile bins per feature of the training reference (live drift is measured on them)."""
 
     def __post_init__(self) -> None:
         if self.max_trees < 1 or self.early_stopping_rounds < 1:
@@ -77,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"calibration must be sigmoid or isotonic, not {self.calibration!r}")
         if self.threads < 1:
             raise ValueError("threads must be >= 1 (a fixed count keeps training deterministic)")
+        if self.reference_bins < 1:
+            raise ValueError("reference_bins must be >= 1")
 
     def lightgbm_params(self) -> dict[str, Any]:
         return {
@@ -126,6 +133,8 @@ class TrainResult:
     config: TrainConfig
     gains: Floats = field(repr=False, default_factory=lambda: np.zeros(0))
     """Total split gain per feature (LightGBM importance)."""
+    reference: FeatureReference | None = None
+    """The training reference of the features (the train slice's, weighted)."""
 
 
 def check_split(split: Split, config: TrainConfig) -> None:
@@ -212,6 +221,12 @@ def train(
         seconds=seconds,
         config=config,
         gains=np.asarray(booster.feature_importance(importance_type="gain"), dtype=np.float64),
+        reference=FeatureReference.fit(
+            split.train.X,
+            dataset.feature_names,
+            config.reference_bins,
+            weights=split.train.w,
+        ),
     )
 
 
