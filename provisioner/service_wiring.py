@@ -23,6 +23,7 @@ from features.bridge import Bridge
 from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
 from models.model_scorer import ModelScorer
+from models.registry import CHALLENGER
 from provisioner import wiring
 from provisioner.settings import Settings
 from service.app import create_app
@@ -54,6 +55,10 @@ def service_config(settings: Settings) -> ServiceConfig:
         lead_time_s=settings.lead_time_s,
         boot_prior_s=settings.boot_prior_s,
         tick_interval_s=settings.tick_interval_s,
+        prediction_log_max_per_tick=settings.prediction_log_max_per_tick,
+        prediction_log_keep_settled=settings.prediction_log_keep_settled,
+        live_metrics_bucket_s=settings.live_metrics_bucket_s,
+        live_metrics_windows_s=settings.live_metrics_windows_s,
     )
 
 
@@ -134,13 +139,20 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
     scorer = ModelScorer(
         fallback=HeuristicScorer(horizon_s=fallback_horizon_s), horizon_s=fallback_horizon_s
     )
-    watcher = RegistryWatcher(scorer, wiring.model_registry(settings))
+    shadow = ModelScorer(
+        fallback=HeuristicScorer(horizon_s=fallback_horizon_s), horizon_s=fallback_horizon_s
+    )
+    registry = wiring.model_registry(settings)
+    watcher = RegistryWatcher(scorer, registry)
+    # The challenger is scored in shadow (never decides); without one the shadow holds no
+    # model and the engine logs nothing for it.
+    challenger = RegistryWatcher(shadow, registry, CHALLENGER, optional=True)
     config = service_config(settings)
 
     def engine(saved: dict[str, Any] | None, features: OnlineFeatures) -> Engine:
         if saved is None:
-            return Engine(scorer, config, features=features)
-        return Engine.from_dict(saved, scorer, features=features, config=config)
+            return Engine(scorer, config, features=features, shadow=shadow)
+        return Engine.from_dict(saved, scorer, features=features, config=config, shadow=shadow)
 
     leadership = leader_lease(settings, client)
     provider = nodes if leadership is None else FencedProvider(nodes, leadership)
@@ -156,8 +168,11 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
         options=LiveOptions(
             warm_history_s=settings.warm_history_hours * 3600.0,
             model_check_every_s=settings.model_check_s,
+            live_log_every_s=settings.live_log_s,
         ),
         watcher=watcher,
+        challenger=challenger,
+        evidence=registry,
         leader=None if leadership is None else leadership.is_leader,
     )
     token = settings.admin_token.get_secret_value() if settings.admin_token else None

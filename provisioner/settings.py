@@ -7,18 +7,19 @@ A setting that is a knob of a lower layer takes its default from that layer (``L
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from features.eventlog import LogKeys
 from features.events import Limits
 from models.defaults import DEFAULT_MODEL_NAME
 from service.config import ServiceConfig
-from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
+from service.defaults import DEFAULT_LIVE_LOG_S, DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
 from training.defaults import (
     DEFAULT_AUC_TOLERANCE,
@@ -267,6 +268,48 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the service looks for a new champion.",
     )
+
+    # -- predictions against outcomes --------------------------------------------------------
+    prediction_log_max_per_tick: int = Field(
+        default=default_of(ServiceConfig, "prediction_log_max_per_tick"),
+        ge=1,
+        description="Predictions logged per tick and version at most (a weighted sample).",
+    )
+    prediction_log_keep_settled: int = Field(
+        default=default_of(ServiceConfig, "prediction_log_keep_settled"),
+        ge=0,
+        description="Settled predictions per version held for a consumer between two takes.",
+    )
+    live_metrics_bucket_s: float = Field(
+        default=default_of(ServiceConfig, "live_metrics_bucket_s"),
+        gt=0,
+        description="Live metrics are summed in time buckets this long, seconds.",
+    )
+    live_metrics_windows_s: Annotated[tuple[float, ...], NoDecode] = Field(
+        default=default_of(ServiceConfig, "live_metrics_windows_s"),
+        min_length=1,
+        description="Rolling windows of the live metrics, seconds, comma-separated.",
+    )
+    live_log_s: float = Field(
+        default=DEFAULT_LIVE_LOG_S,
+        gt=0,
+        description="How often the live metrics of the champion and the challenger are "
+        "logged to their MLflow runs, seconds.",
+    )
+
+    @field_validator("live_metrics_windows_s", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("live_metrics_windows_s")
+    @classmethod
+    def _positive_windows(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(math.isfinite(w) and w > 0 for w in value):
+            raise ValueError(f"windows must be finite numbers > 0, not {list(value)}")
+        return value
 
     @field_validator("home")
     @classmethod

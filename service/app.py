@@ -26,7 +26,7 @@ from models.scoring import Source
 from service.body_limit import BodyLimit
 from service.breaker import BreakerState
 from service.efficiency import Efficiency
-from service.live import LiveService, ModelWatcher
+from service.live import LiveService
 from service.pool import NodeState
 
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -230,6 +230,62 @@ class ServiceLevelBody(Answer):
     windows: list[WindowLevelBody]
 
 
+LiveRole = Literal["champion", "challenger", "fallback", "retired"]
+
+
+class ReliabilityBinBody(Answer):
+    """One bin of the reliability curve: the predictions of about equal weight merged into
+    it, their mean and the share of them whose user connected."""
+
+    mean_prediction: float
+    observed_rate: float
+    weight: float
+    """The scored users the bin stands for."""
+
+
+class LiveWindowBody(Answer):
+    """A version's predictions settled in one window (``service.live_metrics``); null where
+    nothing settled (``auc``: also when one class only)."""
+
+    n: int
+    """Settled predictions (the sample, when ticks were sampled)."""
+    weight: float
+    """The scored users they stand for."""
+    log_loss: float | None
+    brier: float | None
+    ece: float | None
+    """Expected calibration error over the reliability curve's bins."""
+    auc: float | None
+    base_rate: float | None
+    """The share of them whose user connected within the scorer's horizon."""
+    mean_prediction: float | None
+    reliability: list[ReliabilityBinBody]
+
+
+class LiveVersionBody(Answer):
+    role: LiveRole
+    """``champion``: the scorer's version; ``challenger``: the one scored in shadow;
+    ``fallback``: the heuristic behind a model; ``retired``: an earlier version."""
+    windows: dict[str, LiveWindowBody]
+    """By window name (``1h``, ``24h``)."""
+
+
+class LiveMetricsBody(Answer):
+    """Predictions against outcomes (``Engine.live``): each tick's scores, settled against
+    the connects within the scorer's horizon, per version label (a model version, or
+    ``heuristic``) over rolling windows."""
+
+    champion: str | None
+    """The label of the scorer that sizes (null before the first scored tick)."""
+    challenger: str | None
+    """The label of the model scored in shadow (null: none)."""
+    bucket_s: float
+    windows: list[str]
+    pending: int
+    """Predictions waiting for their horizon to end."""
+    versions: dict[str, LiveVersionBody]
+
+
 class PoolStatus(Answer):
     at: float
     counts: PoolCountsBody
@@ -246,14 +302,16 @@ class PoolStatus(Answer):
     """The lead time in force: a tick plus the learned boot quantile, unless configured."""
     boot_times: BootTimesBody
     feedback: FeedbackReportBody
+    live: LiveMetricsBody
+    """Every version's live metrics (retired ones included, until their windows empty)."""
     service_level: ServiceLevelBody
     nodes: list[PoolNodeBody]
     top_users: list[UserScoreBody]
     provider: ProviderHealth
 
 
-class ModelInUse(Answer):
-    """The registry's model the service watches, and what it serves."""
+class WatchedModel(Answer):
+    """What a watcher of one registry alias holds (``service.model_watch``)."""
 
     source: Source
     fallback_reason: str | None
@@ -267,7 +325,23 @@ class ModelInUse(Answer):
     last_check: float | None
     last_error: str | None
     reloads: int
+
+
+class ChallengerInUse(WatchedModel):
+    """The registry's ``challenger``: scored in shadow on the same users as the champion,
+    never used to decide. ``source`` is ``heuristic`` and ``version`` null while the alias
+    names no version (no challenger: nothing is scored in shadow)."""
+
+
+class ModelInUse(WatchedModel):
+    """The registry's model the service watches, what it serves, the challenger, and how
+    both do against the connects that followed their scores."""
+
     fallbacks: dict[str, int]
+    challenger: ChallengerInUse | None
+    """Null when the service watches no challenger."""
+    live: LiveMetricsBody
+    """The live metrics of the champion and the challenger (the versions in those roles)."""
 
 
 class HeuristicOnly(Answer):
@@ -277,6 +351,9 @@ class HeuristicOnly(Answer):
     alias: None
     version: None
     fallbacks: dict[str, int]
+    challenger: None
+    live: LiveMetricsBody
+    """The heuristic's live metrics."""
 
 
 class PoolHistoryPointBody(Answer):
@@ -409,10 +486,20 @@ def create_app(
 
     @app.get("/v1/model", responses=_errors(503))
     async def model(live: Live) -> ModelInUse | HeuristicOnly:
-        """The model in use (alias, version, loaded at) and the fallbacks so far."""
+        """The model in use (alias, version, loaded at), the fallbacks so far, the challenger
+        scored in shadow, and the live metrics of both: their predictions settled against the
+        connects that followed, per window, with the reliability curve."""
+        measured = _in_role(live)
         if live.watcher is None:
-            return HeuristicOnly(source=Source.HEURISTIC, alias=None, version=None, fallbacks={})
-        return _model_in_use(live.watcher)
+            return HeuristicOnly(
+                source=Source.HEURISTIC,
+                alias=None,
+                version=None,
+                fallbacks={},
+                challenger=None,
+                live=measured,
+            )
+        return _model_in_use(live)
 
     @app.post(
         "/v1/model/reload",
@@ -425,7 +512,9 @@ def create_app(
         if watcher is None:
             raise HTTPException(409, "this service runs without a model registry")
         await watcher.check()
-        return _model_in_use(watcher)
+        if live.challenger is not None:
+            await live.challenger.check()
+        return _model_in_use(live)
 
     @app.get("/api/efficiency", response_model=Efficiency, responses=_errors(503))
     async def efficiency(live: Live) -> Efficiency:
@@ -482,8 +571,26 @@ def create_app(
     return app
 
 
-def _model_in_use(watcher: ModelWatcher) -> ModelInUse:
-    return ModelInUse.model_validate(watcher.info() | {"fallbacks": watcher.fallbacks()})
+def _model_in_use(live: LiveService) -> ModelInUse:
+    watcher = live.watcher
+    assert watcher is not None
+    challenger = None if live.challenger is None else live.challenger.info()
+    return ModelInUse.model_validate(
+        watcher.info()
+        | {"fallbacks": watcher.fallbacks(), "challenger": challenger, "live": _in_role(live)}
+    )
+
+
+def _in_role(live: LiveService) -> LiveMetricsBody:
+    """The live metrics of the versions that are the champion or the challenger now."""
+    report = live.engine.live(live.clock.now())
+    versions = report["versions"]
+    report["versions"] = {
+        label: versions[label]
+        for label in (report["champion"], report["challenger"])
+        if label is not None and label in versions
+    }
+    return LiveMetricsBody.model_validate(report)
 
 
 def _dashboard_html() -> str:

@@ -7,3 +7,6 @@ from typing import Final
 DEFAULT_WARM_HISTORY_S: Final = 7 * 86_400.0
 DEFAULT_MODEL_CHECK_S: Final = 30.0
 """How often the service looks for a new champion."""
+DEFAULT_LIVE_LOG_S: Final = 300.0
+"""How often (clock seconds) the leader logs the live evidence of the champion and the
+challenger to their MLflow runs."""

@@ -43,7 +43,9 @@ challenger (``shadow``) may run beside the scorer: at each tick it scores the sa
 users' features (the log's deterministic sample of them, all that is logged) and only its
 model rows are logged, under its version. It never enters the calibration, the demand or a
 decision, and an exception it raises is counted (:attr:`Engine.shadow_errors`), not raised.
-A challenger whose version is the champion's is not logged (it would count twice).
+A challenger whose version is the champion's is not logged (it would count twice), and one
+that holds no model (no version, no model row: a ``ModelScorer`` following an alias that
+names no version) is no challenger.
 ``last_features`` keeps the last tick's scored feature matrix (rows as ``last_scores``).
 
 The champion's health (``service.model_health``, :attr:`Engine.health`) is watched from the
@@ -168,8 +170,7 @@ class EngineStatus:
     """``BootTimes.summary``: the boots learned."""
     feedback: FeedbackReport
     live: dict[str, Any] = field(default_factory=dict)
-    """``Engine.live``: the live metrics per model version. Not in ``to_dict`` (yet): the
-    API's status body does not take it."""
+    """``Engine.live``: the live metrics per model version."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +188,7 @@ class EngineStatus:
             "lead_time_s": self.lead_time_s,
             "boot_times": dict(self.boot_times),
             "feedback": self.feedback.to_dict(),
+            "live": self.live,
         }
 
 
@@ -507,6 +509,9 @@ class Engine(PoolCore):
             self.shadow_errors += 1
             return
         from_model = np.asarray(scores.from_model, dtype=np.bool_)
+        if scores.model_version is None and not from_model.any():
+            log.challenger = None  # no challenger model (a ModelScorer without one)
+            return
         label = scores.model_version or UNVERSIONED
         log.challenger = label
         if label == log.champion or not from_model.any():

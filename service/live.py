@@ -14,7 +14,13 @@ worker threads. Tasks:
   and its outcome goes back to the engine (``service.node_commands``);
 - **reconcile**: every ``reconcile_every_s``, converge with the provider's node list
   (``service.reconcile``);
-- **model**: when a model watcher is given, let it check the registry now and then.
+- **model**: when a model watcher is given, let it check the registry now and then; a
+  second watcher may follow the ``challenger`` alias (its scorer is the engine's shadow);
+  it never holds readiness back, and no challenger is a normal state;
+- **evidence**: when an evidence sink (the model registry) is given, the leader logs the
+  champion's and the challenger's live metrics over the shortest live window to their runs
+  every ``live_log_every_s`` of the clock (``service.evidence_log``: in a worker thread,
+  failures counted, never fatal).
 
 **Readiness** (``/readyz``, :meth:`LiveService.readiness`): the service sees events (the
 last read of the event log succeeded, recently enough, and the consumer runs) and the first
@@ -58,8 +64,9 @@ from service.breaker import CircuitBreaker
 from service.commands import Command, TerminateNode
 from service.connect_windows import ServiceLevel
 from service.consumer import StreamConsumer
-from service.defaults import DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
+from service.defaults import DEFAULT_LIVE_LOG_S, DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from service.engine import Engine
+from service.evidence_log import EvidenceLog, EvidenceSink
 from service.node_commands import NodeCommands
 from service.pool_history import PoolHistory
 from service.provider import NodeProvider, ProviderError
@@ -130,6 +137,8 @@ class LiveOptions:
     """Not ready when no read of the event log succeeded for this long (wall seconds)."""
     reconcile_every_s: float = 30.0
     model_check_every_s: float = DEFAULT_MODEL_CHECK_S
+    live_log_every_s: float = DEFAULT_LIVE_LOG_S
+    """How often (clock seconds) the live evidence is logged to the registry."""
     max_backoff_s: float = 2.0
     """Longest wait (wall seconds) between two attempts to reach an unreachable event log."""
 
@@ -147,6 +156,8 @@ class LiveService:
         telemetry: Telemetry | None = None,
         options: LiveOptions | None = None,
         watcher: ModelWatcher | None = None,
+        challenger: ModelWatcher | None = None,
+        evidence: EvidenceSink | None = None,
         leader: Callable[[], bool] | None = None,
     ) -> None:
         self.event_log = event_log
@@ -157,6 +168,10 @@ class LiveService:
         self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.options = options if options is not None else LiveOptions()
         self.watcher = watcher
+        self.challenger = challenger
+        """Follows the registry's ``challenger`` alias (its scorer: the engine's shadow)."""
+        self.evidence = None if evidence is None else EvidenceLog(evidence, self.telemetry)
+        """Logs the live evidence to the registry (None: no registry)."""
         self.leader = leader
         """Whether this process may act on the pool now (None: always)."""
         breaker = getattr(provider, "breaker", None)
@@ -216,8 +231,10 @@ class LiveService:
         self._spawn(self._consume_loop(), "consume")
         self._spawn(self._tick_loop(), "tick")
         self._spawn(self._reconcile_loop(), "reconcile")
-        if self.watcher is not None:
+        if self.watcher is not None or self.challenger is not None:
             self._spawn(self._model_loop(), "model")
+        if self.evidence is not None:
+            self._spawn(self._evidence_loop(), "evidence")
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self.commands.running()]
@@ -274,11 +291,12 @@ class LiveService:
         return {"breaker": breaker, "deletes_in_flight": self.commands.deletes_in_flight()}
 
     def refresh_telemetry(self) -> None:
-        """Gauges read from other objects (the connect windows, the scorer's fallbacks, the
-        model served, the breaker): now."""
+        """Gauges read from other objects (the connect windows, the live metrics, the
+        scorer's fallbacks, the model served, the breaker): now."""
         self.telemetry.ready.set(1 if self.sees_events else 0)
         if self._engine is not None:
             self.telemetry.observe_service_level(self.service_level())
+            self.telemetry.observe_live(self._engine.live(self.clock.now()))
         if self.watcher is not None:
             self.telemetry.observe_fallbacks(self.watcher.fallbacks())
             self.telemetry.observe_model(self.watcher.info()["source"] == Source.MODEL.value)
@@ -418,10 +436,27 @@ class LiveService:
         self._dispatch(commands)
 
     async def _model_loop(self) -> None:
-        assert self.watcher is not None
         while True:
-            await self.watcher.check()
+            if self.watcher is not None:
+                await self.watcher.check()
+            if self.challenger is not None:
+                await self.challenger.check()
             await asyncio.sleep(self.options.model_check_every_s)
+
+    async def _evidence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.clock.wall_delay(self.options.live_log_every_s))
+            await self.log_evidence()
+
+    async def log_evidence(self) -> int:
+        """Log the champion's and the challenger's live metrics over the shortest live
+        window to their runs, when this process leads; the versions logged."""
+        if self.evidence is None or self._engine is None or not self.is_leader():
+            return 0
+        now = self.clock.now()
+        engine = self._engine
+        window_s = min(engine.config.live_metrics_windows_s)
+        return await self.evidence.log(engine.live(now), window_s, now)
 
     # -- commands --------------------------------------------------------------------------
 

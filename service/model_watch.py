@@ -8,6 +8,10 @@ the heuristic) and is reported by :meth:`RegistryWatcher.info` and the metrics.
 :attr:`RegistryWatcher.outcome` says in a sentence what the last check came to (the
 version served, or why the heuristic serves); it is None until the first check has
 finished, which the live service's readiness waits for (``/readyz``).
+
+A watcher of an ``optional`` alias (the ``challenger``, scored in shadow) follows it the
+same way, except that an alias naming no version is a normal state, not a failure: the
+model held is dropped (the scorer then holds none) and nothing is logged as wrong.
 """
 
 from __future__ import annotations
@@ -26,10 +30,20 @@ log = logging.getLogger(__name__)
 
 
 class RegistryWatcher:
-    def __init__(self, scorer: ModelScorer, registry: ModelRegistry, alias: str = CHAMPION) -> None:
+    def __init__(
+        self,
+        scorer: ModelScorer,
+        registry: ModelRegistry,
+        alias: str = CHAMPION,
+        *,
+        optional: bool = False,
+    ) -> None:
         self.scorer = scorer
         self.registry = registry
         self.alias = alias
+        self.optional = optional
+        """The alias may name no version (the challenger): then no model is held, and that
+        is no failure."""
         self.last_check: float | None = None
         self.last_error: str | None = None
         self.reloads = 0
@@ -57,6 +71,14 @@ class RegistryWatcher:
             return self._failed(f"registry unreachable: {e}")
         if version is None:
             message = f"{self.registry.model_name!r} has no version with alias {self.alias!r}"
+            if self.optional:
+                dropped = self.scorer.swap(None)
+                if dropped is not None:
+                    log.info(
+                        "%s version %s is %s no more", dropped.name, dropped.version, self.alias
+                    )
+                self.last_error = None
+                return None
             self.scorer.note_failure(FallbackReason.NO_MODEL, message)
             self.last_error = None  # the registry answered: nothing is wrong
             return message
@@ -67,7 +89,7 @@ class RegistryWatcher:
         if loaded:
             self.reloads += 1
             self.last_error = None
-            log.info("serving %s version %s", self.registry.model_name, version)
+            log.info("%s %s version %s", self._loaded_verb(), self.registry.model_name, version)
             return None
         return self._failed(f"loading version {version} failed: {self.scorer.last_error}")
 
@@ -94,9 +116,16 @@ class RegistryWatcher:
 
     def _serving(self) -> str:
         model = self.scorer.model
+        if self.optional:
+            if model is None:
+                return f"no {self.alias}"
+            return f"{self.alias}: {model.name!r} version {model.version}"
         if model is None:
             return "serving the heuristic"
         return f"serving {model.name!r} version {model.version}"
+
+    def _loaded_verb(self) -> str:
+        return f"{self.alias} is" if self.optional else "serving"
 
     def _failed(self, message: str) -> str:
         """Record a failed check or load; the message as recorded (credentials removed)."""

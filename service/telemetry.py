@@ -7,11 +7,18 @@ shows every window, and ``absent()`` keeps meaning a missing target), and NaN co
 false in PromQL, so no alert on them fires for a window nobody connected in, as with the
 usual ``rate(bad[w]) / rate(all[w])``, which is NaN without traffic too
 (docs/alerts.md).
+
+The live metrics of the model versions (``Engine.live``: predictions settled against the
+connects that followed) are gauges labelled ``role`` (champion, challenger, fallback: the
+heuristic behind a model), ``version`` and ``window`` ("1h", "24h"), set afresh at every
+refresh: a version that left its role leaves the series. A figure a window does not have
+(nothing settled, an AUC of one class) is NaN.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -19,6 +26,10 @@ from service.breaker import BreakerState, CircuitBreaker
 from service.connect_windows import ServiceLevel
 from service.engine import EngineStatus
 from service.scaler import RefusalReason
+
+LIVE_ROLES: Final = ("champion", "challenger", "fallback")
+"""The roles whose live metrics are exported (a retired version's are not)."""
+_LIVE_LABELS: Final = ["role", "version", "window"]
 
 
 class Telemetry:
@@ -160,6 +171,61 @@ class Telemetry:
             "Node API calls refused by the open circuit breaker.",
             registry=r,
         )
+        self.live_settled = Gauge(
+            "provisioner_live_settled",
+            "Predictions settled (against the connects within the scorer's horizon) in the "
+            "window, by role and version.",
+            _LIVE_LABELS,
+            registry=r,
+        )
+        self.live_weight = Gauge(
+            "provisioner_live_weight",
+            "Scored users the settled predictions of the window stand for (the settled count "
+            "unless ticks were sampled).",
+            _LIVE_LABELS,
+            registry=r,
+        )
+        self.live_log_loss = Gauge(
+            "provisioner_live_log_loss",
+            "Log loss of the predictions settled in the window (NaN: none).",
+            _LIVE_LABELS,
+            registry=r,
+        )
+        self.live_brier = Gauge(
+            "provisioner_live_brier",
+            "Brier score of the predictions settled in the window (NaN: none).",
+            _LIVE_LABELS,
+            registry=r,
+        )
+        self.live_ece = Gauge(
+            "provisioner_live_ece",
+            "Expected calibration error (15 bins of equal weight) of the predictions settled "
+            "in the window (NaN: none).",
+            _LIVE_LABELS,
+            registry=r,
+        )
+        self.live_auc = Gauge(
+            "provisioner_live_auc",
+            "ROC AUC of the predictions settled in the window (NaN: none, or one class only).",
+            _LIVE_LABELS,
+            registry=r,
+        )
+        self.live_base_rate = Gauge(
+            "provisioner_live_base_rate",
+            "Share of the predictions settled in the window whose user connected (NaN: none).",
+            _LIVE_LABELS,
+            registry=r,
+        )
+        self.live_evidence_logged = Counter(
+            "provisioner_live_evidence_logged",
+            "Versions' live metrics logged to their MLflow runs.",
+            registry=r,
+        )
+        self.live_evidence_failures = Counter(
+            "provisioner_live_evidence_failures",
+            "Attempts to log a version's live metrics to its MLflow run that failed.",
+            registry=r,
+        )
         self._waits_seen = 0
         self._model_observed = False
 
@@ -205,6 +271,28 @@ class Telemetry:
             self.breaker_state.labels(state=state.value).set(1 if breaker.state is state else 0)
         self.breaker_opened.set(breaker.opened)
         self.breaker_rejected.set(breaker.rejected)
+
+    def observe_live(self, live: dict[str, Any]) -> None:
+        """The live metrics (``Engine.live``) of the versions in a role, per window."""
+        gauges = {
+            "n": self.live_settled,
+            "weight": self.live_weight,
+            "log_loss": self.live_log_loss,
+            "brier": self.live_brier,
+            "ece": self.live_ece,
+            "auc": self.live_auc,
+            "base_rate": self.live_base_rate,
+        }
+        for gauge in gauges.values():
+            gauge.clear()
+        for version, report in live.get("versions", {}).items():
+            role = report["role"]
+            if role not in LIVE_ROLES:
+                continue
+            for window, metrics in report["windows"].items():
+                for key, gauge in gauges.items():
+                    labels = gauge.labels(role=role, version=version, window=window)
+                    labels.set(_or_nan(metrics[key]))
 
     def observe_fallbacks(self, counts: dict[str, int]) -> None:
         for reason, value in counts.items():

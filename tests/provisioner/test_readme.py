@@ -32,6 +32,8 @@ def shown(default: object) -> str:
         return f"`{default:g}`"
     if isinstance(default, Path):
         return f"`./{default}`"
+    if isinstance(default, tuple):  # comma-separated, as the variable takes it
+        return "`" + ",".join(f"{value:g}" for value in default) + "`"
     return f"`{default}`"
 
 

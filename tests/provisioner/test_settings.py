@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from provisioner.service_wiring import service_config
 from provisioner.settings import Settings
+from service.config import ServiceConfig
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -48,3 +50,26 @@ def test_home_is_not_the_users_home(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_init_by_field_name(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, redis_url="redis://x")
     assert settings.home == tmp_path and settings.redis_url == "redis://x"
+
+
+def test_live_metric_windows_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISIONER_LIVE_METRICS_WINDOWS_S", "600, 7200")
+    monkeypatch.setenv("PROVISIONER_LIVE_LOG_S", "60")
+    settings = Settings()
+    assert settings.live_metrics_windows_s == (600.0, 7200.0) and settings.live_log_s == 60.0
+    config = service_config(settings)
+    assert config.live_metrics_windows_s == (600.0, 7200.0)
+    monkeypatch.setenv("PROVISIONER_LIVE_METRICS_WINDOWS_S", "600,-1")
+    with pytest.raises(ValidationError, match="live_metrics_windows_s"):
+        Settings()
+
+
+def test_the_live_knobs_default_to_the_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "PREDICTION_LOG_MAX_PER_TICK",
+        "PREDICTION_LOG_KEEP_SETTLED",
+        "LIVE_METRICS_BUCKET_S",
+        "LIVE_METRICS_WINDOWS_S",
+    ):
+        monkeypatch.delenv(f"PROVISIONER_{name}", raising=False)
+    assert service_config(Settings()) == ServiceConfig()

@@ -21,6 +21,7 @@ from models.scoring import Scorer
 from service.config import ServiceConfig
 from service.consumer import StreamConsumer
 from service.engine import Engine
+from service.evidence_log import EvidenceSink
 from service.live import LiveOptions, LiveService, ModelWatcher
 from service.state_store import StateStore
 from simulation.nodes.fleet import NodeFleet
@@ -67,6 +68,10 @@ def make_service(
     *,
     scorer: Scorer | None = None,
     watcher: ModelWatcher | None = None,
+    shadow: Scorer | None = None,
+    challenger: ModelWatcher | None = None,
+    evidence: EvidenceSink | None = None,
+    options: LiveOptions | None = None,
 ) -> Harness:
     """A live service (not started) with its clients; ``close()`` them after stopping it."""
     client = redis.Redis.from_url(redis_url)
@@ -78,8 +83,8 @@ def make_service(
     def factory(saved: dict[str, object] | None, features: OnlineFeatures) -> Engine:
         used = scorer if scorer is not None else HeuristicScorer()
         if saved is None:
-            return Engine(used, config, features=features)
-        return Engine.from_dict(saved, used, features=features)
+            return Engine(used, config, features=features, shadow=shadow)
+        return Engine.from_dict(saved, used, features=features, shadow=shadow)
 
     service = LiveService(
         engine_factory=factory,
@@ -88,8 +93,10 @@ def make_service(
         store=StateStore(client, f"{prefix}service:state"),
         provider=nodes,
         clock=clock,
-        options=LiveOptions(read_block_ms=50, reconcile_every_s=5.0),
+        options=options or LiveOptions(read_block_ms=50, reconcile_every_s=5.0),
         watcher=watcher,
+        challenger=challenger,
+        evidence=evidence,
     )
     return Harness(service, nodes, client, async_client)
 

@@ -18,9 +18,9 @@ from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
 from features.events import UserActivity, UserConnect
 from models.model_scorer import ModelScorer
-from models.registry import CHAMPION, ModelRegistry
+from models.registry import CHALLENGER, CHAMPION, ModelRegistry
 from service.app import MAX_PREDICT_USERS, create_app
-from service.live import LiveService
+from service.live import LiveOptions, LiveService
 from service.model_watch import RegistryWatcher
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
@@ -34,14 +34,31 @@ TOKEN = "s3cret-token"
 
 @contextmanager
 def api(
-    redis_url: str, redis_client: redis.Redis, prefix: str, watcher: RegistryWatcher | None
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    watcher: RegistryWatcher | None,
+    challenger: RegistryWatcher | None = None,
+    evidence: ModelRegistry | None = None,
+    options: LiveOptions | None = None,
 ) -> Iterator[tuple[TestClient, LiveService]]:
     """A TestClient whose lifespan starts the service (in the client's event loop)."""
     clock = ScaledClock(anchor=time.time(), speed=SPEED)
     fleet = NodeFleet(UniformBoot(10, 29), random.Random(5))
     log = EventLog(redis_client, LogKeys(prefix))
     scorer = watcher.scorer if watcher is not None else None
-    harness = make_service(redis_url, prefix, clock, fleet, scorer=scorer, watcher=watcher)
+    harness = make_service(
+        redis_url,
+        prefix,
+        clock,
+        fleet,
+        scorer=scorer,
+        watcher=watcher,
+        shadow=None if challenger is None else challenger.scorer,
+        challenger=challenger,
+        evidence=evidence,
+        options=options,
+    )
     # The app's lifespan starts the service and, in the same event loop, closes its clients.
     app = create_app(harness.service, admin_token=TOKEN, on_shutdown=[harness.close])
     with bridged(redis_client, log, prefix), TestClient(app) as client:
@@ -278,3 +295,106 @@ def test_the_service_level_per_window_in_the_pool_and_the_metrics(
             assert figures[("provisioner_connects_window", name)] == 4
             assert figures[("provisioner_instant_rate_window", name)] == metrics["instant_rate"]
             assert math.isclose(figures[("provisioner_error_budget_burn_rate", name)], burn)
+
+
+def live_figures(text: str) -> dict[tuple[str, str, str, str], float]:
+    """``(name, role, version, window) -> value`` of the live metrics in a /metrics text."""
+    return {
+        (s.name, s.labels["role"], s.labels["version"], s.labels["window"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("provisioner_live_")
+        for s in family.samples
+        if "role" in s.labels
+    }
+
+
+def test_the_challenger_in_shadow_and_both_live_in_the_api_the_metrics_and_mlflow(
+    redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tracking: TrackingConfig,
+    registry: ModelRegistry,
+) -> None:
+    """A champion and a challenger in a real store: the challenger is scored in shadow,
+    ``/v1/model`` names it and shows both versions' live metrics (as ``/v1/pool`` and
+    ``/metrics`` do), and the leader logs both to their runs at one step."""
+    champion_version = register(tracking).version
+    challenger_version = register(tracking).version
+    watcher = RegistryWatcher(ModelScorer(), registry)
+    challenger = RegistryWatcher(ModelScorer(), registry, CHALLENGER, optional=True)
+    options = LiveOptions(read_block_ms=50, reconcile_every_s=5.0, live_log_every_s=20.0)
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    registry.set_alias(CHAMPION, champion_version)
+    with api(redis_url, redis_client, key_prefix, watcher, challenger, registry, options) as (
+        client,
+        service,
+    ):
+        # Ready with no challenger: none is a normal state, not a failure.
+        model = client.get("/v1/model").json()
+        assert model["version"] == champion_version
+        assert model["challenger"]["version"] is None
+        assert model["challenger"]["last_error"] is None
+        assert model["challenger"]["alias"] == CHALLENGER
+        registry.set_alias(CHALLENGER, challenger_version)
+        reload = client.post("/v1/model/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert reload.json()["challenger"]["version"] == challenger_version
+        assert challenger.outcome == (
+            f"challenger: {tracking.model_name!r} version {challenger_version}"
+        )
+
+        now = service.clock.now()
+        log.append_batch([UserActivity(now + 0.01 * i, f"u{i}", int(now)) for i in range(8)])
+        log.append(UserConnect(now + 1.0, "u2"))
+        versions = {champion_version, challenger_version}
+
+        def settled() -> dict[str, object]:
+            live = client.get("/v1/model").json()["live"]
+            hour = {v: live["versions"].get(v, {}).get("windows", {}).get("1h") for v in versions}
+            return live if all(w is not None and w["n"] > 0 for w in hour.values()) else {}
+
+        deadline = time.monotonic() + 20
+        while not (live := settled()):
+            assert time.monotonic() < deadline, client.get("/v1/model").json()["live"]
+            time.sleep(0.1)
+        assert live["champion"] == champion_version
+        assert live["challenger"] == challenger_version
+        assert live["windows"] == ["1h", "24h"]
+        for version, role in ((champion_version, "champion"), (challenger_version, "challenger")):
+            report = live["versions"][version]  # type: ignore[index]
+            assert report["role"] == role
+            hour = report["windows"]["1h"]
+            assert hour["reliability"] and hour["log_loss"] >= 0.0
+        pool = client.get("/v1/pool").json()
+        assert pool["live"]["champion"] == champion_version
+        assert set(pool["live"]["versions"]) >= versions
+
+        figures = live_figures(client.get("/metrics").text)
+        hour = service.engine.live(service.clock.now())["versions"][challenger_version]
+        assert figures[("provisioner_live_settled", "challenger", challenger_version, "1h")] >= 1
+        assert figures[("provisioner_live_settled", "champion", champion_version, "24h")] >= 1
+        for name in ("log_loss", "brier", "ece", "base_rate"):
+            key = (f"provisioner_live_{name}", "challenger", challenger_version, "1h")
+            assert math.isfinite(figures[key]) and figures[key] >= 0.0
+        assert hour["role"] == "challenger"
+
+        # The leader logs both versions' evidence to their runs, at one step.
+        deadline = time.monotonic() + 20
+        while (both := registry.common_live_evidence(champion_version, challenger_version)) is None:
+            assert time.monotonic() < deadline, "no live evidence logged"
+            time.sleep(0.2)
+        for logged in both:
+            assert logged.n >= 1 and logged.get("live_window_s") == 3600.0
+            assert logged.get("log_loss") is not None
+        assert service.telemetry.live_evidence_failures._value.get() == 0
+
+        # The alias removed: no challenger any more, and nothing failed.
+        registry.delete_alias(CHALLENGER)
+        reload = client.post("/v1/model/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+        body = reload.json()
+        assert body["challenger"]["version"] is None and body["challenger"]["last_error"] is None
+        assert challenger.outcome == "no challenger"
+        deadline = time.monotonic() + 10
+        while client.get("/v1/model").json()["live"]["challenger"] is not None:
+            assert time.monotonic() < deadline, "the challenger stayed"
+            time.sleep(0.1)
+        assert client.get("/readyz").status_code == 200

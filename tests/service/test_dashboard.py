@@ -8,6 +8,7 @@ The screenshot lands in ``out/dashboard.png``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 import pytest
 import redis
 
@@ -35,6 +37,7 @@ from service.feedback import ServiceLevelFeedback
 from service.live import Readiness
 from service.pool import PoolCounts
 from service.pool_history import PoolHistory
+from service.prediction_log import PredictionLog
 from service.service_level import MetricsReport
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
@@ -298,6 +301,9 @@ def test_dashboard_shows_the_pool_live(
         check_model_shown(dom, model)
         fields = dom["fields"]
         assert fields["model-source"]["text"] == "heuristic"
+        # the heuristic sizes, so its predictions are the champion's; there is no challenger
+        assert fields["live-champion-version"]["text"] == "heuristic"
+        assert fields["live-challenger-version"]["text"] == "none"
         assert fields["status"]["text"] == "live"
         assert fields["banner"]["text"] == ""
         history = httpx.get(f"{base}/v1/history", timeout=5).json()["points"]
@@ -505,4 +511,129 @@ def test_dashboard_says_why_the_service_is_not_ready(
     assert page.get_by_test_id("instant-rate-1h").inner_text() == "—"
     assert page.get_by_test_id("instant-rate-1h").get_attribute("data-state") == "none"
     assert page.get_by_test_id("target-instant-rate").inner_text() == "99%"
+    page.close()
+
+
+# -- predictions against outcomes ----------------------------------------------------------------
+
+LIVE_FIGURES = {"n": "n", "log_loss": "log-loss", "brier": "brier", "ece": "ece", "auc": "auc"}
+READ_RELIABILITY = """() => {
+  const box = document.querySelector("[data-testid=chart-reliability]");
+  const dots = [...box.querySelectorAll("circle.bin")].map((c) => ({
+    series: c.dataset.series, predicted: Number(c.dataset.predicted),
+    observed: Number(c.dataset.observed), cx: Number(c.getAttribute("cx")),
+    cy: Number(c.getAttribute("cy")) }));
+  const diagonal = box.querySelector("[data-testid=reliability-diagonal]");
+  const ends = diagonal
+    ? ["x1", "y1", "x2", "y2"].map((a) => Number(diagonal.getAttribute(a))) : null;
+  return { points: Number(box.dataset.points), series: Number(box.dataset.series), dots,
+           diagonal: ends };
+}"""
+
+
+def crafted_live(now: float) -> dict[str, Any]:
+    """The live metrics of a champion (7) and a challenger (8), as ``Engine.live`` gives
+    them: 400 users scored an hour apart, some connecting; the 24 h window holds an older
+    tick the last hour does not."""
+    log = PredictionLog(
+        max_per_tick=2000, bucket_s=300.0, windows_s=(3600.0, 86400.0), keep_settled=0
+    )
+    log.champion, log.challenger = "7", "8"
+    rng = np.random.default_rng(3)
+    rows = np.arange(400)
+    for at in (now - 3 * 3600.0, now - 600.0):
+        truth = rng.uniform(0.0, 0.3, len(rows))
+        log.record(at, rows, truth, "7", 40.0)
+        log.record(at, rows, np.clip(truth * 1.6 + 0.02, 0.0, 1.0), "8", 40.0)
+        for row in rows[rng.uniform(size=len(rows)) < truth]:
+            log.connect(int(row), at + 10.0)
+    log.advance(now)
+    return log.live(now)
+
+
+def check_live_shown(dom: dict[str, Any], live: dict[str, Any], window: str) -> None:
+    fields = dom["fields"]
+    for role in ("champion", "challenger"):
+        version = live[role]
+        assert fields[f"live-{role}-version"]["text"] == f"v{version}"
+        metrics = live["versions"][version]["windows"][window]
+        for key, testid in LIVE_FIGURES.items():
+            shown_value = fields[f"live-{role}-{testid}"]
+            assert float(shown_value["value"]) == metrics[key], (role, key)
+            digits = {"n": 0, "auc": 3}.get(key, 4)
+            assert close(float(shown_value["text"]), metrics[key], 0.5 * 10**-digits + 1e-12)
+
+
+def test_dashboard_shows_the_live_reliability_of_champion_and_challenger(
+    browser: BrowserContext,
+) -> None:
+    now = 1_800_000_000.0
+    live = crafted_live(now)
+    hour, day = (live["versions"]["7"]["windows"][w] for w in ("1h", "24h"))
+    assert hour["n"] == 400 and day["n"] == 800  # the windows differ
+    pool: dict[str, Any] = crafted_status(now).to_dict() | {"nodes": [], "top_users": []}
+    pool["service_level"] = crafted_level(now).to_dict()
+    pool["live"] = live
+    model = {
+        "source": "model",
+        "alias": "champion",
+        "version": "7",
+        "fallbacks": {},
+        "challenger": {"alias": "challenger", "version": "8"},
+        "live": live,
+    }
+    answers: dict[str, Any] = {
+        "/v1/pool": pool,
+        "/v1/history": PoolHistory().to_dict() | {"now": now, "tick_interval_s": 10.0},
+        "/v1/model": model,
+        "/readyz": ready_body(),
+    }
+    html = (ROOT / "service" / "static" / "dashboard.html").read_text(encoding="utf-8")
+
+    def answer(route: Route) -> None:
+        path = route.request.url.removeprefix(ORIGIN).split("?")[0]
+        if path == "/":
+            route.fulfill(body=html, content_type="text/html")
+        else:
+            route.fulfill(body=json.dumps(answers[path]), content_type="application/json")
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route(f"{ORIGIN}/**", answer)
+    page.goto(f"{ORIGIN}/")
+    handle = page.wait_for_function(
+        f"at => Number(document.body.dataset.poolAt) === at && ({READ_DOM})()", arg=now
+    )
+    check_live_shown(handle.json_value(), live, "1h")  # the shortest window first
+    chart = page.evaluate(READ_RELIABILITY)
+    curves = {
+        role: live["versions"][live[role]]["windows"]["1h"]["reliability"]
+        for role in ("champion", "challenger")
+    }
+    assert chart["series"] == 2
+    assert chart["points"] == len(chart["dots"]) == sum(len(c) for c in curves.values())
+    for role, curve in curves.items():
+        dots = [d for d in chart["dots"] if d["series"] == role]
+        assert [(d["predicted"], d["observed"]) for d in dots] == [
+            (b["mean_prediction"], b["observed_rate"]) for b in curve
+        ]
+        # higher observed rates are drawn higher, larger predictions further right
+        for a, b in itertools.pairwise(dots):
+            assert (a["cx"] < b["cx"]) == (a["predicted"] < b["predicted"])
+            assert (a["cy"] > b["cy"]) == (a["observed"] < b["observed"])
+    x1, y1, x2, y2 = chart["diagonal"]
+    assert x1 < x2 and y1 > y2  # from (0, 0) bottom left to (top, top) top right
+
+    page.get_by_test_id("live-window-24h").click()
+    handle = page.wait_for_function(
+        f"n => document.querySelector('[data-testid=live-champion-n]').textContent === n"
+        f" && ({READ_DOM})()",
+        arg=str(day["n"]),
+    )
+    check_live_shown(handle.json_value(), live, "24h")
+    assert page.get_by_test_id("live-window-24h").get_attribute("aria-pressed") == "true"
+    assert errors == []
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT.with_name("dashboard-live.png")), full_page=True)
     page.close()

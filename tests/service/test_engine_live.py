@@ -14,10 +14,13 @@ from features.definitions import FEATURE_NAMES
 from features.events import UserActivity, UserConnect, UserDisconnect
 from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
+from models.model_scorer import ModelScorer
 from models.reference import FeatureReference
+from models.registry import LoadedModel
 from models.scoring import Floats, Scorer, Scores
 from service.config import ServiceConfig
 from service.engine import Engine
+from tests.lifecycle import trained
 from tests.service.test_engine import T0, ModelLike, Shell, play, trace
 
 
@@ -174,6 +177,28 @@ def test_a_challenger_of_the_champions_version_is_not_logged_twice() -> None:
     live = engine.live(T0 + 100.0)
     assert live["versions"]["7"]["windows"]["1h"]["n"] == 1
     assert live["versions"]["7"]["windows"]["1h"]["mean_prediction"] == 0.1
+
+
+def test_a_challenger_scorer_without_a_model_is_no_challenger() -> None:
+    """The live shell hands the engine a ``ModelScorer`` following the ``challenger``
+    alias, which holds no model while the alias names no version: no challenger then, and
+    the one it held before is one no longer."""
+    shadow = ModelScorer()
+    engine = make(ModelLike(0.1, version="7"), shadow=shadow)
+    engine.on_event(UserActivity(T0, "a", int(T0)), T0)
+    engine.tick(T0 + 1.0)
+    live = engine.live(T0 + 100.0)
+    assert live["challenger"] is None and set(live["versions"]) <= {"7"}
+    shadow.swap(LoadedModel("m", "8", trained().classifier, np.zeros((1, len(FEATURE_NAMES)))))
+    engine.tick(T0 + 100.0)
+    engine.tick(T0 + 200.0)
+    live = engine.live(T0 + 200.0)
+    assert live["challenger"] == "8" and live["versions"]["8"]["role"] == "challenger"
+    shadow.swap(None)  # the alias was removed
+    engine.tick(T0 + 300.0)
+    live = engine.live(T0 + 300.0)
+    assert live["challenger"] is None and live["versions"]["8"]["role"] == "retired"
+    assert engine.shadow_errors == 0
 
 
 def test_a_restart_restores_the_prediction_log() -> None:
