@@ -7,7 +7,9 @@ keys of ``models.live_evidence`` (``live_n``, ``live_log_loss``, ``live_brier``,
 ``live_ece``, ``live_auc``, ``live_base_rate``, ``live_window_s``). Figures the window does
 not have (nothing settled; an AUC of one class) are left out; ``live_n`` is always there,
 0 when nothing settled in the window. A version the log holds nothing about is left out.
-Pure: the live shell calls it and logs the result (``service.evidence_log``).
+The champion's also carry its health (``live["health"]``, ``service.model_health``):
+``live_degraded`` (1 or 0) and, once features were counted, ``live_psi_max``; these are
+what ``retrain --when-degraded`` reads. Pure: the live shell calls it and logs the result (``service.evidence_log``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from models.live_evidence import (
     LIVE_AUC,
     LIVE_BASE_RATE,
     LIVE_BRIER,
+    LIVE_DEGRADED,
     LIVE_ECE,
     LIVE_LOG_LOSS,
     LIVE_N,
+    LIVE_PSI_MAX,
     LIVE_WINDOW_S,
 )
 from service.engine import UNVERSIONED
@@ -53,5 +57,15 @@ def evidence(live: dict[str, Any], window_s: float) -> dict[str, dict[str, float
         window = report["windows"][name]
         metrics = {key: float(window[field]) for field, key in _KEYS if window[field] is not None}
         metrics[LIVE_WINDOW_S] = float(window_s)
-        out[version] = metrics
+        out[version] = metrics | _health(live.get("health"), version)
     return out
+
+
+def _health(health: dict[str, Any] | None, version: str) -> dict[str, float]:
+    """The health figures of ``version`` when the health report is about it."""
+    if health is None or health.get("version") != version:
+        return {}
+    figures = {LIVE_DEGRADED: 1.0 if health["degraded"] else 0.0}
+    if health.get("psi_max") is not None:
+        figures[LIVE_PSI_MAX] = float(health["psi_max"])
+    return figures

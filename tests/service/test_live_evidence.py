@@ -59,6 +59,20 @@ def test_evidence_of_the_champion_and_the_challenger_over_a_window() -> None:
         evidence(live, 60.0)
 
 
+def test_the_champions_evidence_carries_its_health() -> None:
+    live = played().live(T0 + 100.0)
+    found = evidence(live, 3600.0)
+    # Healthy (too little seen to say otherwise), and no reference: no PSI.
+    assert found["7"]["live_degraded"] == 0.0 and "live_psi_max" not in found["7"]
+    assert "live_degraded" not in found["8"]  # health is the champion's
+    live["health"] |= {"degraded": True, "psi_max": 0.41}
+    found = evidence(live, 3600.0)
+    assert found["7"]["live_degraded"] == 1.0 and found["7"]["live_psi_max"] == 0.41
+    # A report about another version says nothing of this one.
+    live["health"]["version"] = "6"
+    assert "live_degraded" not in evidence(live, 3600.0)["7"]
+
+
 def test_figures_a_window_lacks_are_left_out_and_the_heuristic_is_no_version() -> None:
     live = played().live(T0 + 100.0)
     live["versions"]["7"]["windows"]["1h"] |= {"auc": None}
@@ -72,7 +86,7 @@ def test_figures_a_window_lacks_are_left_out_and_the_heuristic_is_no_version() -
     # nothing settled within the window: n 0 and nothing else
     later = played().live(T0 + 100.0 + 2 * 3600.0)
     assert later["versions"]["7"]["windows"]["1h"]["n"] == 0
-    assert evidence(later, 3600.0)["7"] == {"live_n": 0.0, "live_window_s": 3600.0}
+    assert evidence(later, 3600.0)["8"] == {"live_n": 0.0, "live_window_s": 3600.0}
     # the heuristic as the champion is logged nowhere
     heuristic = played().live(T0 + 100.0)
     heuristic["versions"] = {"heuristic": heuristic["versions"]["7"] | {"role": "champion"}}
