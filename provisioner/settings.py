@@ -261,7 +261,8 @@ class Settings(BaseSettings):
     warm_history_hours: float = Field(
         default=DEFAULT_WARM_HISTORY_S / 3600.0,
         ge=0,
-        description="Event-log hours replayed into the features at start.",
+        description="Event-log hours replayed into the features at start; training reads "
+        "as many before its range, for the features' history only.",
     )
     model_check_s: float = Field(
         default=DEFAULT_MODEL_CHECK_S,

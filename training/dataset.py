@@ -29,7 +29,7 @@ import numpy.typing as npt
 from features.batch import BatchHistory
 from features.definitions import FEATURE_NAMES, compute_features
 from features.labels import connects_within
-from features.table import EventTable
+from features.table import EventTable, to_ms
 from models.defaults import DEFAULT_HORIZON_S
 from training.defaults import DEFAULT_EVERY_S, DEFAULT_QUIET_AFTER_S, DEFAULT_QUIET_STRIDE
 
@@ -126,13 +126,18 @@ def build_dataset(
     table: EventTable,
     spec: DatasetSpec | None = None,
     *,
+    rows_since: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Dataset:
-    """All rows of ``table`` (see the module docstring); ``progress(done, total)`` per chunk."""
+    """All rows of ``table`` (see the module docstring), or those at ``rows_since`` (unix s)
+    and later: the events before only give the features their history (a warm-up);
+    ``progress(done, total)`` per chunk."""
     spec = spec or DatasetSpec()
     history = BatchHistory(table)
     users, t_ms, weights = cutoffs(table, spec)
     free = ~history.connected(users, t_ms)
+    if rows_since is not None:
+        free &= t_ms >= to_ms(rows_since)
     users, t_ms, weights = users[free], t_ms[free], weights[free]
     # Rows come out in time order; they are computed in (user, time) order, which keeps
     # the searches of the batch path cache-friendly, and scattered to their place.

@@ -171,11 +171,13 @@ def build_holdout(
     table: EventTable,
     model: LoadedModel,
     *,
+    rows_since: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Dataset:
-    """The test slice of the dataset built from ``table`` as ``model`` was trained."""
+    """The test slice of the dataset built from ``table`` as ``model`` was trained (rows
+    from ``rows_since`` on: the events before are a warm-up)."""
     spec, split = holdout_spec(model)
-    dataset = build_dataset(table, spec, progress=progress)
+    dataset = build_dataset(table, spec, rows_since=rows_since, progress=progress)
     if not len(dataset):
         raise BadHoldout("no holdout rows: the range holds no user events, or too few")
     return dataset.split(split).test

@@ -104,7 +104,10 @@ def train_and_register(
     chosen = checked_horizon(spec, horizon)
     report = progress or (lambda stage, done, total: None)
     dataset = build_dataset(
-        source.table, spec, progress=lambda done, total: report("features", done, total)
+        source.table,
+        spec,
+        rows_since=source.rows_since,
+        progress=lambda done, total: report("features", done, total),
     )
     result = train(dataset, config, progress=report)
     report("log", 0, 1)

@@ -8,6 +8,13 @@ imported traces and replays carry their own times), and starts N hours before.
 run's records (the dataset source and the event range logged to MLflow), and the node boots
 (``booting`` to ``ready``) of the node events in the same range, from which a job given no
 label horizon chooses one (``models.horizon``).
+
+A window may bring a *warm-up*: ``warmup_hours`` more of the events before it, which only
+give the features their history (``EventSource.rows_since``: a dataset's rows start at the
+window). Without one, a user's features at the window's start are those of a user never
+seen before (no last connect, no sessions), while the service computes them on everything
+its event log holds: the same definitions on other histories, which the live drift monitor
+shows as drift (``service.model_health``).
 """
 
 from __future__ import annotations
@@ -61,6 +68,9 @@ class EventSource:
     boots: tuple[float, ...] = ()
     """Seconds from ``booting`` to ``ready`` of each node that did both in the range, in
     log order (``features.boot_times.boot_durations``)."""
+    rows_since: float | None = None
+    """A dataset's rows start here; the events before it (from ``since``) are the warm-up,
+    read for the features' history only. None: rows from the first event."""
 
     @property
     def path(self) -> Path | None:
@@ -80,6 +90,7 @@ class EventSource:
             "location": self.location,
             "since": self.since,
             "until": self.until,
+            "rows_since": self.rows_since,
             "events": len(self.table),
             "users": len(set(self.table.user.tolist())) if len(self.table) else 0,
             "first_ts": first,
@@ -87,6 +98,14 @@ class EventSource:
             "rejected": self.rejected,
             "boots": len(self.boots),
         }
+
+
+def with_warmup(since: float | None, warmup_hours: float) -> float | None:
+    """Where to start reading for a range starting at ``since`` with ``warmup_hours`` of
+    warm-up before it."""
+    if not (warmup_hours >= 0 and math.isfinite(warmup_hours)):
+        raise ValueError(f"the warm-up must be a finite number of hours >= 0, not {warmup_hours}")
+    return None if since is None else since - warmup_hours * 3600.0
 
 
 def window_bounds(
@@ -113,12 +132,13 @@ def from_trace(
     since: float | None = None,
     until: float | None = None,
     window_hours: float | None = None,
+    warmup_hours: float = 0.0,
     now: float,
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
 ) -> EventSource:
     """User events (and node boots) of a ``.jsonl`` or ``.parquet`` trace in the range (or
-    window)."""
+    window), with ``warmup_hours`` of events before it for the features' history."""
     from features.transfer import trace_format
 
     if trace_format(path) == "parquet":
@@ -129,17 +149,19 @@ def from_trace(
     else:
         table, nodes, rejected = _read_jsonl(path, now=now, limits=limits, progress=progress)
     latest = float(table.ts_ms[-1]) / 1000 if len(table) else None
-    since, until = window_bounds(since, until, window_hours, latest)
-    low = -math.inf if since is None else since
+    rows_since, until = window_bounds(since, until, window_hours, latest)
+    read_since = with_warmup(rows_since, warmup_hours)
+    low = -math.inf if rows_since is None else rows_since
     high = math.inf if until is None else until
     return EventSource(
-        within(table, since, until),
+        within(table, read_since, until),
         "trace",
         str(path),
-        since,
+        read_since,
         until,
         rejected=rejected,
         boots=tuple(boot_durations(e for e in nodes if low <= e.ts < high)),
+        rows_since=rows_since if read_since != rows_since else None,
     )
 
 
@@ -149,26 +171,30 @@ def from_log(
     since: float | None = None,
     until: float | None = None,
     window_hours: float | None = None,
+    warmup_hours: float = 0.0,
     progress: Progress | None = None,
 ) -> EventSource:
     """User events (and node boots) of the event log in the range (or the window up to its
-    latest event)."""
-    since, until = window_bounds(since, until, window_hours, latest_event_time(log))
+    latest event), with ``warmup_hours`` of events before it for the features' history."""
+    rows_since, until = window_bounds(since, until, window_hours, latest_event_time(log))
+    read_since = with_warmup(rows_since, warmup_hours)
     events: list[Event] = []
     rejected = 0
-    for batch in log.read(since, until):
+    for batch in log.read(read_since, until):
         events.extend(batch.events)
         rejected += len(batch.rejected)
         if progress is not None:
             progress(len(batch.events) + len(batch.rejected))
+    low = -math.inf if rows_since is None else rows_since
     return EventSource(
         EventTable.from_events(events),
         "log",
         log.keys.stream,
-        since,
+        read_since,
         until,
         rejected=rejected,
-        boots=tuple(boot_durations(events)),
+        boots=tuple(boot_durations(e for e in events if e.ts >= low)),
+        rows_since=rows_since if read_since != rows_since else None,
     )
 
 

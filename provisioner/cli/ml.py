@@ -174,7 +174,10 @@ def promote(
             progress,
         )
         holdout = build_holdout(
-            source.table, candidate, progress=lambda d, t: progress("holdout", d, t)
+            source.table,
+            candidate,
+            rows_since=source.rows_since,
+            progress=lambda d, t: progress("holdout", d, t),
         )
         progress("promote", 0, 1)
         decision = run_promotion(
@@ -325,6 +328,7 @@ def _read(
             since=since,
             until=until,
             window_hours=window_hours,
+            warmup_hours=settings.warm_history_hours,
             now=wiring.clock(settings).now(),
             limits=wiring.limits(settings),
             progress=lambda n: progress.advance("read", n),
@@ -338,6 +342,7 @@ def _read(
                 since=since,
                 until=until,
                 window_hours=window_hours,
+                warmup_hours=settings.warm_history_hours,
                 progress=lambda n: progress.advance("read", n),
             )
     if not len(source.table):

@@ -7,10 +7,12 @@ import pytest
 import redis
 
 from features.boot_times import boot_durations
+from features.definitions import FEATURE_NAMES
 from features.eventlog import EventLog, LogKeys
 from features.trace import write_jsonl, write_parquet
 from simulation.workloads import DEFAULT_START, generate
 from tests.lifecycle import fleet_boots, merged, seed_table
+from training.dataset import DatasetSpec, build_dataset
 from training.sources import from_log, from_trace, latest_event_time, window_bounds, write_snapshot
 
 HOUR = 3600.0
@@ -112,3 +114,30 @@ def test_a_trace_s_node_boots_in_the_window(tmp_path: Path, suffix: str) -> None
     assert recent.since is not None
     assert recent.boots == tuple(boot_durations(e for e in events if e.ts >= recent.since))
     assert 0 < len(recent.boots) < len(whole.boots)
+
+
+def test_a_warm_up_reads_the_history_before_the_window_and_rows_start_at_it(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    events = list(generate("seed", hours=3, seed=4))
+    log.append_many(events)
+    last = events[-1].ts
+    cold = from_log(log, window_hours=1.0)
+    warm = from_log(log, window_hours=1.0, warmup_hours=1.5)
+    assert cold.rows_since is None and cold.since == pytest.approx(last - HOUR)
+    assert warm.rows_since == pytest.approx(last - HOUR)
+    assert warm.since == pytest.approx(last - 2.5 * HOUR)
+    assert len(warm.table) == sum(e.ts >= last - 2.5 * HOUR for e in events) > len(cold.table)
+    assert warm.describe()["rows_since"] == warm.rows_since
+    with pytest.raises(ValueError, match="warm-up"):
+        from_log(log, window_hours=1.0, warmup_hours=-1.0)
+
+    # The rows are the window's; the features of the same rows have more history.
+    spec = DatasetSpec()
+    rows = build_dataset(warm.table, spec, rows_since=warm.rows_since)
+    alone = build_dataset(cold.table, spec)
+    assert len(rows) and rows.t_ms.min() >= round((last - HOUR) * 1000)
+    assert rows.t_ms.min() >= alone.t_ms.min() - round(spec.every_s * 1000)
+    sessions = FEATURE_NAMES.index("n_sessions")
+    assert rows.X[:, sessions].sum() > alone.X[:, sessions].sum()
