@@ -106,6 +106,25 @@ FEATURE_NAMES: Final = (
     "connects_per_day",
 )
 """Column order of the feature matrix; stored with every model."""
+CALENDAR_FEATURES: Final = ("hour_sin", "hour_cos", "day_of_week", "is_weekend", "habit_now")
+"""Features that say what time it is, or read the users' history at this hour of the day.
+Over an hour of live traffic the clock takes one value, so their distribution is the
+hour's, not the users'."""
+HISTORY_LENGTH_FEATURES: Final = ("n_sessions", "days_seen", "connects_per_day")
+"""Features that grow with the length of the history they are computed on (counts since the
+user was first seen; connects per day divides by at least one day). A model trained on a
+window of the log and a service that has run for longer see them on histories of other
+lengths, so their distributions differ by construction."""
+RECENCY_FEATURES: Final = ("since_activity_s", "since_connect_s", "since_disconnect_s")
+"""Seconds since the user's last event of each kind (``RECENCY_CAP_S`` when never)."""
+
+
+def seen_within(matrix: Floats, seconds: float) -> Bools:
+    """Rows of a feature matrix (``FEATURE_NAMES`` columns) whose user had any user event
+    within the last ``seconds``: the users the service scores."""
+    columns = [FEATURE_NAMES.index(name) for name in RECENCY_FEATURES]
+    recent: Bools = np.min(matrix[:, columns], axis=1) <= seconds
+    return recent
 
 
 def compute_features(snap: Snapshot) -> Floats:

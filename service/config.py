@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from features.boot_times import DEFAULT_BOOT_PRIOR_S, DEFAULT_BOOT_QUANTILE, DEFAULT_TICK_INTERVAL_S
+from models.defaults import DEFAULT_RECENT_CUTOFF_S
 from service.feedback import DEFAULT_FEEDBACK_GAIN
 
 
@@ -46,7 +47,7 @@ class ServiceConfig:
     """The boot time assumed until boots are seen (it weighs a few boots, then fades)."""
     tick_interval_s: float = DEFAULT_TICK_INTERVAL_S
     """How often the shell calls ``Engine.tick``."""
-    recent_cutoff_s: float = 3600.0
+    recent_cutoff_s: float = DEFAULT_RECENT_CUTOFF_S
     """Only users seen (any user event) within this many seconds and not connected are
     scored; the others count as probability 0 (their rare connects are covered by the
     calibrated baseline rate of unforeseen connects)."""

@@ -9,7 +9,11 @@ the buckets of the last ``window_s`` add up to the observed counts, and each fea
 PSI against its training shares is reported. Bounded: at most ``window_s / bucket_s + 1``
 buckets of ``features x bins`` counts, whatever the traffic. A feature drifts when its PSI
 exceeds ``psi`` (default 0.25, the usual "drifted" reading), judged once ``min_rows`` rows
-are in the window.
+are in the window. Two kinds of features are reported and never judged, nor counted in
+``psi_max`` (:data:`NOT_JUDGED`): the calendar (``features.definitions.CALENDAR_FEATURES``:
+over an hour of traffic they take the hour's value, whatever the users do) and the length
+of the users' history (``HISTORY_LENGTH_FEATURES``: counts since first seen differ between
+a training window and a service that has run for longer, whoever the users are).
 
 **A rise of the live loss.** Settled predictions (``observe_outcomes``: the probability
 served and whether the user connected) are summed into batches of at least ``batch_size``
@@ -58,14 +62,18 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from features.definitions import CALENDAR_FEATURES, HISTORY_LENGTH_FEATURES
 from models.reference import PSI_DRIFTED, FeatureReference
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
 DEFAULT_PSI_THRESHOLD: Final = PSI_DRIFTED
-DEFAULT_WINDOW_S: Final = 3600.0
-"""Feature rows of the last hour make the observed distribution."""
+DEFAULT_WINDOW_S: Final = 6 * 3600.0
+"""Feature rows of the last six hours make the observed distribution: who is active changes
+with the hour of the day (an hour of evening traffic is not the day a model was trained
+on), and a quarter of the day evens much of that out while a change of population still
+shows within the hour (its rows fall in bins the reference hardly fills)."""
 DEFAULT_BUCKET_S: Final = 300.0
 DEFAULT_MIN_ROWS: Final = 1000
 """Feature rows in the window before drift is judged."""
@@ -77,6 +85,8 @@ DEFAULT_ADWIN_DELTA: Final = 0.002
 """ADWIN's confidence parameter (river's default): smaller, fewer false alarms, slower."""
 DEFAULT_HISTORY: Final = 2048
 """Batches kept for rebuilding ADWIN from saved state."""
+NOT_JUDGED: Final = frozenset(CALENDAR_FEATURES + HISTORY_LENGTH_FEATURES)
+"""Features whose PSI is reported but never judged (see the module docstring)."""
 RATIO_CAP: Final = 10.0
 """Largest loss ratio fed to ADWIN: one confident miss among certain rows stays bounded."""
 LOSS_CLIP: Final = 1e-15
@@ -324,7 +334,7 @@ class ModelHealth:
                 psi = {
                     n: float(v) for n, v in zip(self.reference.feature_names, values, strict=True)
                 }
-        finite = {k: v for k, v in psi.items() if math.isfinite(v)}
+        finite = {k: v for k, v in psi.items() if math.isfinite(v) and k not in NOT_JUDGED}
         psi_max = max(finite.values()) if finite else None
         drifted = sorted((k for k, v in finite.items() if v > limits.psi), key=lambda k: -psi[k])
         if self.reference is not None and rows < limits.min_rows:

@@ -37,6 +37,8 @@ from models.classifier import (
     logit,
 )
 from models.heuristic import HeuristicScorer
+from features.definitions import seen_within
+from models.defaults import DEFAULT_RECENT_CUTOFF_S
 from models.reference import DEFAULT_BINS, FeatureReference
 from training.dataset import Dataset, Split
 from training.defaults import DEFAULT_CALIBRATION, DEFAULT_MIN_POSITIVES, DEFAULT_TRAIN_SEED
@@ -74,6 +76,9 @@ class TrainConfig:
     split: tuple[float, float, float] = SPLIT
     reference_bins: int = DEFAULT_BINS
     """Quantile bins per feature of the training reference (live drift is measured on them)."""
+    reference_recent_s: float = DEFAULT_RECENT_CUTOFF_S
+    """The reference is taken over the rows of users seen within this long: the users the
+    service scores (its ``recent_cutoff_s``), not the quiet ones it leaves out."""
 
     def __post_init__(self) -> None:
         if self.max_trees < 1 or self.early_stopping_rounds < 1:
@@ -84,6 +89,8 @@ class TrainConfig:
             raise ValueError("threads must be >= 1 (a fixed count keeps training deterministic)")
         if self.reference_bins < 1:
             raise ValueError("reference_bins must be >= 1")
+        if not self.reference_recent_s > 0:
+            raise ValueError("reference_recent_s must be > 0")
 
     def lightgbm_params(self) -> dict[str, Any]:
         return {
@@ -221,12 +228,7 @@ def train(
         seconds=seconds,
         config=config,
         gains=np.asarray(booster.feature_importance(importance_type="gain"), dtype=np.float64),
-        reference=FeatureReference.fit(
-            split.train.X,
-            dataset.feature_names,
-            config.reference_bins,
-            weights=split.train.w,
-        ),
+        reference=_reference(split.train, dataset.feature_names, config),
     )
 
 
@@ -275,6 +277,19 @@ def fit_lightgbm(
         done = booster.current_iteration()
         progress("lightgbm", done, done)
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def _reference(
+    rows: Dataset, feature_names: tuple[str, ...], config: TrainConfig
+) -> FeatureReference:
+    """The features' training reference over the rows of the users the service scores
+    (all rows when there are none), weighted as the rows are."""
+    recent = seen_within(rows.X, config.reference_recent_s)
+    if not recent.any():
+        recent = np.ones(len(rows.X), dtype=bool)
+    return FeatureReference.fit(
+        rows.X[recent], feature_names, config.reference_bins, weights=rows.w[recent]
+    )
 
 
 def fit_baseline(train_rows: Dataset, config: TrainConfig) -> Baseline:
