@@ -270,6 +270,58 @@ class LiveVersionBody(Answer):
     """By window name (``1h``, ``24h``)."""
 
 
+class HealthThresholdsBody(Answer):
+    psi: float
+    """A judged feature's PSI above this is drift."""
+    window_s: float
+    """Feature rows of this long make the observed distribution."""
+    bucket_s: float
+    min_rows: int
+    min_settled: int
+    batch_size: int
+    """Settled predictions per value fed to the change detector."""
+    delta: float
+    """ADWIN's confidence parameter."""
+    history: int
+
+
+class LossChangeBody(Answer):
+    """A change of the champion's live loss ratio that ADWIN detected."""
+
+    at: float
+    increase: bool
+    before: float
+    after: float
+    before_log_loss: float | None
+    after_log_loss: float | None
+    batch: int
+
+
+class ModelHealthBody(Answer):
+    """The champion's health (``service.model_health``): feature drift against its training
+    reference and a rise of its live loss."""
+
+    at: float
+    version: str | None
+    degraded: bool
+    reasons: list[str]
+    notes: list[str]
+    """What was not judged, and why."""
+    psi: dict[str, float]
+    """Per feature, its PSI over the window (calendar and history-length features are
+    reported, never judged)."""
+    psi_max: float | None
+    drifted_features: list[str]
+    rows: int
+    loss_change: LossChangeBody | None
+    loss_ratio: float | None
+    """Log loss over the log loss the model expects of its own probabilities (about 1 when
+    calibrated), as the change detector holds it."""
+    settled: int
+    batches: int
+    thresholds: HealthThresholdsBody
+
+
 class LiveMetricsBody(Answer):
     """Predictions against outcomes (``Engine.live``): each tick's scores, settled against
     the connects within the scorer's horizon, per version label (a model version, or
@@ -284,6 +336,7 @@ class LiveMetricsBody(Answer):
     pending: int
     """Predictions waiting for their horizon to end."""
     versions: dict[str, LiveVersionBody]
+    health: ModelHealthBody
 
 
 class PoolStatus(Answer):
