@@ -153,6 +153,8 @@ class Settled:
     """Users each prediction stands for (1 unless its tick was sampled)."""
     at: Floats
     """When each prediction was made."""
+    rows: Ints
+    """The engine user row each prediction is about."""
 
     def __len__(self) -> int:
         return len(self.probability)
@@ -266,6 +268,7 @@ class PredictionLog:
                 outcome=np.concatenate([r.hit for r in records]),
                 weight=np.concatenate([np.full(len(r.rows), r.weight) for r in records]),
                 at=np.concatenate([np.full(len(r.rows), r.at) for r in records]),
+                rows=np.concatenate([r.rows for r in records]),
             )
         self._settled.clear()
         self._queued.clear()
