@@ -207,4 +207,27 @@ def status(demo: Demo) -> dict[str, Any]:
         "model_version": model.get("version"),
         "model_source": model.get("source"),
         "fallbacks": model.get("fallbacks", {}),
+        "live": live_figures(model.get("live", {})),
+    }
+
+
+LIVE_FIGURES = ("n", "log_loss", "brier", "ece")
+
+
+def live_figures(live: dict[str, Any]) -> dict[str, Any]:
+    """The champion's and the challenger's live figures over the shortest window (None for
+    a role nobody holds)."""
+    windows = live.get("windows") or []
+
+    def figures(label: str | None) -> dict[str, Any] | None:
+        if label is None or not windows:
+            return None
+        window = live.get("versions", {}).get(label, {}).get("windows", {}).get(windows[0])
+        if window is None:
+            return None
+        return {"version": label, "window": windows[0]} | {k: window[k] for k in LIVE_FIGURES}
+
+    return {
+        "champion": figures(live.get("champion")),
+        "challenger": figures(live.get("challenger")),
     }

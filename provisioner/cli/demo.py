@@ -112,6 +112,8 @@ def demo(
                 f"{time.perf_counter() - started:.0f} s"
             )
             _stop_if_asked(interrupted)
+            _train_challenger(settings, log, history_hours, chosen)
+            _stop_if_asked(interrupted)
             summary = _run_live(
                 settings,
                 url,
@@ -130,6 +132,40 @@ def demo(
         finally:
             client.close()
     print_json(summary | {"seconds": round(time.perf_counter() - started, 1)})
+
+
+def _train_challenger(settings: Any, log: Any, history_hours: float, horizon: Any) -> None:
+    """A second version, trained on the last half of the history only (the half before
+    warms its features), made the ``challenger``: the service scores it in shadow."""
+    from training.promote import set_challenger
+    from training.retrain import train_and_register
+    from training.sources import from_log
+    from training.train import BadTrainingData
+
+    half = history_hours / 2
+    try:
+        with JobProgress("demo", names=TRAINING_STAGES) as report:
+            source = from_log(log, window_hours=half, warmup_hours=half)
+            trained = train_and_register(
+                source,
+                wiring.dataset_spec(settings, horizon.horizon_s),
+                wiring.train_config(settings),
+                wiring.tracking(settings),
+                progress=report,
+                tags={"job": "demo-challenger"},
+                horizon=horizon,
+            )
+    except BadTrainingData as e:
+        console.print(f"[yellow]no challenger:[/] the last {half:g} h are too few: {e}")
+        return
+    version = trained.logged.version
+    set_challenger(
+        wiring.model_registry(settings),
+        version,
+        actor="demo",
+        note=f"demo: trained on the last {half:g} h of the history",
+    )
+    console.print(f"challenger: version {version}, trained on the last {half:g} h, in shadow")
 
 
 def _run_live(

@@ -35,6 +35,13 @@ def test_unattended_demo_prints_a_summary_and_leaves_nothing_running(home: Path)
     assert summary["connects"] > 0
     assert 0.0 < summary["instant_rate"] <= 1.0 and 0.0 < summary["efficiency"] <= 1.0
     assert set(summary["fallbacks"]) >= {"no_model", "predict_error", "not_finite"}
+    # The second version in shadow, both judged on the connects that followed their scores.
+    live = summary["live"]
+    assert live["champion"]["version"] == "1" and live["challenger"]["version"] == "2"
+    for role in ("champion", "challenger"):
+        figures = live[role]
+        assert figures["n"] > 0 and figures["window"] == "1h", figures
+        assert figures["log_loss"] > 0 and 0 <= figures["brier"] <= 1 and 0 <= figures["ece"] <= 1
     assert "dashboard" in result.stderr and "stopped" in result.stderr
     # Every process it started has ended: nobody listens on its ports, its Redis is down.
     for used in (port, node_port):
