@@ -9,7 +9,8 @@ not have (nothing settled; an AUC of one class) are left out; ``live_n`` is alwa
 0 when nothing settled in the window. A version the log holds nothing about is left out.
 The champion's also carry its health (``live["health"]``, ``service.model_health``):
 ``live_degraded`` (1 or 0) and, once features were counted, ``live_psi_max``; these are
-what ``retrain --when-degraded`` reads. Pure: the live shell calls it and logs the result (``service.evidence_log``).
+what ``retrain --when-degraded`` reads. Pure: the live shell calls it and logs the result
+(``service.evidence_log``).
 """
 
 from __future__ import annotations

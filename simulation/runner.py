@@ -34,7 +34,7 @@ import random
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -110,8 +110,13 @@ def run(
     end: float,
     boot: BootTime | BootSchedule,
     seed: int,
+    after_tick: Callable[[float], None] | None = None,
 ) -> RunResult:
-    """Replay ``events`` (sorted by ``ts``) in ``[start, end)`` through ``engine``."""
+    """Replay ``events`` (sorted by ``ts``) in ``[start, end)`` through ``engine``.
+
+    ``after_tick(now)`` runs after each tick's commands: the place of a shell's periodic
+    jobs in virtual time (publishing live metrics, a retraining job, a registry check).
+    It must not feed the engine itself."""
     if not end > start:
         raise ValueError(f"end must be after start: {start} .. {end}")
     interval = engine.config.tick_interval_s
@@ -167,6 +172,8 @@ def run(
             upcoming = next(stream, None)
         else:
             execute(engine.tick(now), now)
+            if after_tick is not None:
+                after_tick(now)
             ticks += 1
             next_tick = start + ticks * interval
     report = engine.metrics(end)

@@ -28,6 +28,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from features.definitions import seen_within
 from models.classifier import (
     Calibration,
     ConnectClassifier,
@@ -36,9 +37,8 @@ from models.classifier import (
     SigmoidCalibration,
     logit,
 )
-from models.heuristic import HeuristicScorer
-from features.definitions import seen_within
 from models.defaults import DEFAULT_RECENT_CUTOFF_S
+from models.heuristic import HeuristicScorer
 from models.reference import DEFAULT_BINS, FeatureReference
 from training.dataset import Dataset, Split
 from training.defaults import DEFAULT_CALIBRATION, DEFAULT_MIN_POSITIVES, DEFAULT_TRAIN_SEED
