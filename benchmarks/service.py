@@ -3,9 +3,10 @@
 - ``consume``: events/s from the event log through the consumer group into the decision
   core (read, decode, apply, save state, acknowledge), one process;
 - ``tick``: one scaling decision for 100k tracked users, all recently active, scored by a
-  trained LightGBM model (features, model, calibration, demand, scaler, prediction log):
-  without the prediction log, with it (the service as it ships), and with a second model
-  as a shadow challenger too; the saved engine state per user, and that of a prediction log
+  trained LightGBM model (features, model, calibration, demand, scaler, prediction log,
+  the champion's health against its training reference): without the prediction log (and
+  so without the health it feeds), with it (the service as it ships), and with a second
+  model as a shadow challenger too; the saved engine state per user, and that of a prediction log
   holding a full day of live-metric buckets for two versions;
 - ``state``: online state per user, bytes;
 - ``predict``: ``POST /v1/predict`` for one user over a real socket against
@@ -61,7 +62,9 @@ from training.train import TrainConfig, train
 def trained_scorer(version: str = "1", seed: int = 3) -> ModelScorer:
     table = EventTable.from_events(generate("seed", hours=12, seed=seed))
     result = train(build_dataset(table), TrainConfig(max_trees=200))
-    model = LoadedModel("bench", version, result.classifier, result.split.test.X[:5])
+    model = LoadedModel(
+        "bench", version, result.classifier, result.split.test.X[:5], reference=result.reference
+    )
     return ModelScorer(model)
 
 
