@@ -258,9 +258,18 @@ def run_drift(
         features=features,
         shadow=challenger,
     )
-    shell = _Shell(scenario, engine, log, registry, champion, challenger, rule, say)
-    # Training reads as much history before its window as the service's features replay.
-    shell.job = lambda now: retrain_on_log(scenario.window_hours, scenario.history_hours)
+    shell = _Shell(
+        scenario,
+        engine,
+        log,
+        registry,
+        champion,
+        challenger,
+        rule,
+        say,
+        # Training reads as much history before its window as the service's features replay.
+        retrain=lambda: retrain_on_log(scenario.window_hours, scenario.history_hours),
+    )
     schedule = parse_boot_schedule(scenario.boot).starting_at(scenario.start)
     result = run(
         shell.fed(served),
@@ -287,6 +296,8 @@ class _Shell:
         challenger: ModelScorer,
         rule: LiveRule,
         say: Callable[[str], None],
+        *,
+        retrain: Callable[[], Any],
     ) -> None:
         self.scenario = scenario
         self.engine = engine
@@ -296,7 +307,8 @@ class _Shell:
         self.challenger = challenger
         self.rule = rule
         self.say = say
-        self.job: Callable[[float], Any] = lambda now: None
+        self.retrain = retrain
+        """The training job the cron job runs when the champion is not healthy."""
         self.publications: list[Publication] = []
         self.jobs: list[JobRun] = []
         self._unlogged: deque[UserEvent] = deque()
@@ -357,7 +369,7 @@ class _Shell:
             self.jobs.append(JobRun(at_h, "skipped", verdict.as_dict()))
             return
         try:
-            outcome = self.job(now)
+            outcome = self.retrain()
         except BadTrainingData as e:  # the cron job exits 1 and registers nothing
             self.jobs.append(JobRun(at_h, "failed", verdict.as_dict(), reasons=[str(e)]))
             self.say(f"{at_h:6.2f} h  retrain ({verdict.reason}) failed: {e}")

@@ -212,6 +212,19 @@ def trace(seed: int, steps: int = 120) -> list[tuple[str, float, str]]:
     return out
 
 
+def rebuilt_features(steps: list[tuple[str, float, str]]) -> OnlineFeatures:
+    """What the live shell rebuilds from the event log on a restart."""
+    features = OnlineFeatures()
+    for kind, now, user in steps:
+        if kind == "act":
+            features.update(UserActivity(now, user, int(now)))
+        elif kind == "conn":
+            features.update(UserConnect(now, user))
+        elif kind == "disc":
+            features.update(UserDisconnect(now, user))
+    return features
+
+
 def play(engine: Engine, shell: Shell, steps: list[tuple[str, float, str]]) -> None:
     for kind, now, user in steps:
         if kind == "act":
@@ -241,16 +254,7 @@ def test_round_trip_restores_an_engine_that_carries_on_the_same() -> None:
     shell = Shell(engine())
     play(shell.engine, shell, first)
     data = orjson.loads(orjson.dumps(shell.engine.to_dict()))
-    # the live shell rebuilds the features from the event log
-    features = OnlineFeatures()
-    for kind, now, user in first:
-        if kind == "act":
-            features.update(UserActivity(now, user, int(now)))
-        elif kind == "conn":
-            features.update(UserConnect(now, user))
-        elif kind == "disc":
-            features.update(UserDisconnect(now, user))
-    restored = Engine.from_dict(data, HeuristicScorer(), features=features)
+    restored = Engine.from_dict(data, HeuristicScorer(), features=rebuilt_features(first))
     assert restored.to_dict() == data
     twin = Shell(restored, booting=list(shell.booting), created=shell.created)
     shell.log.clear()

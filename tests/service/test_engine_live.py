@@ -11,8 +11,7 @@ import orjson
 import pytest
 
 from features.definitions import FEATURE_NAMES
-from features.events import UserActivity, UserConnect, UserDisconnect
-from features.online import OnlineFeatures
+from features.events import UserActivity, UserConnect
 from models.heuristic import HeuristicScorer
 from models.model_scorer import ModelScorer
 from models.reference import FeatureReference
@@ -21,7 +20,7 @@ from models.scoring import Floats, Scorer, Scores
 from service.config import ServiceConfig
 from service.engine import Engine
 from tests.lifecycle import trained
-from tests.service.test_engine import T0, ModelLike, Shell, play, trace
+from tests.service.test_engine import T0, ModelLike, Shell, play, rebuilt_features, trace
 
 
 @dataclass
@@ -51,19 +50,6 @@ def make(scorer: Scorer, shadow: Scorer | None = None, **config: object) -> Engi
     """Sizing on first sight off unless asked: each tick is one the test makes."""
     config.setdefault("size_on_first_sight", False)
     return Engine(scorer, ServiceConfig(**config), shadow=shadow)  # type: ignore[arg-type]
-
-
-def rebuilt_features(steps: list[tuple[str, float, str]]) -> OnlineFeatures:
-    """What the live shell rebuilds from the event log on a restart."""
-    features = OnlineFeatures()
-    for kind, now, user in steps:
-        if kind == "act":
-            features.update(UserActivity(now, user, int(now)))
-        elif kind == "conn":
-            features.update(UserConnect(now, user))
-        elif kind == "disc":
-            features.update(UserDisconnect(now, user))
-    return features
 
 
 def _sizing_on_first_sight(
