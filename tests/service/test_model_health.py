@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from models.reference import FeatureReference
-from service.model_health import HealthThresholds, ModelHealth
+from service.model_health import DEFAULT_THRESHOLDS, HealthThresholds, ModelHealth
 
 NAMES = ("x", "y", "flag")
 TICK = 10.0
 JUMP_DETECTED_WITHIN = 40
 """Batches (of 200 settled predictions) within which a doubled connect rate is detected
 (measured: 17-25 over seeds 3-22, with no false alarm in their 300 stable batches)."""
+HOUR = HealthThresholds(window_s=3600.0)
+"""A window of an hour: the tests of the window's mechanics count rows in it."""
 
 Matrix = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -40,7 +42,7 @@ def outcomes(
 
 def test_stable_traffic_is_not_degraded() -> None:
     rng = np.random.default_rng(1)
-    health = ModelHealth(reference(), version="3")
+    health = ModelHealth(reference(), version="3", thresholds=HOUR)
     for k in range(400):
         now = k * TICK
         health.observe_features(rows(100, rng), now)
@@ -58,7 +60,7 @@ def test_stable_traffic_is_not_degraded() -> None:
 
 def test_a_shifted_feature_is_flagged_once_enough_rows_are_in_the_window() -> None:
     rng = np.random.default_rng(2)
-    health = ModelHealth(reference(), version="3")
+    health = ModelHealth(reference(), version="3", thresholds=HOUR)
     health.observe_features(rows(500, rng, shift=1.5), 0.0)
     early = health.report(0.0)
     assert not early.degraded and "drift not judged" in early.notes[0]
@@ -185,3 +187,20 @@ def test_bad_input_is_refused() -> None:
         health.observe_outcomes(np.array([0.5]), np.array([0.5]), 0.0)
     with pytest.raises(ValueError, match="bucket_s"):
         HealthThresholds(window_s=60.0, bucket_s=120.0)
+
+
+def test_the_clock_and_the_length_of_history_are_reported_not_judged() -> None:
+    """A calendar feature (over an hour, the hour's value) and a history-length one (longer
+    as the service runs) move whoever the users are: their PSI is shown, never judged."""
+    names = ("x", "hour_sin", "days_seen")
+    rng = np.random.default_rng(5)
+    health = ModelHealth(FeatureReference.fit(rows(20_000, rng), names), version="3")
+    moved = rows(3000, rng)
+    moved[:, 1] = 0.7  # one hour of the day
+    moved[:, 2] += 30.0  # a month more of history
+    health.observe_features(moved, 0.0)
+    report = health.report(0.0)
+    assert report.psi["hour_sin"] > 1.0 and report.psi["days_seen"] > 1.0
+    assert not report.degraded and report.drifted_features == []
+    assert report.psi_max == report.psi["x"] < 0.1
+    assert DEFAULT_THRESHOLDS.window_s == 6 * 3600.0

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from features.definitions import seen_within
 from features.events import UserConnect, UserDisconnect
 from features.table import EventTable
 from models.classifier import IsotonicCalibration, SigmoidCalibration
@@ -101,3 +102,18 @@ def test_a_range_of_connects_only_is_refused() -> None:
     only_connects = dataclasses.replace(data, y=np.ones(len(data), dtype=np.bool_))
     with pytest.raises(BadTrainingData, match=r"every one of \d+ rows is a connect"):
         train(only_connects, FAST)
+
+
+def test_the_reference_is_taken_over_the_users_the_service_scores() -> None:
+    """Quiet users (no event within the service's recent cutoff) are training rows but never
+    scored: the drift reference leaves them out, weighted as the rows are."""
+    result = trained()
+    train_rows = result.split.train
+    reference = result.reference
+    assert reference is not None
+    assert reference.rows == int(seen_within(train_rows.X, TrainConfig().reference_recent_s).sum())
+    # A shorter cutoff (half a minute) leaves out the rows of users quiet for longer.
+    recent = seen_within(train_rows.X, 30.0)
+    assert 0 < recent.sum() < len(train_rows)
+    narrower = train(seed_dataset(), dataclasses.replace(FAST, reference_recent_s=30.0))
+    assert narrower.reference is not None and narrower.reference.rows == int(recent.sum())
