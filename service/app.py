@@ -180,6 +180,9 @@ class ProviderHealth(Answer):
     breaker: CircuitBreakerBody | None
     """None: the node provider has no circuit breaker."""
     deletes_in_flight: int
+    reconcile_unavailable: str | None
+    """Why reconcile cannot run with this provider (it has no node listing); null: it can,
+    or has not been tried yet."""
 
 
 class BootTimesBody(Answer):

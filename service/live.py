@@ -50,7 +50,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 import redis
@@ -128,6 +128,14 @@ class Readiness:
         }
 
 
+RECONCILE_UNAVAILABLE: Final = (
+    "the node provider cannot list its nodes (the original node API has no GET /api/nodes), "
+    "so nothing corrects a lost status event, a create whose answer was lost, or a lost "
+    "delete: the pool and the provider may drift apart"
+)
+"""Said once in the log, and in ``/v1/pool``'s ``provider``, when a listing answers None."""
+
+
 @dataclass(frozen=True, slots=True)
 class LiveOptions:
     warm_history_s: float = DEFAULT_WARM_HISTORY_S
@@ -174,6 +182,8 @@ class LiveService:
         """Logs the live evidence to the registry (None: no registry)."""
         self.leader = leader
         """Whether this process may act on the pool now (None: always)."""
+        self.reconcile_unavailable: str | None = None
+        """Why reconcile cannot run with this provider (None: it can, or was not tried)."""
         breaker = getattr(provider, "breaker", None)
         self.breaker = breaker if isinstance(breaker, CircuitBreaker) else None
         """The provider's circuit breaker, when it has one (reported, never driven here)."""
@@ -288,7 +298,11 @@ class LiveService:
     def provider_status(self) -> dict[str, Any]:
         """The node provider's health as the service sees it (its circuit breaker)."""
         breaker = None if self.breaker is None else self.breaker.to_dict(time.monotonic())
-        return {"breaker": breaker, "deletes_in_flight": self.commands.deletes_in_flight()}
+        return {
+            "breaker": breaker,
+            "deletes_in_flight": self.commands.deletes_in_flight(),
+            "reconcile_unavailable": self.reconcile_unavailable,
+        }
 
     def refresh_telemetry(self) -> None:
         """Gauges read from other objects (the connect windows, the live metrics, the
@@ -404,7 +418,11 @@ class LiveService:
             log.warning("cannot list the provider's nodes: %s", e)
             return
         if listed is None:
+            if self.reconcile_unavailable is None:
+                self.reconcile_unavailable = RECONCILE_UNAVAILABLE
+                log.warning("reconcile is unavailable: %s", RECONCILE_UNAVAILABLE)
             return
+        self.reconcile_unavailable = None
         now = self.clock.now()
         pool = self.engine.pool
         plan = reconcile(pool.nodes(), listed, now, gone=pool.gone_ids())

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 
 import pytest
+import redis
 import redis.asyncio
 from fastapi import FastAPI, Response
 
 from features.clock import ScaledClock
+from features.eventlog import EventLog, LogKeys
+from models.heuristic import HeuristicScorer
 from service.breaker import BreakerState, CircuitBreaker
+from service.consumer import StreamConsumer
+from service.engine import Engine
 from service.http_provider import HttpNodeProvider, RetryPolicy
+from service.live import RECONCILE_UNAVAILABLE, LiveService
 from service.provider import ProviderError
+from service.state_store import StateStore
 from simulation.nodes.api import create_node_api
 from simulation.nodes.boot import UniformBoot
 from simulation.nodes.fleet import NodeFleet
@@ -197,3 +205,39 @@ def test_a_probe_that_succeeds_closes_the_breaker() -> None:
         assert asyncio.run(scenario()) == "node-00000003"
     assert calls == ["create"] * 3
     assert breaker.state is BreakerState.CLOSED and breaker.opened == 1
+
+
+def test_reconcile_without_a_listing_says_so_once(
+    redis_url: str, key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The original node API has no ``GET /api/nodes`` (405): the live service says once in
+    its log, and in ``/v1/pool``'s provider status, that reconcile cannot run, and why."""
+    app, calls = flaky_api(failures=0)
+
+    async def scenario(url: str) -> tuple[object, object]:
+        client = redis.Redis.from_url(redis_url)
+        log = EventLog(client, LogKeys(key_prefix))
+        provider = HttpNodeProvider(url, retry=FAST)
+        service = LiveService(
+            engine_factory=lambda saved, features: Engine(HeuristicScorer(), features=features),
+            event_log=log,
+            consumer=StreamConsumer(log, "service", "c1"),
+            store=StateStore(client, f"{key_prefix}service:state"),
+            provider=provider,
+            clock=ScaledClock(),
+        )
+        try:
+            before = service.provider_status()["reconcile_unavailable"]
+            for _ in range(3):
+                await service.reconcile_once()
+            return before, service.provider_status()["reconcile_unavailable"]
+        finally:
+            await provider.aclose()
+            client.close()
+
+    with serve(app) as url, caplog.at_level(logging.WARNING, logger="service.live"):
+        before, after = asyncio.run(scenario(url))
+    assert before is None and after == RECONCILE_UNAVAILABLE
+    said = [r for r in caplog.records if "reconcile is unavailable" in r.getMessage()]
+    assert len(said) == 1 and "GET /api/nodes" in said[0].getMessage()
+    assert calls == []  # nothing was created or deleted on the way
