@@ -305,12 +305,17 @@ class LiveService:
         }
 
     def refresh_telemetry(self) -> None:
-        """Gauges read from other objects (the connect windows, the live metrics, the
-        scorer's fallbacks, the model served, the breaker): now."""
+        """Gauges read from other objects (the pool and the engine's status, the connect
+        windows, the live metrics, the scorer's fallbacks, the model served, the breaker):
+        now, so that ``/metrics`` and ``/v1/pool`` read the same state at the time of the
+        request, not the last tick's."""
         self.telemetry.ready.set(1 if self.sees_events else 0)
-        if self._engine is not None:
+        engine = self._engine
+        if engine is not None:
+            status = engine.status(self.clock.now())
+            self.telemetry.observe_status(status, engine.pool.metrics.waits)
             self.telemetry.observe_service_level(self.service_level())
-            self.telemetry.observe_live(self._engine.live(self.clock.now()))
+            self.telemetry.observe_live(status.live)
         if self.watcher is not None:
             self.telemetry.observe_fallbacks(self.watcher.fallbacks())
             self.telemetry.observe_model(self.watcher.info()["source"] == Source.MODEL.value)
@@ -394,9 +399,7 @@ class LiveService:
             commands = self.engine.tick(now)
             self.telemetry.scoring.observe(time.perf_counter() - started)
             self.telemetry.ticks.inc()
-            status = self.engine.status(now)
-            self.telemetry.observe_status(status, self.engine.pool.metrics.waits)
-            self.history.record(status)
+            self.history.record(self.engine.status(now))
             self.refresh_telemetry()
             with contextlib.suppress(redis.RedisError):
                 await self._save()

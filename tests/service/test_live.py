@@ -55,3 +55,33 @@ def test_keeps_warm_nodes_serves_connects_and_survives_a_restart(
 
     with bridged(redis_client, log, key_prefix):
         asyncio.run(scenario())
+
+
+def test_metrics_read_the_pool_at_the_time_of_the_request(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """Between two ticks a connect changes the pool: ``/metrics`` (``refresh_telemetry``,
+    what a scrape runs) shows it at once, as ``/v1/pool`` does, not a tick later."""
+    clock = ScaledClock()  # real time: ticks ten seconds apart
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    fleet = NodeFleet(UniformBoot(10, 29), random.Random(3))
+
+    async def scenario() -> tuple[dict[str, int], dict[str, float | None]]:
+        async with live_service(redis_url, key_prefix, clock, fleet) as service:
+            await until(lambda: service.sees_events)
+            now = clock.now()
+            log.append_batch([UserActivity(now, "bob", int(now)), UserConnect(now + 0.01, "bob")])
+            await until(lambda: service.engine.pool.is_connected("bob"))
+            service.refresh_telemetry()
+            counts = service.engine.pool.counts().to_dict()
+            registry = service.telemetry.registry
+            gauges = {
+                state: registry.get_sample_value("provisioner_pool_nodes", {"state": state})
+                for state in counts
+            }
+            return counts, gauges
+
+    with bridged(redis_client, log, key_prefix):
+        counts, gauges = asyncio.run(scenario())
+    assert counts["waiting"] + counts["allocated"] == 1
+    assert gauges == {state: float(value) for state, value in counts.items()}
