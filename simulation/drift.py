@@ -61,10 +61,8 @@ from training.train import BadTrainingData, TrainConfig
 
 ACTOR: Final = "drift-scenario"
 """Who the scenario's promotions are recorded as."""
-APPEND_BATCH: Final = 500
 END_HOURS: Final = 4.0
 """The summary's ``end``: the live figures of the run's last hours."""
-"""Events appended to the log per call."""
 
 
 @dataclass(frozen=True)
@@ -185,9 +183,8 @@ class DriftResult:
         return {
             "hours_to_degraded": self.hours_to(lambda p: p.degraded, self.publications),
             "hours_to_promotion": promoted,
-            "champions": sorted(
-                {p.champion for p in self.publications if p.champion}, key=_version_key
-            ),
+            # In the order they served.
+            "champions": list(dict.fromkeys(p.champion for p in self.publications if p.champion)),
             "live_log_loss": periods(lambda m: m.get("live_log_loss")),
             "live_log_loss_skill": periods(log_loss_skill),
             "jobs": {
@@ -240,7 +237,7 @@ def run_drift(
         )
 
     history, served = _split_at(_events(scenario), scenario.start)
-    _append(log, history)
+    log.append_many(history)
     first = retrain_on_log(scenario.history_hours, 0.0)  # the history is all there is
     if not first.decision.promote:
         raise RuntimeError(f"the first champion was not promoted: {first.decision.reasons}")
@@ -337,7 +334,7 @@ class _Shell:
         seen: list[UserEvent] = []
         while self._unlogged and self._unlogged[0].ts <= now:
             seen.append(self._unlogged.popleft())
-        _append(self.log, seen)
+        self.log.append_many(seen)
 
     def _publish(self, now: float) -> None:
         live = self.engine.live(now)
@@ -424,17 +421,6 @@ def _split_at(
     return before, iter(())
 
 
-def _append(log: EventLog, events: Iterable[UserEvent]) -> None:
-    batch: list[UserEvent] = []
-    for event in events:
-        batch.append(event)
-        if len(batch) >= APPEND_BATCH:
-            log.append_batch(batch)
-            batch = []
-    if batch:
-        log.append_batch(batch)
-
-
 def log_loss_skill(metrics: dict[str, float]) -> float | None:
     """``1 - log loss / log loss of the base rate``: the share of the uncertainty the model
     removes over always answering the window's base rate (0: no better; 1: perfect). The log
@@ -445,7 +431,3 @@ def log_loss_skill(metrics: dict[str, float]) -> float | None:
         return None
     entropy = -(rate * math.log(rate) + (1.0 - rate) * math.log(1.0 - rate))
     return 1.0 - loss / entropy
-
-
-def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), version) if version.isdigit() else (1 << 30, version)
