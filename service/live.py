@@ -65,7 +65,7 @@ from service.commands import Command, TerminateNode
 from service.connect_windows import ServiceLevel
 from service.consumer import StreamConsumer
 from service.defaults import DEFAULT_LIVE_LOG_S, DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
-from service.engine import Engine
+from service.engine import Engine, EngineStatus
 from service.evidence_log import EvidenceLog, EvidenceSink
 from service.node_commands import NodeCommands
 from service.pool_history import PoolHistory
@@ -304,15 +304,16 @@ class LiveService:
             "reconcile_unavailable": self.reconcile_unavailable,
         }
 
-    def refresh_telemetry(self) -> None:
+    def refresh_telemetry(self, status: EngineStatus | None = None) -> None:
         """Gauges read from other objects (the pool and the engine's status, the connect
         windows, the live metrics, the scorer's fallbacks, the model served, the breaker):
         now, so that ``/metrics`` and ``/v1/pool`` read the same state at the time of the
-        request, not the last tick's."""
+        request, not the last tick's. ``status``: the engine's, when the caller has it now."""
         self.telemetry.ready.set(1 if self.sees_events else 0)
         engine = self._engine
         if engine is not None:
-            status = engine.status(self.clock.now())
+            if status is None:
+                status = engine.status(self.clock.now())
             self.telemetry.observe_status(status, engine.pool.metrics.waits)
             self.telemetry.observe_service_level(self.service_level())
             self.telemetry.observe_live(status.live)
@@ -399,8 +400,9 @@ class LiveService:
             commands = self.engine.tick(now)
             self.telemetry.scoring.observe(time.perf_counter() - started)
             self.telemetry.ticks.inc()
-            self.history.record(self.engine.status(now))
-            self.refresh_telemetry()
+            status = self.engine.status(now)
+            self.history.record(status)
+            self.refresh_telemetry(status)
             with contextlib.suppress(redis.RedisError):
                 await self._save()
             self._dispatch(commands)
