@@ -182,6 +182,40 @@ class OnlineFeatures:
         ]
         return sum(a.itemsize * len(a) for a in arrays) / (self._capacity + 1)
 
+    # -- forgetting ----------------------------------------------------------------------
+
+    def compact(self, keep: npt.NDArray[np.bool_]) -> None:
+        """Forget the users where ``keep`` (one flag per user, in ``user_ids`` order) is
+        False; the others keep their state and their order. A user forgotten and seen again
+        starts from an empty history."""
+        n = len(self._ids)
+        if keep.shape != (n,):
+            raise ValueError(f"compact needs one flag per user ({n}), not {keep.shape}")
+        slots = np.flatnonzero(keep)
+        kept = len(slots)
+        capacity = max(1, 2 * kept)
+        spare = capacity - kept + 1  # empty rows, the spare row for unknown users included
+
+        def take(column: array[int], width: int, fill: int) -> array[int]:
+            rows = _column(column, width, copy=False)[slots]  # fancy indexing copies
+            out = array(column.typecode, rows.tobytes())
+            out.extend(array(column.typecode, [fill]) * (spare * width))
+            return out
+
+        self._scalar = {
+            name: take(values, 1, NEVER if name in _TIMES else 0)
+            for name, values in self._scalar.items()
+        }
+        self._connected = take(self._connected, 1, 0)
+        self._recent = take(self._recent, RECENT_K, NEVER)
+        self._recent_pos = take(self._recent_pos, 1, 0)
+        self._minute = take(self._minute, MINUTE_SLOTS, NEVER)
+        self._minute_count = take(self._minute_count, MINUTE_SLOTS, 0)
+        self._hours = take(self._hours, HOURS, 0)
+        self._capacity = capacity
+        self._ids = [self._ids[slot] for slot in slots.tolist()]
+        self._slots = {user_id: slot for slot, user_id in enumerate(self._ids)}
+
     # -- internals -----------------------------------------------------------------------
 
     def _new_slot(self, user_id: str) -> int:

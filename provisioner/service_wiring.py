@@ -55,6 +55,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         lead_time_s=settings.lead_time_s,
         boot_prior_s=settings.boot_prior_s,
         tick_interval_s=settings.tick_interval_s,
+        user_retention_s=settings.user_retention_hours * 3600.0,
         prediction_log_max_per_tick=settings.prediction_log_max_per_tick,
         prediction_log_keep_settled=settings.prediction_log_keep_settled,
         live_metrics_bucket_s=settings.live_metrics_bucket_s,

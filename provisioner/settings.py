@@ -270,6 +270,12 @@ class Settings(BaseSettings):
         description="How often the service looks for a new champion.",
     )
 
+    user_retention_hours: float = Field(
+        default=default_of(ServiceConfig, "user_retention_s") / 3600.0,
+        gt=0,
+        description="Users not seen for this many hours (and not connected) are forgotten.",
+    )
+
     # -- predictions against outcomes --------------------------------------------------------
     prediction_log_max_per_tick: int = Field(
         default=default_of(ServiceConfig, "prediction_log_max_per_tick"),

@@ -352,6 +352,8 @@ class PoolStatus(Answer):
     baseline_per_s: float
     scored_users: int
     tracked_users: int
+    forgotten_users: int
+    """Users forgotten since the start: not seen for the retention, not connected."""
     metrics: MetricsReportBody
     refused_needs: dict[str, int]
     lead_time_s: float

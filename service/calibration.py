@@ -209,6 +209,15 @@ class Calibration:
         if not foreseen:
             self.unforeseen += 1.0
 
+    def compact(self, keep: Bools) -> None:
+        """The engine dropped the user rows where ``keep`` is False (``UserTable.compact``):
+        the pending scores follow the rows kept (a dropped user's pending score would stay
+        counted as scored, without a hit; the engine drops only users too long unseen to
+        have been scored)."""
+        for record in self._pending:
+            codes = record.code_of_user
+            record.code_of_user = codes[keep[: len(codes)]]
+
     def _mature(self, now: float) -> None:
         if self.last_at is not None and now > self.last_at:
             elapsed = now - self.last_at

@@ -84,6 +84,11 @@ class ServiceConfig:
     prediction_log_keep_settled: int = 100_000
     """Settled predictions per version held for ``PredictionLog.take_settled`` between two
     calls; older ones are dropped."""
+    user_retention_s: float = 8 * 86_400.0
+    """Users not seen (no user event) for this long, and not connected, are forgotten: their
+    online features and engine rows are dropped, so that what the engine holds depends on
+    the users present, not on the uptime. One seen again starts from an empty history. A
+    week and a day: a user with a weekly habit is kept."""
     live_metrics_bucket_s: float = 300.0
     """The live metrics (``service.live_metrics``) sum settled predictions in time buckets
     this long; windows are sums of the last buckets."""
@@ -128,6 +133,13 @@ class ServiceConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a finite number > 0, not {value}")
+        if not (
+            math.isfinite(self.user_retention_s) and self.user_retention_s >= self.recent_cutoff_s
+        ):
+            problems.append(
+                "user_retention_s must be a finite number >= recent_cutoff_s "
+                f"({self.recent_cutoff_s}), not {self.user_retention_s}"
+            )
         if not (math.isfinite(self.feedback_gain) and self.feedback_gain >= 0):
             problems.append(f"feedback_gain must be a finite number >= 0, not {self.feedback_gain}")
         if not 0.0 <= self.free_credit <= 1.0:

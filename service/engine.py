@@ -171,6 +171,8 @@ class EngineStatus:
     feedback: FeedbackReport
     live: dict[str, Any] = field(default_factory=dict)
     """``Engine.live``: the live metrics per model version."""
+    forgotten_users: int = 0
+    """Users forgotten since the start (``ServiceConfig.user_retention_s``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +185,7 @@ class EngineStatus:
             "baseline_per_s": self.baseline_per_s,
             "scored_users": self.scored_users,
             "tracked_users": self.tracked_users,
+            "forgotten_users": self.forgotten_users,
             "metrics": self.metrics.to_dict(),
             "refused_needs": dict(self.refused_needs),
             "lead_time_s": self.lead_time_s,
@@ -195,6 +198,10 @@ class EngineStatus:
 FIRST_SIGHT_GAP_S = 1.0
 """With ``size_on_first_sight``, the engine does not size again on a new user's first event
 within this long of its last sizing."""
+
+FORGET_AT_LEAST = 256
+"""Stale users (``ServiceConfig.user_retention_s``) are forgotten in batches: once at least
+this many, and at least an eighth of the rows, are stale (each batch copies the arrays)."""
 
 _EMPTY_INTS: Ints = np.zeros(0, dtype=np.intp)
 _EMPTY_FLOATS: Floats = np.zeros(0, dtype=np.float64)
@@ -252,6 +259,8 @@ class Engine(PoolCore):
         self._unlogged: list[Refusal] = []
         self.users = UserTable()
         """Seen: any user event."""
+        self.forgotten_users = 0
+        """Users forgotten since the start: not seen for ``user_retention_s``."""
         self._last_scores = LastScores(
             None, _EMPTY_INTS, self.users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
         )
@@ -305,6 +314,7 @@ class Engine(PoolCore):
     # -- ticks -----------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Command]:
+        self._forget_stale_users(now)
         coming = self._coming_ages(now)
         self.lead_time_s = self._lead_time(coming)
         rows, probability, from_model, version, calibrated = self._score(now)
@@ -358,6 +368,7 @@ class Engine(PoolCore):
             boot_times=self.boot_times.summary(self.config.boot_quantile),
             feedback=self.feedback.report(),
             live=self.live(now),
+            forgotten_users=self.forgotten_users,
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -377,6 +388,7 @@ class Engine(PoolCore):
             "last_tick": self.last_tick,
             "refusals": dict(self.refusals),
             "sound_need": self._sound_need,
+            "forgotten_users": self.forgotten_users,
             "predictions": self.predictions.to_dict(),
             "health": self.health.to_dict(),
         }
@@ -410,6 +422,7 @@ class Engine(PoolCore):
         last_tick = data.get("last_tick")
         engine.last_tick = None if last_tick is None else float(last_tick)
         engine.refusals.update({str(k): int(v) for k, v in data.get("refusals", {}).items()})
+        engine.forgotten_users = int(data.get("forgotten_users", 0))
         sound_need = data.get("sound_need")
         engine._sound_need = None if sound_need is None else float(sound_need)
         predictions = data.get("predictions")
@@ -618,6 +631,35 @@ class Engine(PoolCore):
         counts = self.pool.counts()
         missing = min(counts.waiting - counts.coming, self.config.max_nodes - counts.live)
         return [self._request(now) for _ in range(max(0, missing))]
+
+    def _forget_stale_users(self, now: float) -> None:
+        """Forget the users not seen for ``user_retention_s`` and not connected, in batches
+        (``FORGET_AT_LEAST``): their rows leave the user table, the online features, the
+        calibration's and the prediction log's pending records; the rows kept are
+        renumbered in order."""
+        users = self.users
+        n = len(users)
+        stale = ~users.connected[:n] & (users.last_seen[:n] < now - self.config.user_retention_s)
+        count = int(np.count_nonzero(stale))
+        if count < max(FORGET_AT_LEAST, n // 8):
+            return
+        keep = ~stale
+        forgotten = {users.ids[row] for row in np.flatnonzero(stale).tolist()}
+        if list(self.features.user_ids) == users.ids:
+            self.features.compact(keep)
+        else:  # fed before the engine adopted it: its own order
+            self.features.compact(np.array([u not in forgotten for u in self.features.user_ids]))
+        new_row = np.cumsum(keep, dtype=np.intp) - 1
+        new_row[stale] = -1
+        users.compact(keep)
+        # the retention is at least the recency cutoff: no pending score is about a user
+        # forgotten, and the pending ones follow their users' new rows
+        self.calibration.compact(keep)
+        self.predictions.remap(new_row)
+        self._last_scores = LastScores(
+            None, _EMPTY_INTS, users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
+        )
+        self.forgotten_users += count
 
     def _adopt_feature_users(self) -> None:
         """Index the users an already fed ``OnlineFeatures`` knows, in its order."""

@@ -314,7 +314,7 @@ class LiveService:
         if engine is not None:
             if status is None:
                 status = engine.status(self.clock.now())
-            self.telemetry.observe_status(status, engine.pool.metrics.waits)
+            self.telemetry.observe_status(status, engine.pool.metrics)
             self.telemetry.observe_service_level(self.service_level())
             self.telemetry.observe_live(status.live)
         if self.watcher is not None:

@@ -113,6 +113,21 @@ class _Pending:
             "hit": pack(np.flatnonzero(self.hit), "<i4"),
         }
 
+    def remapped(self, new_row: Ints) -> _Pending:
+        """The record with each row ``r`` renamed ``new_row[r]``; rows mapped to -1 are
+        dropped. ``new_row`` must keep the order of the rows it keeps."""
+        rows = new_row[self.rows]
+        kept = rows >= 0
+        return _Pending(
+            self.at,
+            self.horizon_s,
+            self.version,
+            self.weight,
+            rows[kept],
+            self.probability[kept],
+            self.hit[kept],
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> _Pending:
         at, horizon_s, weight = (float(data[k]) for k in ("at", "horizon_s", "weight"))
@@ -254,6 +269,15 @@ class PredictionLog:
                 waiting.append(record)
         self._pending = waiting
         self.metrics.expire(now)
+
+    def remap(self, new_row: Ints) -> None:
+        """The engine renumbered its user rows (``UserTable.compact``): row ``r`` is now
+        ``new_row[r]``, or gone when -1: its predictions, pending or settled and not yet
+        taken, are dropped (the engine forgets only users too long unseen to have any)."""
+        self._pending = [record.remapped(new_row) for record in self._pending]
+        for version, queue in self._settled.items():
+            self._settled[version] = deque(record.remapped(new_row) for record in queue)
+            self._queued[version] = sum(len(record.rows) for record in self._settled[version])
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -16,16 +16,22 @@ to ``now``), whether or not the user had a node yet, as the node API's ``UserTim
 it. A connect that disconnects before any node reaches it is counted as a connect (not
 instant) and as ``abandoned``, with no wait. The accumulator is plain data (a
 ``to_dict``/``from_dict`` round trip), fed by the pool; node time of nodes still alive is
-added by the pool at report time.
+added by the pool at report time. It does not grow with uptime: counters, the open
+sessions, and the waits in a bounded histogram (``service.wait_histogram``: the mean exact,
+the p95 within 1 %).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
-import numpy as np
+from service.wait_histogram import WaitHistogram
+
+RECENT_WAITS: Final = 4096
+"""Waits kept one by one for the shell's telemetry (``Metrics.waits_after``); not saved."""
 
 
 def nodes_per_connect(nodes_created: int, connects: int) -> float:
@@ -81,7 +87,7 @@ class MetricsReport:
 class Metrics:
     connects: int = 0
     instant: int = 0
-    waits: list[float] = field(default_factory=list)
+    waits: WaitHistogram = field(default_factory=WaitHistogram)
     abandoned: int = 0
     duplicate_connects: int = 0
     orphan_disconnects: int = 0
@@ -93,6 +99,8 @@ class Metrics:
     closed_busy_node_seconds: float = 0.0
     sessions: dict[str, float] = field(default_factory=dict)
     """Open sessions: user id -> connect time."""
+    recent_waits: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_WAITS))
+    """The last waits one by one, for telemetry (``waits_after``); not saved."""
 
     # -- recording (each O(1)) -------------------------------------------------------------
 
@@ -103,7 +111,18 @@ class Metrics:
             self.instant += 1
 
     def served_after_wait(self, wait_s: float) -> None:
-        self.waits.append(max(0.0, wait_s))
+        wait_s = max(0.0, wait_s)
+        self.waits.add(wait_s)
+        self.recent_waits.append(wait_s)
+
+    def waits_after(self, seen: int) -> list[float]:
+        """The waits after the first ``seen`` ones (the most recent ``RECENT_WAITS`` of them
+        at most), for a reader that keeps its own count of what it has seen."""
+        new = self.waits.count - seen
+        if new <= 0:
+            return []
+        recent = list(self.recent_waits)
+        return recent[max(0, len(recent) - new) :]
 
     def disconnect(self, user_id: str, now: float, *, abandoned: bool) -> None:
         start = self.sessions.pop(user_id, None)
@@ -131,14 +150,14 @@ class Metrics:
     ) -> MetricsReport:
         user_s = self.user_seconds(now)
         node_s = self.closed_node_seconds + open_node_seconds
-        waits = np.asarray(self.waits, dtype=np.float64)
+        waits = self.waits
         return MetricsReport(
             connects=self.connects,
             instant=self.instant,
             instant_rate=self.instant / self.connects if self.connects else 1.0,
-            waited=len(waits),
-            mean_wait_s=float(waits.mean()) if len(waits) else 0.0,
-            p95_wait_s=float(np.percentile(waits, 95)) if len(waits) else 0.0,
+            waited=waits.count,
+            mean_wait_s=waits.mean(),
+            p95_wait_s=waits.quantile(0.95),
             abandoned=self.abandoned,
             user_seconds=user_s,
             node_seconds=node_s,
@@ -150,15 +169,19 @@ class Metrics:
     # -- state -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["waits"] = list(self.waits)
+        data = {k: v for k, v in asdict(self).items() if k not in ("waits", "recent_waits")}
+        data["waits"] = self.waits.to_dict()
         data["sessions"] = dict(self.sessions)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metrics:
         metrics = cls(**{k: v for k, v in data.items() if k not in ("waits", "sessions")})
-        metrics.waits = [float(w) for w in data.get("waits", [])]
+        waits = data.get("waits", [])
+        # state saved before the histogram held every wait in a list
+        metrics.waits = (
+            WaitHistogram.of(waits) if isinstance(waits, list) else WaitHistogram.from_dict(waits)
+        )
         metrics.sessions = {str(u): float(t) for u, t in data.get("sessions", {}).items()}
         for name in ("closed_user_seconds", "closed_node_seconds", "closed_busy_node_seconds"):
             value = getattr(metrics, name)

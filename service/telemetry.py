@@ -26,6 +26,7 @@ from service.breaker import BreakerState, CircuitBreaker
 from service.connect_windows import ServiceLevel
 from service.engine import EngineStatus
 from service.scaler import RefusalReason
+from service.service_level import Metrics
 
 LIVE_ROLES: Final = ("champion", "challenger", "fallback")
 """The roles whose live metrics are exported (a retired version's are not)."""
@@ -229,7 +230,7 @@ class Telemetry:
         self._waits_seen = 0
         self._model_observed = False
 
-    def observe_status(self, status: EngineStatus, waits: list[float]) -> None:
+    def observe_status(self, status: EngineStatus, metrics: Metrics) -> None:
         counts = status.counts.to_dict()
         for state, value in counts.items():
             self.nodes.labels(state=state).set(value)
@@ -249,9 +250,9 @@ class Telemetry:
         self.boot_seconds.labels(quantile="0.5").set(boots["median_s"])
         self.boot_seconds.labels(quantile=str(boots["quantile"])).set(boots["quantile_s"])
         self.boots_seen.set(boots["seen"])
-        for wait in waits[self._waits_seen :]:
+        for wait in metrics.waits_after(self._waits_seen):
             self.waits.observe(wait)
-        self._waits_seen = len(waits)
+        self._waits_seen = metrics.waits.count
 
     def observe_service_level(self, level: ServiceLevel) -> None:
         self.target_instant_rate.set(level.target_instant_rate)

@@ -1,7 +1,7 @@
 """Simulated users: workloads that yield user events in virtual time, and their registry.
 
 ``generate(name, hours=..., seed=...)`` yields the ``features.events`` user events of a
-named workload (``seed``, ``habits`` or ``shifts``), sorted by ``ts`` and lazily;
+named workload (``seed``, ``habits``, ``shifts`` or ``churn``), sorted by ``ts`` and lazily;
 :mod:`simulation.workloads.realtime` publishes one on Redis pub/sub as time goes by.
 """
 

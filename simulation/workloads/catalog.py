@@ -7,6 +7,7 @@ from typing import Final, Protocol
 
 from features.events import UserEvent
 from simulation.workloads.base import DEFAULT_START, SimUser
+from simulation.workloads.churn import churn_users, churn_workload
 from simulation.workloads.habits import habits_workload
 from simulation.workloads.personas import habits_population
 from simulation.workloads.seed import seed_population, seed_workload
@@ -35,11 +36,13 @@ _GENERATORS: Final[dict[str, _Generator]] = {
     "seed": seed_workload,
     "habits": habits_workload,
     "shifts": shifts_workload,
+    "churn": churn_workload,
 }
 _POPULATIONS: Final[dict[str, Callable[[int, int | None], tuple[SimUser, ...]]]] = {
     "seed": seed_population,
     "habits": _habits_users,
     "shifts": shifts_users,
+    "churn": churn_users,
 }
 
 WORKLOADS: Final = tuple(_GENERATORS)

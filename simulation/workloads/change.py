@@ -14,9 +14,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-from features.events import UserConnect, UserDisconnect, UserEvent
+from features.events import UserEvent
 from simulation.workloads.base import DEFAULT_START, check_window
 from simulation.workloads.catalog import generate
+from simulation.workloads.departure import until
 
 
 def population_change(
@@ -38,29 +39,10 @@ def population_change(
     if not 0 < change_at_h < hours:
         raise ValueError(f"change_at_h must be inside (0, {hours}), not {change_at_h!r}")
     change_at = start + change_at_h * 3600.0
-    leaving = _until(
+    leaving = until(
         generate(before, hours=hours, seed=seed, start=start, users=users_before), change_at
     )
     arriving = generate(
         after, hours=(end - change_at) / 3600.0, seed=seed + 1, start=change_at, users=users_after
     )
     return heapq.merge(leaving, arriving, key=lambda event: event.ts)
-
-
-def _until(events: Iterator[UserEvent], change_at: float) -> Iterator[UserEvent]:
-    """``events`` before ``change_at``, then only the disconnects that end the sessions open
-    at ``change_at``."""
-    connected: set[str] = set()
-    for event in events:
-        if event.ts < change_at:
-            if isinstance(event, UserConnect):
-                connected.add(event.user_id)
-            elif isinstance(event, UserDisconnect):
-                connected.discard(event.user_id)
-            yield event
-            continue
-        if not connected:
-            return
-        if isinstance(event, UserDisconnect) and event.user_id in connected:
-            connected.discard(event.user_id)
-            yield event
