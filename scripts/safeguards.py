@@ -108,13 +108,31 @@ SAFEGUARDS: dict[str, Safeguard] = {
             (
                 "service/reconcile.py",
                 "        elif pool_node.state is NodeState.TERMINATING:\n"
-                "            result.terminate.append(pool_node.node_id)\n",
+                "            since = pool_node.terminating_at\n"
+                "            if since is None or at - since >= grace_s:\n"
+                "                result.terminate.append(pool_node.node_id)\n",
                 "",
             ),
         ),
         (
             "tests/integration/test_fault_node_api.py"
             "::test_lost_creates_lost_deletes_and_lost_events_converge",
+        ),
+    ),
+    "no-terminate-again-before-the-delete": Safeguard(
+        "reconciliation does not terminate again a node whose delete is not sent or answered "
+        "yet (issue 14, item 4)",
+        (
+            (
+                "service/reconcile.py",
+                "            if since is None or at - since >= grace_s:\n",
+                "            if True:\n",
+            ),
+        ),
+        (
+            "tests/service/test_reconcile_race.py",
+            "tests/service/test_reconcile.py"
+            "::test_a_node_terminated_within_the_grace_before_the_listing_is_not_terminated_again",
         ),
     ),
     "adopt-unknown-nodes": Safeguard(

@@ -164,6 +164,10 @@ class PoolNodeBody(Answer):
     user_id: str | None
     allocated_at: float | None
     adopted: bool
+    known_at: float | None
+    """When the pool learned the node's id (its create answered, or its adoption)."""
+    terminating_at: float | None
+    """While terminating: when the service decided to terminate it."""
 
 
 class CircuitBreakerBody(Answer):

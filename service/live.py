@@ -416,7 +416,7 @@ class LiveService:
     async def reconcile_once(self) -> None:
         if not self.is_leader():
             return
-        listed_at = time.monotonic()
+        listed_at, asked_at = time.monotonic(), self.clock.now()
         try:
             listed = await self.provider.list_nodes()
         except ProviderError as e:
@@ -430,7 +430,7 @@ class LiveService:
         self.reconcile_unavailable = None
         now = self.clock.now()
         pool = self.engine.pool
-        plan = reconcile(pool.nodes(), listed, now, gone=pool.gone_ids())
+        plan = reconcile(pool.nodes(), listed, now, gone=pool.gone_ids(), listed_at=asked_at)
         for node_id, status in plan.adopt:
             log.warning("adopting node %s (%s) the pool did not know", node_id, status.value)
         for node_id in plan.ready:

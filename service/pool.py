@@ -75,6 +75,10 @@ class PoolNode:
     allocated_at: float | None = None
     """Set while allocated: since when (its busy time counts from here)."""
     adopted: bool = False
+    known_at: float | None = None
+    """When the pool learned the node's id (its create answered, or its adoption)."""
+    terminating_at: float | None = None
+    """Set while terminating: when the core decided to terminate it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,8 @@ class PoolNode:
             "user_id": self.user_id,
             "allocated_at": self.allocated_at,
             "adopted": self.adopted,
+            "known_at": self.known_at,
+            "terminating_at": self.terminating_at,
         }
 
     @classmethod
@@ -101,6 +107,8 @@ class PoolNode:
             user_id=data.get("user_id"),
             allocated_at=_opt_float(data.get("allocated_at")),
             adopted=bool(data.get("adopted", False)),
+            known_at=_opt_float(data.get("known_at")),
+            terminating_at=_opt_float(data.get("terminating_at")),
         )
 
 
@@ -216,6 +224,7 @@ class NodePool:
                 self.metrics.nodes_created -= 1
             return known
         node.node_id = node_id
+        node.known_at = now
         node.state = NodeState.BOOTING
         self._nodes[node_id] = node
         self._booting[node_id] = None
@@ -259,6 +268,7 @@ class NodePool:
         else:
             del self._booting[node_id]
         node.state = NodeState.TERMINATING
+        node.terminating_at = now
         self._terminating[node_id] = None
         return node
 
@@ -408,7 +418,7 @@ class NodePool:
     # -- internals -------------------------------------------------------------------------
 
     def _adopt(self, node_id: str, status: NodeStatus, now: float) -> None:
-        node = PoolNode(node_id, None, NodeState.BOOTING, now, adopted=True)
+        node = PoolNode(node_id, None, NodeState.BOOTING, now, adopted=True, known_at=now)
         self._nodes[node_id] = node
         self.metrics.nodes_created += 1
         self.metrics.nodes_adopted += 1

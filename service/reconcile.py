@@ -14,11 +14,25 @@ this pure function says how to converge, by one documented rule:
 - a node the pool holds as booting that the provider reports ready since ``grace_s`` or
   longer (by its ``ready_at``, else by its creation) is **marked ready** (its ``ready`` event
   was lost, e.g. published while Redis was down, rather than still on its way);
-- a node the pool is terminating that the provider still lists alive is **terminated
-  again** (the delete failed or was lost; deletes are idempotent), so no node the
-  service gave up stays paid for;
+- a node the pool has been terminating for ``grace_s`` or longer that the provider still
+  lists alive is **terminated again** (the delete failed or was lost; deletes are
+  idempotent), so no node the service gave up stays paid for;
 - a request that got no node id within ``request_timeout_s`` is **expired** (failed);
   if the node was in fact created, the first rule adopts it later.
+
+**A listing is as old as its request.** ``listed_at`` is when the shell asked for the
+listing; it may be applied later, after the pool changed. Ages are taken at ``listed_at``,
+and a node the pool learned of (its create answered, or adopted) at or after ``listed_at``
+is never forgotten for missing from it. A node the core decided to terminate less than
+``grace_s`` before the listing was asked for is not terminated again: its delete may not
+be sent yet (the live shell sends commands only after saving the state they come from) or
+answered yet. Issue 14, item 4: without that, a reconciliation that ran while a tick's
+state was being saved listed the tick's surplus nodes alive, no delete sent yet, and
+terminated them "again" (a few nodes per 10 minutes at x60, where reconcile runs every
+half wall second); ``tests/service/test_reconcile_race.py`` holds that window open. The
+shell also repeats a delete only when the listing was asked for after that delete was
+answered (``service.node_commands``, ``stale_delete``), which covers a delete still in
+flight after the grace (retries).
 """
 
 from __future__ import annotations
@@ -54,8 +68,11 @@ def reconcile(
     gone: Collection[str] = (),
     grace_s: float = 30.0,
     request_timeout_s: float = 60.0,
+    listed_at: float | None = None,
 ) -> Reconciliation:
-    """How to converge; ``gone``: ids of nodes the pool saw go (``NodePool.gone_ids``)."""
+    """How to converge; ``gone``: ids of nodes the pool saw go (``NodePool.gone_ids``);
+    ``listed_at``: when the listing was asked for (``now`` when not given)."""
+    at = now if listed_at is None else min(listed_at, now)
     listed = {node.id: node for node in provider_nodes}
     known = {node.node_id for node in pool_nodes if node.node_id is not None}
     result = Reconciliation()
@@ -65,7 +82,7 @@ def reconcile(
         if node.id in gone:
             result.terminate.append(node.id)
             continue
-        if node.created_at is not None and now - node.created_at < grace_s:
+        if node.created_at is not None and at - node.created_at < grace_s:
             continue
         result.adopt.append((node.id, NodeStatus(node.status)))
     for pool_node in pool_nodes:
@@ -77,12 +94,15 @@ def reconcile(
             continue
         seen = listed.get(pool_node.node_id)
         if seen is None or seen.status == NodeStatus.TERMINATED.value:
-            if now - pool_node.created_at >= grace_s:
+            learned_late = pool_node.known_at is not None and pool_node.known_at >= at
+            if at - pool_node.created_at >= grace_s and not learned_late:
                 result.forget.append(pool_node.node_id)
         elif pool_node.state is NodeState.TERMINATING:
-            result.terminate.append(pool_node.node_id)
+            since = pool_node.terminating_at
+            if since is None or at - since >= grace_s:
+                result.terminate.append(pool_node.node_id)
         elif pool_node.state is NodeState.BOOTING and seen.status == NodeStatus.READY.value:
             since = seen.ready_at if seen.ready_at is not None else pool_node.created_at
-            if now - since >= grace_s:
+            if at - since >= grace_s:
                 result.ready.append(pool_node.node_id)
     return result

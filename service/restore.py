@@ -7,6 +7,14 @@ finds no state starts fresh at the end of the log. Then the consumer group is ma
 and the entries a dead predecessor left pending are taken over; node requests that were in
 flight at the last stop are failed (no task is left to receive their answer; a node one did
 create is adopted from its status event or by reconciliation).
+
+**A log behind the saved state.** Redis writes its append-only file to disk once a second
+(``appendfsync everysec``): a machine that dies can come back with the log's last second
+gone while the saved state (written later, or synced earlier) names a watermark past the
+log's end. Kept, that watermark would hide the entries appended after the restart whose IDs
+fall at or below it (the consumer skips them as applied). So a watermark past the log's last
+entry falls back to that entry, said in the log (``Restored.lost_tail``); the events of the
+lost tail stay applied in the engine, and reconciliation corrects the pool.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ class Restored:
     """Pending entries taken over from a dead consumer."""
     expired: list[str]
     """Tokens of the node requests that were in flight at the last stop, now failed."""
+    lost_tail: str | None = None
+    """The saved watermark when it lay past the log's last entry (replaced by that entry)."""
 
 
 async def restore(
@@ -58,6 +68,18 @@ async def restore(
         watermark = await asyncio.to_thread(last_entry_id, event_log)
     else:
         watermark = saved.watermark
+    lost_tail = None
+    if watermark is not None and saved is not None:
+        last = await asyncio.to_thread(last_entry_id, event_log)
+        if last is None or entry_key(last) < entry_key(watermark):
+            log.warning(
+                "the saved watermark %s is past the event log's last entry %s: the log lost "
+                "its tail (Redis came back from an append-only file behind the saved state); "
+                "continuing from the log's last entry",
+                watermark,
+                last,
+            )
+            lost_tail, watermark = watermark, last
     features = OnlineFeatures()
     replayed = await asyncio.to_thread(replay, event_log, features, watermark, now - history_s)
     engine = engine_factory(None if saved is None else saved.engine, features)
@@ -66,7 +88,7 @@ async def restore(
     expired = engine.expire_requests(now)
     for token in expired:
         log.warning("node request %s was in flight at the last stop; counting it failed", token)
-    return Restored(engine, watermark, saved is None, replayed, taken, expired)
+    return Restored(engine, watermark, saved is None, replayed, taken, expired, lost_tail)
 
 
 def last_entry_id(event_log: EventLog) -> str | None:

@@ -44,6 +44,47 @@ def running(bridge: Bridge, expected: int) -> Iterator[threading.Thread]:
     assert not thread.is_alive(), "bridge did not stop after its messages"
 
 
+@dataclass
+class SteppingClock:
+    """Each reading 0.2 s after the last: one message arrives per reading."""
+
+    t: float = NOW + 0.1
+
+    def now(self) -> float:
+        self.t += 0.2
+        return self.t
+
+    def wall_delay(self, seconds: float) -> float:
+        return seconds
+
+
+def test_activity_of_the_arrivals_second_keeps_arrival_order(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """Issue 14, item 5: the seed's activity carries a whole-second ``timestamp``; logged
+    with it, an activity arriving at 0.5 s into a second came before a connect that arrived
+    at 0.3 s. Stamped with its arrival, the log stays in time order."""
+    log = EventLog(redis_client, LogKeys(key_prefix))
+    bridge = Bridge(redis_client, log, channel_prefix=key_prefix, clock=SteppingClock())
+    second = int(NOW)
+    messages = [
+        ("user:connect", '{"user_id":"a"}'),  # arrives at NOW + 0.3
+        ("user:activity", f'{{"user_id":"b","timestamp":{second}}}'),  # NOW + 0.5
+        ("user:activity", f'{{"user_id":"c","timestamp":{second - 5}}}'),  # NOW + 0.7
+        ("user:connect", '{"user_id":"b"}'),  # NOW + 0.9
+    ]
+    with running(bridge, len(messages)):
+        for channel, payload in messages:
+            assert redis_client.publish(key_prefix + channel, payload) == 1
+    events = [event for batch in log.read() for event in batch.events]
+    assert events == [
+        UserConnect(NOW + 0.3, "a"),
+        UserActivity(NOW + 0.5, "b", second),  # before the fix: at NOW, ahead of the connect
+        UserActivity(float(second - 5), "c", second - 5),  # another second: the publisher's
+        UserConnect(NOW + 0.9, "b"),
+    ]
+
+
 def test_bridge_logs_the_seed_payloads(redis_client: redis.Redis, key_prefix: str) -> None:
     log = EventLog(redis_client, LogKeys(key_prefix))
     bridge = Bridge(redis_client, log, channel_prefix=key_prefix, clock=FixedClock())

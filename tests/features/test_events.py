@@ -46,6 +46,22 @@ def test_activity_without_timestamp_is_stamped_on_arrival() -> None:
     assert event == UserActivity(NOW, "u1", None)
 
 
+def test_a_timestamp_of_the_arrivals_second_gives_way_to_the_arrival() -> None:
+    """Issue 14, item 5: a whole-second ``timestamp`` equal to the arrival's second would log
+    the event up to a second before events that arrived ahead of it; the arrival keeps the
+    order. Another second (a lagging publisher, or a message delayed across a boundary) is
+    the publisher's word and is kept."""
+    same = parse_message("user:activity", '{"user_id":"u1","timestamp":1732800000}', now=NOW + 0.75)
+    assert same == UserActivity(NOW + 0.75, "u1", 1732800000)
+    assert same.payload() == {"user_id": "u1", "timestamp": 1732800000}  # round-trips
+    earlier = parse_message(
+        "user:activity", '{"user_id":"u1","timestamp":1732799999}', now=NOW + 0.01
+    )
+    assert earlier == UserActivity(1732799999.0, "u1", 1732799999)
+    ahead = parse_message("user:activity", '{"user_id":"u1","timestamp":1732800001}', now=NOW + 0.9)
+    assert ahead == UserActivity(1732800001.0, "u1", 1732800001)
+
+
 def test_logged_time_wins_over_payload_timestamp() -> None:
     event = parse_message(
         "user:activity", '{"user_id":"u1","timestamp":1732799990}', now=NOW, ts=1732799990.25

@@ -261,7 +261,9 @@ def test_mlflow_keeps_store_and_artifacts_on_volumes(services: dict[str, dict[st
     assert args["artifacts-destination"] in mounts, "artifacts are not on a volume"
     assert store_dir != args["artifacts-destination"]
     redis = services["redis"]
-    assert "--appendonly" in redis["command"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
     assert any(m["target"] == "/data" and m["type"] == "volume" for m in redis["volumes"])
 
 

@@ -243,6 +243,8 @@ def test_round_trip_keeps_everything() -> None:
     pool.node_status("gone-1", TERMINATED, T0 + 19)
     restored = roundtrip(pool)
     assert restored.to_dict() == pool.to_dict()
+    n4 = restored.node("n4")
+    assert n4 is not None and (n4.known_at, n4.terminating_at) == (T0 + 13, T0 + 14)
     assert restored.counts() == pool.counts()
     assert set(restored.counts().to_dict().values()) != {0}
     assert restored.report(T0 + 50) == pool.report(T0 + 50)

@@ -65,6 +65,33 @@ def test_a_delete_that_did_not_happen_is_repeated() -> None:
     assert plan.terminate == ["a"]
 
 
+def test_a_node_terminated_within_the_grace_before_the_listing_is_not_terminated_again() -> None:
+    """Issue 14, item 4: the core decided the termination, its delete is not sent or not
+    answered yet, and the provider lists the node alive; only after the grace is it lost."""
+    decided = PoolNode("a", None, NodeState.TERMINATING, 0.0, terminating_at=NOW - 1.0)
+    alive = [ProviderNode("a", "ready", 0.0)]
+    assert not reconcile([decided], alive, NOW, grace_s=30.0)
+    # a listing asked for before the decision, applied after it, says nothing of the delete
+    assert not reconcile([decided], alive, NOW + 60.0, grace_s=30.0, listed_at=NOW - 2.0)
+    assert reconcile([decided], alive, NOW + 29.0, grace_s=30.0).terminate == ["a"]
+    old = PoolNode("a", None, NodeState.TERMINATING, 0.0, terminating_at=NOW - 30.0)
+    assert reconcile([old], alive, NOW, grace_s=30.0, listed_at=NOW).terminate == ["a"]
+
+
+def test_a_node_learned_of_after_the_listing_was_asked_for_is_not_forgotten() -> None:
+    """A create answered (or a node adopted) after the listing was asked for: the provider
+    may have made the node after it listed, so missing from the listing proves nothing."""
+    late = PoolNode("a", "req-1", NodeState.BOOTING, NOW - 40.0, known_at=NOW - 1.0)
+    assert not reconcile([late], [], NOW, grace_s=30.0, listed_at=NOW - 2.0)
+    assert reconcile([late], [], NOW, grace_s=30.0, listed_at=NOW).forget == ["a"]
+
+
+def test_ages_are_taken_when_the_listing_was_asked_for() -> None:
+    unknown = [ProviderNode("x", "ready", NOW - 31.0)]
+    assert reconcile([], unknown, NOW, grace_s=30.0).adopt == [("x", NodeStatus.READY)]
+    assert not reconcile([], unknown, NOW, grace_s=30.0, listed_at=NOW - 2.0)
+
+
 def test_nodes_gone_at_the_provider_are_forgotten_after_the_grace() -> None:
     pool = [
         node("listed-dead", NodeState.READY, 0.0),
