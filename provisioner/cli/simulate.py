@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
 def simulate(
     ctx: typer.Context,
     *,
-    workload: Annotated[str, typer.Option(help="Workload: seed, habits, shifts or churn.")] = "seed",
+    workload: Annotated[
+        str, typer.Option(help="Workload: seed, habits, shifts or churn.")
+    ] = "seed",
     hours: Annotated[
         float | None,
         typer.Option(
