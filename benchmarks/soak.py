@@ -20,8 +20,20 @@ drains the log, and the end state is checked:
 Memory growth is the slope of a least-squares line through the RSS samples once warm
 (after ``--warm-fraction`` of the run), in MB per minute.
 
+``--long`` is the months-in-hours run: two hours of wall time at x120 (ten virtual days) on
+the ``churn`` workload (habits people who arrive and leave for good, 300 present), the model
+serving, the event log trimmed by age (``--retention-hours``, 48) and users forgotten after
+as long (``PROVISIONER_USER_RETENTION_HOURS``). Per 10 minutes (``--window-min``) it
+reports the service's resident memory, its Python heap (allocator blocks), the saved
+state's bytes, Redis' ``used_memory``, the CPU per event and the mean scoring time of a
+tick, and over the second hour each figure's least-squares slope with its standard error
+(per hour, and as a share of the figure's level). With the log trimmed, events are
+counted by a pub/sub listener of the soak's own and by the log's ``appended`` counter
+instead of by reading the stream.
+
     .venv/bin/python benchmarks/soak.py [--minutes 10] [--speed 60] [--habits-speed 240]
         [--habits-users 300] [--rps 20] [--json soak.json]
+    .venv/bin/python benchmarks/soak.py --long [--minutes 120] --json soak-long.json
 """
 
 from __future__ import annotations
@@ -59,6 +71,16 @@ from provisioner.embedded_redis import EmbeddedRedis
 from simulation.workloads import population
 
 PREFIX = "soak:"
+DAY_PLANNED = ("habits", "churn")
+"""Workloads that follow the time of day: they start on a weekday morning."""
+LONG_DEFAULTS: dict[str, Any] = {
+    "workloads": "churn",
+    "minutes": 120.0,
+    "habits_speed": 120.0,
+    "sample_s": 20.0,
+    "series_points": 24,
+}
+"""What ``--long`` sets, unless given on the command line."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -84,6 +106,8 @@ class Stack:
     speed: float
     anchor: float
     """Unix time at which the shared clock equals the wall (see ``start_clock``)."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Settings of every process beyond the soak's own."""
     children: list[Child] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -100,6 +124,7 @@ class Stack:
             # the habits peak holds more connected users than the default budget of 50
             "PROVISIONER_MAX_NODES": "500",
             "COLUMNS": "200",
+            **self.extra,
             **extra,
         }
 
@@ -172,6 +197,40 @@ class Sample:
     stream: int
     nodes_live: int
     ready: int
+    heap_blocks: float = 0.0
+    state_bytes: int = 0
+    redis_used_mb: float = 0.0
+    scoring_s: float = 0.0
+    """Sum of the ticks' scoring times so far (``provisioner_scoring_seconds_sum``)."""
+    ticks: float = 0.0
+    users_tracked: float = 0.0
+    forgotten: float = 0.0
+
+
+@dataclass
+class PubSubTally:
+    """Messages seen on the soak's pub/sub channels, by kind (``user`` or ``node``): what the
+    bridge should have logged, counted apart from the log (which the long soak trims)."""
+
+    url: str
+    counts: Counter[str] = field(default_factory=Counter)
+    stop: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        client = redis.Redis.from_url(self.url)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.psubscribe(f"{PREFIX}*")
+        self.ready.set()
+        try:
+            while not self.stop.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message is not None:
+                    channel = message["channel"].decode()[len(PREFIX) :]
+                    self.counts[channel.split(":", 1)[0]] += 1
+        finally:
+            pubsub.close()
+            client.close()
 
 
 @dataclass
@@ -226,18 +285,27 @@ class Predicts:
 def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     home = root / workload
     home.mkdir()
-    users = args.habits_users if workload == "habits" else None
-    speed = args.habits_speed if workload == "habits" else args.speed
+    by_day = workload in DAY_PLANNED
+    users = args.habits_users if by_day else None
+    speed = args.habits_speed if by_day else args.speed
     ids = [user.user_id for user in population(workload, seed=args.seed, users=users)]
+    tally = PubSubTally("") if args.long else None
     with EmbeddedRedis(home / "redis") as server:
-        start = habits_start(time.time()) if workload == "habits" else time.time()
-        stack = Stack(home, server.url, speed, anchor=start)
+        start = habits_start(time.time()) if by_day else time.time()
+        stack = Stack(home, server.url, speed, anchor=start, extra=long_env(args))
         client = redis.Redis.from_url(server.url)
         log = EventLog(client, LogKeys(PREFIX))
+        state_key = f"{PREFIX}service:soak:state"
         service_port, api_port = free_port(), free_port()
         service_url = f"http://127.0.0.1:{service_port}"
         api_url = f"http://127.0.0.1:{api_port}"
         predicts = Predicts(service_url, ids, args.rps)
+        listener = None
+        if tally is not None:  # before any process publishes
+            tally.url = server.url
+            listener = threading.Thread(target=tally.run, name="pubsub-tally")
+            listener.start()
+            tally.ready.wait(10)
         try:
             if args.model:
                 prepare_model(stack, workload, start, args)
@@ -264,7 +332,7 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             simulator = stack.start("simulate", *sim_args)
             requester = threading.Thread(target=predicts.run, name="predicts")
             requester.start()
-            samples = run_samples(stack, serve.process.pid, service_url, log, args)
+            samples = run_samples(stack, serve.process.pid, service_url, log, args, state_key)
             predicts.stop.set()
             requester.join(30)
             published = json.loads(simulator.stop() or "{}")
@@ -272,7 +340,10 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             drained = drain(service_url, log, client, stack)
             time.sleep(args.settle_s)  # a few ticks: in-flight commands finish
             nodes = compare_nodes(service_url, api_url)
-            final = final_counts(service_url, log, client)
+            if tally is not None and listener is not None:
+                tally.stop.set()
+                listener.join(10)
+            final = final_counts(service_url, log, client, tally)
             efficiency = httpx.get(f"{service_url}/api/efficiency").json()
             model = httpx.get(f"{service_url}/v1/model").json()
             pool_end = httpx.get(f"{service_url}/v1/pool").json()
@@ -280,12 +351,22 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             stack.children.remove(serve)
         finally:
             predicts.stop.set()
+            if tally is not None:
+                tally.stop.set()
             for child in reversed(stack.children):
                 child.stop()
             client.close()
-    user_events = sum(n for ch, n in final["stream_by_channel"].items() if ch.startswith("user:"))
+    if tally is None:
+        user_events = sum(
+            n for ch, n in final["stream_by_channel"].items() if ch.startswith("user:")
+        )
+    else:
+        user_events = tally.counts["user"]
     final["lost_published"] = int(published.get("events") or 0) - user_events
-    return summarize(workload, users or len(ids), speed, args, samples, published, drained) | {
+    summary = summarize(workload, users or len(ids), speed, args, samples, published, drained)
+    if args.long:
+        summary["long"] = long_report(samples, args)
+    return summary | {
         "end": final,
         "nodes": nodes,
         "predict": predicts.summary(),
@@ -301,7 +382,7 @@ def prepare_model(stack: Stack, workload: str, start: float, args: argparse.Name
     connect a few times a day, fewer at weekends), trained on and promoted, as the service
     would find it in production; the history is not in the event log."""
     history = stack.home / "history.jsonl"
-    hours = args.habits_history_hours if workload == "habits" else args.history_hours
+    hours = args.habits_history_hours if workload in DAY_PLANNED else args.history_hours
     begin = start - hours * 3600
     steps = [
         [
@@ -347,16 +428,19 @@ def anchor_for(start: float, speed: float) -> float:
 
 
 def run_samples(
-    stack: Stack, pid: int, url: str, log: EventLog, args: argparse.Namespace
+    stack: Stack, pid: int, url: str, log: EventLog, args: argparse.Namespace, state_key: str
 ) -> list[Sample]:
     samples: list[Sample] = []
     end = time.monotonic() + args.minutes * 60
+    client = log.client
     with httpx.Client(base_url=url, timeout=10.0) as http:
         while True:
             stack.check_alive()
             text = http.get("/metrics").text
             pool = http.get("/v1/pool").json()
             counts = pool["counts"]
+            state: Any = client.strlen(state_key)
+            memory: Any = client.info("memory")
             samples.append(
                 Sample(
                     t=time.monotonic(),
@@ -369,6 +453,13 @@ def run_samples(
                         counts[k] for k in ("requested", "booting", "ready", "allocated")
                     ),
                     ready=counts["ready"],
+                    heap_blocks=metric(text, "provisioner_python_heap_blocks"),
+                    state_bytes=int(state),
+                    redis_used_mb=int(memory["used_memory"]) / 2**20,
+                    scoring_s=metric(text, "provisioner_scoring_seconds_sum"),
+                    ticks=metric(text, "provisioner_scoring_seconds_count"),
+                    users_tracked=metric(text, "provisioner_users_tracked"),
+                    forgotten=metric(text, "provisioner_users_forgotten"),
                 )
             )
             if time.monotonic() >= end:
@@ -390,28 +481,41 @@ def drain(url: str, log: EventLog, client: redis.Redis, stack: Stack) -> dict[st
     return {"drain_s": round(time.monotonic() - started, 2), "last_entry": last}
 
 
-def final_counts(url: str, log: EventLog, client: redis.Redis) -> dict[str, Any]:
+def final_counts(
+    url: str, log: EventLog, client: redis.Redis, tally: PubSubTally | None = None
+) -> dict[str, Any]:
+    """What was logged against what was applied. Without a ``tally`` the stream is read
+    whole; with one (the log is trimmed) the log's ``appended`` counter stands for the
+    entries and the tally for what the bridge received."""
     text = httpx.get(f"{url}/metrics").text
     consumed = int(metric(text, "provisioner_events_consumed_total"))
     dead = int(metric(text, "provisioner_dead_letters_total"))
-    per_channel: Counter[str] = Counter()
-    rejected = 0
-    for batch in log.read():
-        for event in batch.events:
-            per_channel[event.channel.value] += 1
-        rejected += len(batch.rejected)
     length = log.length()
     entries: Any = client.xrevrange(log.keys.stream, count=1)
     last = entries[0][0].decode() if entries else None
     watermark = httpx.get(f"{url}/readyz").json().get("watermark")
-    return {
+    counts: dict[str, Any] = {
         "stream_entries": length,
-        "stream_by_channel": dict(sorted(per_channel.items())),
         "consumed": consumed,
         "dead_letters": dead,
         "dead_letter_stream": int(client.xlen(log.keys.dead)),
-        "lost_in_log": length - consumed - dead,
         "watermark_is_last_entry": watermark == last,
+    }
+    if tally is not None:
+        appended = log.stats().get("appended", 0)
+        return counts | {
+            "appended": appended,
+            "published_seen": dict(sorted(tally.counts.items())),
+            "lost_on_the_way": sum(tally.counts.values()) - appended,
+            "lost_in_log": appended - consumed - dead,
+        }
+    per_channel: Counter[str] = Counter()
+    for batch in log.read():
+        for event in batch.events:
+            per_channel[event.channel.value] += 1
+    return counts | {
+        "stream_by_channel": dict(sorted(per_channel.items())),
+        "lost_in_log": length - consumed - dead,
     }
 
 
@@ -496,6 +600,104 @@ def summarize(
     }
 
 
+def long_report(samples: list[Sample], args: argparse.Namespace) -> dict[str, Any]:
+    """Per window of ``--window-min`` minutes: each figure at the window's end (the rates
+    over the window); and over the second half of the run, each figure's slope per hour
+    with its standard error and as a share of its mean level."""
+    first = samples[0]
+    window_s = args.window_min * 60.0
+    rows: list[dict[str, Any]] = []
+    edge = first.t
+    previous = first
+    for sample in samples[1:]:
+        if sample.t - edge < window_s and sample is not samples[-1]:
+            continue
+        rows.append(window_row(previous, sample, first.t))
+        previous, edge = sample, sample.t
+    half = first.t + (samples[-1].t - first.t) / 2
+    second = [s for s in samples if s.t >= half]
+    pairs = list(itertools.pairwise(second))
+    figures: dict[str, list[tuple[float, float]]] = {
+        "rss_mb": [(s.t, s.rss_mb) for s in second],
+        "heap_blocks": [(s.t, s.heap_blocks) for s in second],
+        "state_bytes": [(s.t, float(s.state_bytes)) for s in second],
+        "redis_used_mb": [(s.t, s.redis_used_mb) for s in second],
+        "users_tracked": [(s.t, s.users_tracked) for s in second],
+        # rates between consecutive samples with events / ticks in between
+        "cpu_ms_per_event": [
+            (b.t, 1000 * (b.cpu_s - a.cpu_s) / (b.consumed - a.consumed))
+            for a, b in pairs
+            if b.consumed > a.consumed
+        ],
+        "scoring_ms_per_tick": [
+            (b.t, 1000 * (b.scoring_s - a.scoring_s) / (b.ticks - a.ticks))
+            for a, b in pairs
+            if b.ticks > a.ticks
+        ],
+    }
+    return {
+        "window_min": args.window_min,
+        "retention_hours": args.retention_hours,
+        "windows": rows,
+        "second_half": {name: trend(points) for name, points in figures.items()},
+    }
+
+
+def window_row(a: Sample, b: Sample, t0: float) -> dict[str, Any]:
+    events = b.consumed - a.consumed
+    ticks = b.ticks - a.ticks
+    return {
+        "minute": round((b.t - t0) / 60, 1),
+        "rss_mb": round(b.rss_mb, 1),
+        "heap_blocks": int(b.heap_blocks),
+        "state_bytes": b.state_bytes,
+        "redis_used_mb": round(b.redis_used_mb, 2),
+        "users_tracked": int(b.users_tracked),
+        "users_forgotten": int(b.forgotten),
+        "events": int(events),
+        "cpu_ms_per_event": round(1000 * (b.cpu_s - a.cpu_s) / events, 3) if events else None,
+        "scoring_ms_per_tick": round(1000 * (b.scoring_s - a.scoring_s) / ticks, 2)
+        if ticks
+        else None,
+        "nodes_live": b.nodes_live,
+    }
+
+
+def trend(points: list[tuple[float, float]]) -> dict[str, Any]:
+    """Least-squares slope per hour, its standard error, the mean level, and the slope as a
+    share of the level per hour; ``flat``: the slope within two standard errors of 0, or
+    under 1 % of the level per hour."""
+    n = len(points)
+    if n < 3:
+        return {"n": n}
+    xs = [(x - points[0][0]) / 3600.0 for x, _ in points]
+    ys = [y for _, y in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    residuals = [y - (my + b * (x - mx)) for x, y in zip(xs, ys, strict=True)]
+    se = (sum(r * r for r in residuals) / (n - 2) / sxx) ** 0.5
+    share = b / my if my else None
+    return {
+        "n": n,
+        "mean": round(my, 4),
+        "slope_per_h": round(b, 4),
+        "stderr_per_h": round(se, 4),
+        "slope_share_per_h": None if share is None else round(share, 5),
+        "flat": abs(b) <= 2 * se or (share is not None and abs(share) < 0.01),
+    }
+
+
+def long_env(args: argparse.Namespace) -> dict[str, str]:
+    """The long soak's settings for every process: log retention and user retention."""
+    if not args.long:
+        return {}
+    return {
+        "PROVISIONER_STREAM_MAX_AGE_S": repr(args.retention_hours * 3600.0),
+        "PROVISIONER_USER_RETENTION_HOURS": repr(args.retention_hours),
+    }
+
+
 def slope(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of y over x (0 with fewer than two points)."""
     if len(points) < 2:
@@ -538,11 +740,24 @@ def main() -> None:
     parser.add_argument("--warm-fraction", type=float, default=0.25)
     parser.add_argument("--settle-s", type=float, default=3.0)
     parser.add_argument("--series-points", type=int, default=20)
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="the long soak: churn workload, x120, 120 minutes, log and users retained "
+        "--retention-hours, a table per --window-min (explicit flags still win)",
+    )
+    parser.add_argument("--retention-hours", type=float, default=48.0)
+    parser.add_argument("--window-min", type=float, default=10.0)
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument(
         "--workdir", type=Path, help="a new folder to run in and keep (processes' logs, Redis)"
     )
     args = parser.parse_args()
+    if args.long:
+        given = set(sys.argv[1:])
+        for flag, value in LONG_DEFAULTS.items():
+            if f"--{flag.replace('_', '-')}" not in given:
+                setattr(args, flag, value)
     if platform.system() != "Linux":
         parser.error("reads /proc: Linux only")
     started = time.time()
@@ -561,6 +776,7 @@ def main() -> None:
         "ok": all(
             r["end"]["lost_in_log"] == 0
             and r["end"]["lost_published"] == 0
+            and r["end"].get("lost_on_the_way", 0) == 0
             and r["end"]["watermark_is_last_entry"]
             and not r["nodes"]["leaked"]
             for r in results.values()

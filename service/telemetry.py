@@ -18,9 +18,10 @@ refresh: a version that left its role leaves the series. A figure a window does 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from service.breaker import BreakerState, CircuitBreaker
 from service.connect_windows import ServiceLevel
@@ -37,6 +38,24 @@ class Telemetry:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # the process' memory and CPU (process_*), as every Prometheus client exports them
+        ProcessCollector(registry=r)
+        self.heap_blocks = Gauge(
+            "provisioner_python_heap_blocks",
+            "Memory blocks the Python allocator holds (sys.getallocatedblocks), at the scrape.",
+            registry=r,
+        )
+        self.heap_blocks.set_function(sys.getallocatedblocks)
+        self.users_tracked = Gauge(
+            "provisioner_users_tracked",
+            "Users the engine holds (seen, not yet forgotten).",
+            registry=r,
+        )
+        self.users_forgotten = Gauge(
+            "provisioner_users_forgotten",
+            "Users forgotten since the start: unseen for the retention, not connected.",
+            registry=r,
+        )
         self.events = Counter(
             "provisioner_events_consumed", "Events applied from the event log.", registry=r
         )
@@ -239,6 +258,8 @@ class Telemetry:
         self.instant_rate.set(status.metrics.instant_rate)
         self.efficiency.set(status.metrics.efficiency)
         self.nodes_per_connect.set(status.metrics.nodes_per_connect)
+        self.users_tracked.set(status.tracked_users)
+        self.users_forgotten.set(status.forgotten_users)
         self.idle_share.set(status.metrics.idle_share)
         for reason in RefusalReason:
             self.refused_needs.labels(reason=reason.value).set(
