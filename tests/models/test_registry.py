@@ -19,7 +19,7 @@ from models.registry import (
     RegistryUnavailable,
     warm,
 )
-from tests.lifecycle import register, trained
+from tests.lifecycle import BOTH_STORES, register, trained
 from tests.servers import free_port
 from training.tracking import TrackingConfig
 
@@ -29,6 +29,7 @@ def artifacts(registry: ModelRegistry, version: str) -> Path:
     return Path(urlparse(uri).path)
 
 
+@BOTH_STORES
 @pytest.mark.slow
 def test_an_alias_resolves_once_to_the_exact_version(
     registry: ModelRegistry, tracking: TrackingConfig
@@ -45,6 +46,7 @@ def test_an_alias_resolves_once_to_the_exact_version(
     assert registry.aliases() == {CHAMPION: "2"} and registry.latest_version() == "2"
 
 
+@BOTH_STORES
 def test_aliases_and_tags_are_written_through_the_registry(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:

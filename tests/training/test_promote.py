@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
-from tests.lifecycle import register, seed_dataset, seed_table, trained, worse
+from tests.lifecycle import BOTH_STORES, register, seed_dataset, seed_table, trained, worse
 from training.evaluate import ModelMetrics
 from training.gates import Tolerances, check_gates
 from training.promote import (
@@ -96,6 +96,7 @@ def test_a_dry_run_decides_but_moves_nothing(
     assert "promotion.decision" not in registry.version_info("1").tags
 
 
+@BOTH_STORES
 @pytest.mark.slow
 def test_promotion_keeps_the_old_champion_and_rollback_returns_to_it(
     registry: ModelRegistry, tracking: TrackingConfig
