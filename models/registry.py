@@ -14,18 +14,33 @@ run as time-stepped metrics (:meth:`ModelRegistry.log_live`) and read back as th
 step of one version (:meth:`ModelRegistry.live_evidence`) or the latest step two versions
 share (:meth:`ModelRegistry.common_live_evidence`).
 
+Writers of the lifecycle (promotion, rollback, the challenger) read the aliases, decide
+and write several aliases and tags: :meth:`ModelRegistry.writing` makes each such
+read-decide-write one at a time across processes and hosts. Its lock is a registered model
+of its own, ``<model>.writer-lock``: creating it succeeds for one writer only (the store's
+unique name; the same through an MLflow server as on the database), deleting it releases
+it. It names its holder and carries a lease: a lock left by a writer that died is broken
+when its lease is over (:data:`LOCK_LEASE_S`; the writers' clocks must roughly agree).
+
 Errors are typed and raised ``from`` the MLflow or LightGBM error behind them:
 :class:`ModelNotFound` (no such registered model, alias or version),
-:class:`RegistryUnavailable` (the tracking store did not answer) and
+:class:`RegistryUnavailable` (the tracking store did not answer),
+:class:`RegistryBusy` (another writer held the lock for longer than the wait) and
 :class:`ModelLoadError` (the version exists but cannot be downloaded, read or warmed).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import random
+import socket
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -42,7 +57,15 @@ PREVIOUS: Final = "previous"
 CHALLENGER: Final = "challenger"
 TAG_LIMIT: Final = 4000
 """Longest tag value written (MLflow refuses longer ones); longer values are clipped."""
+WRITER_LOCK_SUFFIX: Final = ".writer-lock"
+"""The writer lock of model ``m`` is the registered model ``m.writer-lock``."""
+LOCK_LEASE_S: Final = 120.0
+"""How long a writer lock holds without its holder: then another writer may break it."""
+LOCK_WAIT_S: Final = 60.0
+"""How long a writer waits for the lock by default before :class:`RegistryBusy`."""
+LOCK_POLL_S: Final = 0.05
 _NOT_FOUND: Final = ("RESOURCE_DOES_NOT_EXIST",)
+_EXISTS: Final = "RESOURCE_ALREADY_EXISTS"
 
 
 class RegistryError(Exception):
@@ -55,6 +78,10 @@ class ModelNotFound(RegistryError):
 
 class RegistryUnavailable(RegistryError):
     """The tracking store could not be reached or answered with an error."""
+
+
+class RegistryBusy(RegistryError):
+    """Another writer held the model's writer lock for longer than the wait."""
 
 
 class ModelLoadError(RegistryError):
@@ -93,7 +120,7 @@ class ModelRegistry:
     """The versions and aliases of one registered model in one tracking store.
 
     Holds no connection of its own beyond an ``MlflowClient`` made on first use; safe to
-    share between threads for reads.
+    share between threads for reads, and for writes made within :meth:`writing`.
     """
 
     def __init__(
@@ -107,6 +134,7 @@ class ModelRegistry:
         self.registry_uri = registry_uri or tracking_uri
         self.model_name = model_name
         self._client: Any = None
+        self._held = threading.local()
 
     def __repr__(self) -> str:
         return f"ModelRegistry({self.tracking_uri!r}, {self.model_name!r})"
@@ -209,6 +237,90 @@ class ModelRegistry:
         )
 
     # -- writing -------------------------------------------------------------------------
+
+    @property
+    def lock_name(self) -> str:
+        """The registered model that is this model's writer lock."""
+        return f"{self.model_name}{WRITER_LOCK_SUFFIX}"
+
+    @contextmanager
+    def writing(
+        self, *, wait_s: float = LOCK_WAIT_S, lease_s: float = LOCK_LEASE_S
+    ) -> Iterator[str]:
+        """Hold the model's writer lock (see the module) for the block; yields the holder's
+        name. Waits up to ``wait_s`` for it (then :class:`RegistryBusy`); a lock whose
+        ``lease_s`` is over is broken. Reentrant within a thread: a block inside another
+        one of the same thread holds the same lock."""
+        held: str | None = getattr(self._held, "token", None)
+        if held is not None:
+            yield held
+            return
+        token = self._acquire(wait_s, lease_s)
+        self._held.token = token
+        finished = False
+        try:
+            yield token
+            finished = True
+        finally:
+            self._held.token = None
+            try:
+                self._release(token)
+            except RegistryError:
+                if finished:  # else the block's own error is the one to see
+                    raise
+
+    def _acquire(self, wait_s: float, lease_s: float) -> str:
+        from mlflow.exceptions import MlflowException
+
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        deadline = time.monotonic() + wait_s
+        while True:
+            tags = {"holder": token, "expires": f"{time.time() + lease_s:.3f}"}
+            try:
+                self.client.create_registered_model(
+                    self.lock_name,
+                    tags=tags,
+                    description=f"writer lock of {self.model_name!r} (models.registry)",
+                )
+                return token
+            except MlflowException as e:
+                # Held; or held and released meanwhile: on the name's unique violation the
+                # SQL store reads the holder's model back, and finds none.
+                if e.error_code != _EXISTS and e.error_code not in _NOT_FOUND:
+                    raise RegistryUnavailable(f"{self.tracking_uri}: {e}") from e
+            except OSError as e:
+                raise RegistryUnavailable(f"{self.tracking_uri}: {e}") from e
+            holder = self._lock_holder()
+            if holder is not None and holder[1] < time.time():
+                self._drop_lock(holder[0])  # its lease is over: its writer died
+                continue
+            if time.monotonic() >= deadline:
+                who = f"{holder[0]} (lease until {holder[1]:.0f})" if holder else "another writer"
+                raise RegistryBusy(
+                    f"{self.lock_name!r} is held by {who}: waited {wait_s:.0f} s; retry later"
+                )
+            time.sleep(LOCK_POLL_S * (1 + random.random()))
+
+    def _lock_holder(self) -> tuple[str, float] | None:
+        """The lock's holder and the end of its lease (unix seconds); None when free."""
+        lock = self._call(lambda: self.client.get_registered_model(self.lock_name), missing_ok=True)
+        if lock is None:
+            return None
+        tags = dict(lock.tags)
+        try:
+            expires = float(tags.get("expires", "0"))
+        except ValueError:
+            expires = 0.0
+        return str(tags.get("holder", "")), expires
+
+    def _drop_lock(self, holder: str) -> None:
+        """Delete the lock if ``holder`` still holds it."""
+        current = self._lock_holder()
+        if current is not None and current[0] == holder:
+            self._call(lambda: self.client.delete_registered_model(self.lock_name), missing_ok=True)
+
+    def _release(self, token: str) -> None:
+        self._drop_lock(token)
 
     def set_alias(self, alias: str, version: str) -> None:
         """Point ``alias`` at ``version``."""

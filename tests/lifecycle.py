@@ -2,18 +2,27 @@
 
 A few hours of the seed workload make a dataset that trains in a second or two with few
 trees; results are cached per process, since every test may reuse them read-only.
+
+The tracking store is a real MLflow store: SQLite by default; a test marked
+:data:`BOTH_STORES` runs against SQLite and against a PostgreSQL backend store, a database
+of this session's own on the server at ``POSTGRES_URL`` (default: 127.0.0.1:5432, user
+``postgres``, trust auth as on CI), dropped at the end. That variant skips, saying why,
+when the server does not answer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Final
 
 import pytest
+import sqlalchemy
 
 from features.events import Event, NodeStatus, NodeStatusChanged
 from features.table import EventTable
@@ -27,6 +36,13 @@ from training.evaluate import evaluate
 from training.sources import EventSource
 from training.tracking import LoggedRun, TrackingConfig, log_training
 from training.train import TrainConfig, TrainResult, train
+
+POSTGRES_ADMIN_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
+"""Where the PostgreSQL variant creates its database (``POSTGRES_URL`` overrides it)."""
+STORES: Final = ("sqlite", "postgresql")
+BOTH_STORES = pytest.mark.parametrize("tracking", STORES, indirect=True)
+"""Runs a test that uses ``tracking`` (or ``registry``) against each backend store; its
+folder's conftest imports :func:`postgres_store`."""
 
 HOURS = 3.0
 FAST = TrainConfig(max_trees=40, early_stopping_rounds=10)
@@ -106,8 +122,14 @@ def merged(*streams: Iterable[Event]) -> list[Event]:
 
 
 def sqlite_tracking(root: Path, model_name: str) -> TrackingConfig:
+    return store_tracking(f"sqlite:///{root / 'mlflow.db'}", root, model_name)
+
+
+def store_tracking(tracking_uri: str, root: Path, model_name: str) -> TrackingConfig:
+    """A model (and experiment) of its own in the store at ``tracking_uri``; artifacts
+    under ``root``."""
     return TrackingConfig(
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        tracking_uri=tracking_uri,
         experiment=f"exp-{model_name}",
         model_name=model_name,
         artifact_location=(root / "mlartifacts").as_uri(),
@@ -131,10 +153,44 @@ def mlflow_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def postgres_store() -> Iterator[str]:
+    """The tracking URI of a PostgreSQL database made for this session (CREATE DATABASE
+    with a unique name; dropped afterwards); skips when the server does not answer."""
+    admin_url = os.environ.get("POSTGRES_URL") or POSTGRES_ADMIN_URL
+    admin = sqlalchemy.create_engine(
+        admin_url,
+        isolation_level="AUTOCOMMIT",
+        poolclass=sqlalchemy.NullPool,
+        connect_args={"connect_timeout": 3},
+    )
+    name = f"mlflow_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as e:
+        admin.dispose()
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        pytest.skip(f"no PostgreSQL at {admin.url.render_as_string()}: {reason}")
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
-def tracking(mlflow_root: Path) -> TrackingConfig:
-    """A registered model (and experiment) of its own for each test."""
-    return sqlite_tracking(mlflow_root, f"model-{uuid.uuid4().hex[:10]}")
+def tracking(mlflow_root: Path, request: pytest.FixtureRequest) -> TrackingConfig:
+    """A registered model (and experiment) of its own for each test, in the SQLite store
+    unless the test is marked :data:`BOTH_STORES`."""
+    store = getattr(request, "param", "sqlite")
+    model_name = f"model-{uuid.uuid4().hex[:10]}"
+    if store == "postgresql":
+        uri: str = request.getfixturevalue("postgres_store")
+        return store_tracking(uri, mlflow_root, model_name)
+    assert store == "sqlite", store
+    return sqlite_tracking(mlflow_root, model_name)
 
 
 @pytest.fixture

@@ -22,6 +22,13 @@ champion (:func:`set_challenger`; ``retrain`` sets it to a new version the gates
 of the candidate (the challenger) against the champion's at their latest common step
 (``training.live_gates``), on top of the holdout gates, and records it
 (``promotion.live``).
+
+Each of :func:`promote`, :func:`rollback` and :func:`set_challenger` reads the aliases,
+decides and writes while holding the registered model's writer lock
+(:meth:`models.registry.ModelRegistry.writing`): two writers at once, in processes or hosts
+of their own, apply their decisions one after the other, each against the aliases the other
+left. :func:`apply` on its own checks that the champion is still the one the decision was
+made against (:class:`ChampionMoved` otherwise).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from models.registry import (
     LoadedModel,
     ModelNotFound,
     ModelRegistry,
+    RegistryBusy,
     RegistryError,
 )
 from training.dataset import Dataset, DatasetSpec, build_dataset
@@ -74,6 +82,10 @@ class NothingToRollBack(PromotionError):
 
 class NoLiveEvidence(PromotionError):
     """No live evidence to compare the challenger and the champion on."""
+
+
+class ChampionMoved(PromotionError):
+    """The champion is no longer the one the decision was made against: decide again."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,16 @@ def set_challenger(
         registry.load(version)
     except ModelNotFound as e:
         raise NoCandidate(str(e)) from e
+    try:
+        with registry.writing():
+            return _set_challenger(registry, version, actor=actor, now=now, note=note)
+    except RegistryBusy as e:
+        raise PromotionError(str(e)) from e
+
+
+def _set_challenger(
+    registry: ModelRegistry, version: str, *, actor: str, now: float | None, note: str | None
+) -> dict[str, Any]:
     aliases = registry.aliases()
     if aliases.get(CHAMPION) == version:
         raise PromotionError(f"version {version} is the champion: it cannot be the challenger")
@@ -300,39 +322,62 @@ def apply(
         why = f"{note} | {why}"
     source = decision.champion or HEURISTIC
     try:
-        if decision.promote:
-            if decision.champion is not None:
-                registry.set_alias(PREVIOUS, decision.champion)
-                registry.tag_version(
-                    decision.champion,
-                    _audit_tags("demotion", at, actor, why, {"to": decision.candidate}),
-                )
-            registry.set_alias(CHAMPION, decision.candidate)
-            if registry.alias_version(CHALLENGER) == decision.candidate:
-                registry.delete_alias(CHALLENGER)
-        tags = {
-            "decision": "promoted" if decision.promote else "rejected",
-            "from": source,
-            "reference": decision.reference,
-            "holdout": json.dumps(decision.holdout, sort_keys=True),
-        }
-        if note:
-            tags["note"] = note
-        if decision.live is not None:
-            tags["live"] = json.dumps(decision.live, sort_keys=True)
-        registry.tag_version(decision.candidate, _audit_tags("promotion", at, actor, why, tags))
-        _record_last(
-            registry,
-            "promote" if decision.promote else "reject",
-            decision.candidate,
-            source,
-            actor,
-            at,
-            why,
-        )
+        with registry.writing():
+            _apply(registry, decision, actor=actor, at=at, why=why, note=note, source=source)
+    except ChampionMoved:
+        raise
     except Exception as e:
         raise PromotionError(f"could not record the decision in {registry!r}: {e}") from e
     return replace(decision, applied=True, actor=actor, at=at)
+
+
+def _apply(
+    registry: ModelRegistry,
+    decision: PromotionDecision,
+    *,
+    actor: str,
+    at: str,
+    why: str,
+    note: str | None,
+    source: str,
+) -> None:
+    """The writes of :func:`apply`, under the writer lock."""
+    champion = registry.alias_version(CHAMPION)
+    if champion != decision.champion:
+        raise ChampionMoved(
+            f"the champion is version {champion} now, not {decision.champion} as when "
+            f"version {decision.candidate} was judged: decide again"
+        )
+    if decision.promote:
+        if decision.champion is not None:
+            registry.set_alias(PREVIOUS, decision.champion)
+            registry.tag_version(
+                decision.champion,
+                _audit_tags("demotion", at, actor, why, {"to": decision.candidate}),
+            )
+        registry.set_alias(CHAMPION, decision.candidate)
+        if registry.alias_version(CHALLENGER) == decision.candidate:
+            registry.delete_alias(CHALLENGER)
+    tags = {
+        "decision": "promoted" if decision.promote else "rejected",
+        "from": source,
+        "reference": decision.reference,
+        "holdout": json.dumps(decision.holdout, sort_keys=True),
+    }
+    if note:
+        tags["note"] = note
+    if decision.live is not None:
+        tags["live"] = json.dumps(decision.live, sort_keys=True)
+    registry.tag_version(decision.candidate, _audit_tags("promotion", at, actor, why, tags))
+    _record_last(
+        registry,
+        "promote" if decision.promote else "reject",
+        decision.candidate,
+        source,
+        actor,
+        at,
+        why,
+    )
 
 
 def promote(
@@ -348,7 +393,28 @@ def promote(
     live: LiveRule | None = None,
 ) -> PromotionDecision:
     """:func:`decide_promotion` (and :func:`with_live_gates` when a ``live`` rule is
-    given), then :func:`apply` unless ``dry_run``."""
+    given), then :func:`apply` unless ``dry_run``; decided and applied under the writer
+    lock (a dry run takes none)."""
+    if dry_run:
+        return _promote(registry, candidate, holdout, tolerances, actor, now, True, note, live)
+    try:
+        with registry.writing():
+            return _promote(registry, candidate, holdout, tolerances, actor, now, False, note, live)
+    except RegistryBusy as e:
+        raise PromotionError(str(e)) from e
+
+
+def _promote(
+    registry: ModelRegistry,
+    candidate: LoadedModel,
+    holdout: Dataset,
+    tolerances: Tolerances,
+    actor: str,
+    now: float | None,
+    dry_run: bool,
+    note: str | None,
+    live: LiveRule | None,
+) -> PromotionDecision:
     decision = decide_promotion(registry, candidate, holdout, tolerances)
     if live is not None:
         decision = with_live_gates(
@@ -409,7 +475,18 @@ def rollback(
     now: float | None = None,
     note: str | None = None,
 ) -> Rollback:
-    """Move ``champion`` back to ``previous`` after checking that version loads."""
+    """Move ``champion`` back to ``previous`` after checking that version loads; read and
+    written under the writer lock."""
+    try:
+        with registry.writing():
+            return _rollback(registry, actor=actor, now=now, note=note)
+    except RegistryBusy as e:
+        raise PromotionError(str(e)) from e
+
+
+def _rollback(
+    registry: ModelRegistry, *, actor: str, now: float | None, note: str | None
+) -> Rollback:
     aliases = registry.aliases()
     champion, previous = aliases.get(CHAMPION), aliases.get(PREVIOUS)
     if previous is None or champion is None:

@@ -19,7 +19,7 @@ from models.live_evidence import (
 )
 from models.reference import REFERENCE_FILE, FeatureReference
 from models.registry import ModelNotFound, ModelRegistry
-from tests.lifecycle import register, trained
+from tests.lifecycle import BOTH_STORES, register, trained
 from training.tracking import TrackingConfig
 
 AT = 1_800_000_000.25
@@ -78,6 +78,7 @@ def test_bad_live_metrics_are_refused() -> None:
             live_metrics(bad)  # type: ignore[arg-type]
 
 
+@BOTH_STORES
 def test_champion_and_challenger_are_compared_at_their_latest_common_step(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:

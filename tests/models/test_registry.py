@@ -16,10 +16,11 @@ from models.registry import (
     ModelLoadError,
     ModelNotFound,
     ModelRegistry,
+    RegistryBusy,
     RegistryUnavailable,
     warm,
 )
-from tests.lifecycle import register, trained
+from tests.lifecycle import BOTH_STORES, register, trained
 from tests.servers import free_port
 from training.tracking import TrackingConfig
 
@@ -29,6 +30,7 @@ def artifacts(registry: ModelRegistry, version: str) -> Path:
     return Path(urlparse(uri).path)
 
 
+@BOTH_STORES
 @pytest.mark.slow
 def test_an_alias_resolves_once_to_the_exact_version(
     registry: ModelRegistry, tracking: TrackingConfig
@@ -45,6 +47,7 @@ def test_an_alias_resolves_once_to_the_exact_version(
     assert registry.aliases() == {CHAMPION: "2"} and registry.latest_version() == "2"
 
 
+@BOTH_STORES
 def test_aliases_and_tags_are_written_through_the_registry(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -103,6 +106,32 @@ def test_broken_artifacts_are_load_errors(
     (artifacts(registry, "2") / "extra_files" / "classifier.json").unlink()
     with pytest.raises(ModelLoadError, match=r"classifier\.json"):
         registry.load("2")
+
+
+@BOTH_STORES
+def test_one_writer_at_a_time_and_a_dead_writer_s_lock_is_broken(
+    registry: ModelRegistry, tracking: TrackingConfig
+) -> None:
+    other = ModelRegistry(tracking.tracking_uri, tracking.model_name)  # another process's
+    with registry.writing() as holder:
+        with registry.writing() as again:  # reentrant in one thread
+            assert again == holder
+        lock = registry.client.get_registered_model(registry.lock_name)
+        assert lock.tags["holder"] == holder
+        started = time.perf_counter()
+        with pytest.raises(RegistryBusy, match="held by"), other.writing(wait_s=0.3):
+            pass
+        assert time.perf_counter() - started >= 0.3
+    with other.writing():  # released
+        pass
+    assert not registry.client.search_registered_models(f"name='{registry.lock_name}'")
+    with pytest.raises(RuntimeError), registry.writing():  # released on an error too
+        raise RuntimeError("boom")
+    dead = {"holder": "gone:1:x", "expires": str(time.time() - 1)}
+    registry.client.create_registered_model(registry.lock_name, tags=dead)
+    with other.writing(wait_s=0.5) as holder:  # its lease is over: broken
+        assert holder != "gone:1:x"
+    assert registry.aliases() == {}  # the model itself is untouched
 
 
 class NaNBooster:

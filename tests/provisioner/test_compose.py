@@ -33,7 +33,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 ROLES = ("node-api", "bridge", "service", "simulator", "retrain")
 """Services that run a ``provisioner`` command and get the settings."""
-REQUIRED = ("redis", "mlflow", *ROLES)
+REQUIRED = ("redis", "postgres", "mlflow", *ROLES)
 WIRED = {
     "home": "/data",
     "redis_url": "redis://redis:6379/0",
@@ -186,6 +186,7 @@ def test_redis_and_mlflow_have_health_checks(services: dict[str, dict[str, Any]]
     redis_check = healthcheck_text(services["redis"])
     assert "redis-cli" in redis_check and "ping" in redis_check
     assert "/health" in healthcheck_text(services["mlflow"])
+    assert "pg_isready" in healthcheck_text(services["postgres"])
     assert "/healthz" in healthcheck_text(services["service"])
     assert "7777" in healthcheck_text(services["node-api"])
 
@@ -247,19 +248,26 @@ def test_roles_run_real_commands_of_one_image(services: dict[str, dict[str, Any]
     assert services["mlflow"]["entrypoint"] == ["mlflow", "server"]
 
 
-def test_mlflow_keeps_store_and_artifacts_on_volumes(services: dict[str, dict[str, Any]]) -> None:
+def test_mlflow_keeps_its_store_in_postgres_and_artifacts_on_volumes(
+    services: dict[str, dict[str, Any]],
+) -> None:
     mlflow = services["mlflow"]
     args = dict(arg.removeprefix("--").partition("=")[::2] for arg in mlflow["command"])
     assert "serve-artifacts" in args
     assert args["host"] == "0.0.0.0" and args["port"] == "5000"
     mounts = {m["target"]: m for m in mlflow.get("volumes", [])}
     assert all(m["type"] == "volume" for m in mounts.values()), "not named volumes"
-    store = args["backend-store-uri"]
-    assert store.startswith("sqlite:////")
-    store_dir = str(Path(store.removeprefix("sqlite:///")).parent)
-    assert store_dir in mounts, f"backend store {store} is not on a volume"
     assert args["artifacts-destination"] in mounts, "artifacts are not on a volume"
-    assert store_dir != args["artifacts-destination"]
+    store = urlsplit(args["backend-store-uri"])
+    assert store.scheme == "postgresql" and store.hostname == "postgres", store.geturl()
+    assert store.password is None, "a password in the command line"
+    postgres = services["postgres"]
+    env = environment(postgres)
+    assert (store.username, store.path.lstrip("/")) == (env["POSTGRES_USER"], env["POSTGRES_DB"])
+    assert store.port == 5432 and not postgres.get("ports"), "PostgreSQL is published"
+    data = {m["target"]: m for m in postgres.get("volumes", [])}["/var/lib/postgresql/data"]
+    assert data["type"] == "volume"
+    assert (mlflow.get("depends_on") or {})["postgres"]["condition"] == "service_healthy"
     redis = services["redis"]
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"

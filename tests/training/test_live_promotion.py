@@ -8,7 +8,7 @@ import pytest
 
 from models.live_evidence import LiveEvidence
 from models.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
-from tests.lifecycle import register, trained
+from tests.lifecycle import BOTH_STORES, register, trained
 from training.live_gates import LiveRule, champion_health, check_live_gates
 from training.promote import (
     NoCandidate,
@@ -34,6 +34,7 @@ def champion_and_challenger(registry: ModelRegistry, tracking: TrackingConfig) -
     set_challenger(registry, "2", actor="alice", now=AT)
 
 
+@BOTH_STORES
 def test_the_challenger_is_set_after_a_load_and_never_the_champion(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -56,6 +57,7 @@ def test_the_challenger_is_set_after_a_load_and_never_the_champion(
         set_challenger(registry, "9", actor="alice")
 
 
+@BOTH_STORES
 def test_live_evidence_promotes_the_challenger_and_clears_the_alias(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:

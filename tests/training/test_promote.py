@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
-from tests.lifecycle import register, seed_dataset, seed_table, trained, worse
+from tests.lifecycle import BOTH_STORES, register, seed_dataset, seed_table, trained, worse
 from training.evaluate import ModelMetrics
 from training.gates import Tolerances, check_gates
 from training.promote import (
     BadHoldout,
+    ChampionMoved,
     NoCandidate,
     NothingToRollBack,
+    apply,
     build_holdout,
+    decide_promotion,
     load_candidate,
     promote,
     rollback,
@@ -96,6 +99,7 @@ def test_a_dry_run_decides_but_moves_nothing(
     assert "promotion.decision" not in registry.version_info("1").tags
 
 
+@BOTH_STORES
 @pytest.mark.slow
 def test_promotion_keeps_the_old_champion_and_rollback_returns_to_it(
     registry: ModelRegistry, tracking: TrackingConfig
@@ -123,6 +127,27 @@ def test_promotion_keeps_the_old_champion_and_rollback_returns_to_it(
     assert registry.aliases() == {CHAMPION: "1"}
     with pytest.raises(NothingToRollBack):
         rollback(registry, actor="carol")
+
+
+@pytest.mark.slow
+def test_a_decision_made_against_a_champion_that_moved_is_not_applied(
+    registry: ModelRegistry, tracking: TrackingConfig
+) -> None:
+    test = trained().split.test
+    register(tracking)
+    assert promote(registry, load_candidate(registry), test, actor="alice").promote
+    register(tracking)
+    stale = decide_promotion(registry, load_candidate(registry, "2"), test)
+    assert stale.promote and stale.champion == "1"
+    register(tracking)
+    assert promote(registry, load_candidate(registry, "3"), test, actor="bob").promote
+    with pytest.raises(ChampionMoved, match="version 3 now, not 1"):
+        apply(registry, stale, actor="alice")
+    assert registry.aliases() == {CHAMPION: "3", PREVIOUS: "1"}
+    assert "promotion.decision" not in registry.version_info("2").tags
+    again = promote(registry, load_candidate(registry, "2"), test, actor="alice")
+    assert again.promote and again.champion == "3"
+    assert registry.aliases() == {CHAMPION: "2", PREVIOUS: "3"}
 
 
 @pytest.mark.slow

@@ -10,7 +10,16 @@ from features.table import EventTable
 from models.horizon import HorizonSource, choose_horizon, horizon_from_boots
 from models.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
 from simulation.workloads import DEFAULT_START, generate
-from tests.lifecycle import FAST, HOURS, fleet_boots, merged, register, trace_source, trained
+from tests.lifecycle import (
+    BOTH_STORES,
+    FAST,
+    HOURS,
+    fleet_boots,
+    merged,
+    register,
+    trace_source,
+    trained,
+)
 from training.dataset import DatasetSpec
 from training.evaluate import evaluate
 from training.gates import Tolerances
@@ -32,6 +41,7 @@ def run_retrain(
     return outcome.trained.logged.version, outcome.decision.promote
 
 
+@BOTH_STORES
 @pytest.mark.slow
 def test_retrain_registers_and_promotes_then_keeps_the_previous(
     tracking: TrackingConfig, registry: ModelRegistry
