@@ -12,9 +12,10 @@ Every event carries ``ts``, the time it is logged with: the payload's own ``time
 where it has one, else the time it arrived. The ``timestamp`` is whole seconds: on arrival
 (:func:`parse_message` without ``ts``), one equal to the arrival's whole second (its floor)
 gives way to the arrival time itself, since it says nothing the arrival does not and would
-log the event up to a second before the events that arrived just ahead of it (issue 14:
-185 of 3,325 entries of a live log were out of time order). A ``timestamp`` of another
-second (the publisher's clock, or a message delayed across a second's boundary) is kept.
+log the event up to a second before the events that arrived just ahead of it (against the
+original programs, 185 of 3,325 entries of a live log were out of time order). A
+``timestamp`` of another second (the publisher's clock, or a message delayed across a
+second's boundary) is kept.
 Anything that is not one of these payloads raises :class:`BadEvent` with a
 :class:`Rejection` reason; callers dead-letter it.
 Unknown extra payload fields are accepted and dropped.

@@ -120,8 +120,7 @@ SAFEGUARDS: dict[str, Safeguard] = {
         ),
     ),
     "no-terminate-again-before-the-delete": Safeguard(
-        "reconciliation does not terminate again a node whose delete is not sent or answered "
-        "yet (issue 14, item 4)",
+        "reconciliation does not terminate again a node whose delete is not sent or answered yet",
         (
             (
                 "service/reconcile.py",

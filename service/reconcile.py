@@ -26,7 +26,7 @@ and a node the pool learned of (its create answered, or adopted) at or after ``l
 is never forgotten for missing from it. A node the core decided to terminate less than
 ``grace_s`` before the listing was asked for is not terminated again: its delete may not
 be sent yet (the live shell sends commands only after saving the state they come from) or
-answered yet. Issue 14, item 4: without that, a reconciliation that ran while a tick's
+answered yet. Without that, a reconciliation that ran while a tick's
 state was being saved listed the tick's surplus nodes alive, no delete sent yet, and
 terminated them "again" (a few nodes per 10 minutes at x60, where reconcile runs every
 half wall second); ``tests/service/test_reconcile_race.py`` holds that window open. The

@@ -31,6 +31,7 @@ CORE: Final = (
     "service/feedback.py",
     "service/reconcile.py",
     "service/service_level.py",
+    "service/wait_histogram.py",
     "service/connect_windows.py",
     "service/breaker.py",
     "service/model_health.py",

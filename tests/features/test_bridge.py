@@ -61,7 +61,7 @@ class SteppingClock:
 def test_activity_of_the_arrivals_second_keeps_arrival_order(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    """Issue 14, item 5: the seed's activity carries a whole-second ``timestamp``; logged
+    """The seed's activity carries a whole-second ``timestamp``; logged
     with it, an activity arriving at 0.5 s into a second came before a connect that arrived
     at 0.3 s. Stamped with its arrival, the log stays in time order."""
     log = EventLog(redis_client, LogKeys(key_prefix))

@@ -47,7 +47,7 @@ def test_activity_without_timestamp_is_stamped_on_arrival() -> None:
 
 
 def test_a_timestamp_of_the_arrivals_second_gives_way_to_the_arrival() -> None:
-    """Issue 14, item 5: a whole-second ``timestamp`` equal to the arrival's second would log
+    """A whole-second ``timestamp`` equal to the arrival's second would log
     the event up to a second before events that arrived ahead of it; the arrival keeps the
     order. Another second (a lagging publisher, or a message delayed across a boundary) is
     the publisher's word and is kept."""

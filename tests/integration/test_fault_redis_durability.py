@@ -1,4 +1,4 @@
-"""Durability of the event log (issue 14, item 3): Redis killed with SIGKILL while events flow.
+"""Durability of the event log: Redis killed with SIGKILL while events flow.
 
 The embedded Redis (``provisioner.embedded_redis``) and the compose Redis run with an
 append-only file synced every second (``appendfsync everysec``). A writer appends events

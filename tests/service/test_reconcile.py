@@ -66,7 +66,7 @@ def test_a_delete_that_did_not_happen_is_repeated() -> None:
 
 
 def test_a_node_terminated_within_the_grace_before_the_listing_is_not_terminated_again() -> None:
-    """Issue 14, item 4: the core decided the termination, its delete is not sent or not
+    """The core decided the termination, its delete is not sent or not
     answered yet, and the provider lists the node alive; only after the grace is it lost."""
     decided = PoolNode("a", None, NodeState.TERMINATING, 0.0, terminating_at=NOW - 1.0)
     alive = [ProviderNode("a", "ready", 0.0)]

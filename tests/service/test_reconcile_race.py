@@ -1,4 +1,4 @@
-"""The reconcile race of issue 14 (item 4), reproduced in the live shell: real Redis, the
+"""The reconcile race (a node terminated twice), reproduced in the live shell: real Redis, the
 in-process simulated node API, the bridge.
 
 The core marks a node terminating when it decides to terminate it (in a tick, or on an
