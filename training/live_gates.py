@@ -7,7 +7,9 @@ same traffic): each version has at least ``min_settled`` settled predictions, an
     live_log_loss(challenger) <= live_log_loss(champion)                        # no slack
     live_brier(challenger)    <= live_brier(champion) * (1 + brier_tolerance)   # 0.01
 
-The log loss, the metric the models are trained and calibrated on, gets no slack: the
+and the evidence is at most ``max_age_s`` old (evidence from a service that stopped
+scoring both says nothing about today's traffic). The log loss, the metric the models are
+trained and calibrated on, gets no slack: the
 challenger has to be at least as good on the traffic the champion serves. The Brier score,
 dominated by the base rate when connects are rare, may be a little worse. A metric missing
 at that step fails its gate. They come on top of the offline holdout gates
@@ -36,6 +38,7 @@ from training.gates import Gate
 
 CHAMPION_N: Final = "live_n (champion)"
 CHALLENGER_N: Final = "live_n (challenger)"
+EVIDENCE_AGE: Final = "live evidence age (s)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +56,15 @@ DEFAULT_LIVE_RULE: Final = LiveRule()
 
 
 def check_live_gates(
-    champion: LiveEvidence, challenger: LiveEvidence, rule: LiveRule = DEFAULT_LIVE_RULE
+    champion: LiveEvidence,
+    challenger: LiveEvidence,
+    rule: LiveRule = DEFAULT_LIVE_RULE,
+    *,
+    now: float,
 ) -> tuple[Gate, ...]:
-    """The live gates of the module docstring (a missing or NaN metric fails its gate)."""
+    """The live gates of the module docstring at ``now`` (a missing or NaN metric fails its
+    gate)."""
+    age = champion.age_s(now)
 
     def enough(name: str, evidence: LiveEvidence) -> Gate:
         return Gate(
@@ -74,6 +83,7 @@ def check_live_gates(
         return Gate(key, c, r, limit, False, bool(c <= limit))
 
     return (
+        Gate(EVIDENCE_AGE, age, rule.max_age_s, rule.max_age_s, False, age <= rule.max_age_s),
         enough(CHAMPION_N, champion),
         enough(CHALLENGER_N, challenger),
         lower(LIVE_LOG_LOSS, 0.0),
@@ -85,6 +95,8 @@ def describe_live_gate(gate: Gate, champion: str) -> str:
     verdict = "ok" if gate.passed else "FAILED"
     if gate.metric in (CHAMPION_N, CHALLENGER_N):
         return f"{gate.metric} {gate.candidate:.0f} >= {gate.limit:.0f}: {verdict}"
+    if gate.metric == EVIDENCE_AGE:
+        return f"{gate.metric} {gate.candidate:.0f} <= {gate.limit:.0f}: {verdict}"
     return (
         f"{gate.metric} {gate.candidate:.6g} <= {gate.limit:.6g} "
         f"(version {champion} {gate.reference:.6g}, live): {verdict}"

@@ -444,7 +444,7 @@ def with_live_gates(
             "a common step: the service logs it while it scores both (champion and challenger)"
         )
     champion_evidence, challenger_evidence = pair
-    gates = check_live_gates(champion_evidence, challenger_evidence, rule)
+    gates = check_live_gates(champion_evidence, challenger_evidence, rule, now=now)
     passed = decision.promote and all(g.passed for g in gates)
     reasons = [
         *decision.reasons[:-1],

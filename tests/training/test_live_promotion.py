@@ -108,6 +108,26 @@ def test_live_evidence_rejects_a_worse_or_unproven_challenger(
     assert registry.version_info("2").tags["promotion.decision"] == "rejected"
 
 
+def test_stale_live_evidence_rejects_the_challenger(
+    registry: ModelRegistry, tracking: TrackingConfig
+) -> None:
+    """Evidence from a service that stopped scoring both an hour ago says nothing now."""
+    champion_and_challenger(registry, tracking)
+    registry.log_live("1", GOOD, at=AT)
+    registry.log_live("2", GOOD | {"log_loss": 0.065}, at=AT)
+    decision = promote(
+        registry,
+        load_challenger(registry),
+        trained().split.test,
+        actor="bob",
+        live=LiveRule(),
+        now=AT + LiveRule().max_age_s + 1,
+    )
+    assert not decision.promote
+    assert [g.metric for g in decision.gates if not g.passed] == ["live evidence age (s)"]
+    assert registry.aliases() == {CHAMPION: "1", CHALLENGER: "2"}
+
+
 def test_no_common_live_evidence_is_its_own_error(
     registry: ModelRegistry, tracking: TrackingConfig
 ) -> None:
@@ -138,8 +158,10 @@ def test_the_champion_s_health_needs_fresh_enough_evidence_that_says_healthy() -
         (champion_health("1", evidence(n=800), AT, rule), "live_degraded"),
     ]:
         assert not verdict.healthy and reason in verdict.reason, verdict
-    gates = check_live_gates(evidence(n=600, log_loss=0.1), evidence(n=600), rule)
-    assert [g.passed for g in gates] == [True, True, False, False]  # missing metrics fail
+    gates = check_live_gates(evidence(n=600, log_loss=0.1), evidence(n=600), rule, now=AT)
+    assert [g.passed for g in gates] == [True, True, True, False, False]  # missing ones fail
+    stale = check_live_gates(evidence(n=600), evidence(n=600), rule, now=AT + 601)
+    assert not stale[0].passed and stale[0].metric == "live evidence age (s)"
 
 
 def test_the_champion_s_health_is_read_from_the_registry(
