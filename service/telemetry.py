@@ -236,6 +236,13 @@ class Telemetry:
             _LIVE_LABELS,
             registry=r,
         )
+        self.model_degraded = Gauge(
+            "provisioner_model_degraded",
+            "1 while the champion's health monitor says degraded (feature drift or a change "
+            "in its live loss), 0 while healthy; absent without a model version.",
+            ["version"],
+            registry=r,
+        )
         self.live_evidence_logged = Counter(
             "provisioner_live_evidence_logged",
             "Versions' live metrics logged to their MLflow runs.",
@@ -307,6 +314,12 @@ class Telemetry:
         }
         for gauge in gauges.values():
             gauge.clear()
+        self.model_degraded.clear()
+        health = live.get("health") or {}
+        if health.get("version") is not None:
+            self.model_degraded.labels(version=health["version"]).set(
+                1 if health.get("degraded") else 0
+            )
         for version, report in live.get("versions", {}).items():
             role = report["role"]
             if role not in LIVE_ROLES:

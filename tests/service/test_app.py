@@ -376,6 +376,15 @@ def test_the_challenger_in_shadow_and_both_live_in_the_api_the_metrics_and_mlflo
             key = (f"provisioner_live_{name}", "challenger", challenger_version, "1h")
             assert math.isfinite(figures[key]) and figures[key] >= 0.0
         assert hour["role"] == "challenger"
+        # the champion's health as a gauge: healthy or not, labelled by its version
+        health = pool["live"]["health"]
+        degraded = {
+            s.labels["version"]: s.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            if family.name == "provisioner_model_degraded"
+            for s in family.samples
+        }
+        assert degraded == {champion_version: 1.0 if health["degraded"] else 0.0}
 
         # The leader logs both versions' evidence to their runs, at one step.
         deadline = time.monotonic() + 20
