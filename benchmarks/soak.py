@@ -27,7 +27,9 @@ as long (``PROVISIONER_USER_RETENTION_HOURS``). Per 10 minutes (``--window-min``
 reports the service's resident memory, its Python heap (allocator blocks), the saved
 state's bytes, Redis' ``used_memory``, the CPU per event and the mean scoring time of a
 tick, and over the second hour each figure's least-squares slope with its standard error
-(per hour, and as a share of the figure's level). With the log trimmed, events are
+(per hour, and as a share of the figure's level), and each level's change from one
+virtual week earlier (the week's cycle of traffic cancels out); every sample is in the JSON
+too. With the log trimmed, events are
 counted by a pub/sub listener of the soak's own and by the log's ``appended`` counter
 instead of by reading the stream.
 
@@ -47,6 +49,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import bisect
 import itertools
 import json
 import os
@@ -59,7 +62,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import httpx
 import redis
@@ -365,7 +368,7 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     final["lost_published"] = int(published.get("events") or 0) - user_events
     summary = summarize(workload, users or len(ids), speed, args, samples, published, drained)
     if args.long:
-        summary["long"] = long_report(samples, args)
+        summary["long"] = long_report(samples, args, speed)
     return summary | {
         "end": final,
         "nodes": nodes,
@@ -600,11 +603,15 @@ def summarize(
     }
 
 
-def long_report(samples: list[Sample], args: argparse.Namespace) -> dict[str, Any]:
+def long_report(samples: list[Sample], args: argparse.Namespace, speed: float) -> dict[str, Any]:
     """Per window of ``--window-min`` minutes: each figure at the window's end (the rates
-    over the window); and over the second half of the run, each figure's slope per hour
-    with its standard error and as a share of its mean level."""
+    over the window); each figure's slope per hour with its standard error and as a share
+    of its mean level over the second half of the run; each figure's change from a virtual
+    week earlier (``week_over_week``: the same hour of the same weekday, so the week's
+    cycle of traffic cancels out, which a slope over part of a week cannot tell from
+    growth); and every sample, for other analyses."""
     first = samples[0]
+    week_s = 7 * 86_400.0 / speed  # wall seconds of one virtual week
     window_s = args.window_min * 60.0
     rows: list[dict[str, Any]] = []
     edge = first.t
@@ -615,7 +622,63 @@ def long_report(samples: list[Sample], args: argparse.Namespace) -> dict[str, An
         rows.append(window_row(previous, sample, first.t))
         previous, edge = sample, sample.t
     half = first.t + (samples[-1].t - first.t) / 2
-    second = [s for s in samples if s.t >= half]
+    return {
+        "window_min": args.window_min,
+        "retention_hours": args.retention_hours,
+        "windows": rows,
+        "second_half": trends([s for s in samples if s.t >= half]),
+        "week_over_week": week_over_week(samples, week_s),
+        "samples": [
+            {
+                "t": round(s.t - first.t, 1),
+                "rss_mb": round(s.rss_mb, 2),
+                "heap_blocks": int(s.heap_blocks),
+                "state_bytes": s.state_bytes,
+                "redis_used_mb": round(s.redis_used_mb, 3),
+                "users_tracked": int(s.users_tracked),
+                "consumed": int(s.consumed),
+                "cpu_s": round(s.cpu_s, 2),
+                "scoring_s": round(s.scoring_s, 3),
+                "ticks": int(s.ticks),
+            }
+            for s in samples
+        ],
+    }
+
+
+STOCKS: Final = ("rss_mb", "heap_blocks", "state_bytes", "redis_used_mb", "users_tracked")
+"""The figures that are levels (not rates): what must not grow with uptime."""
+
+
+def week_over_week(samples: list[Sample], week_s: float) -> dict[str, Any] | None:
+    """Per level figure, its change from the sample nearest a virtual week earlier, over
+    every sample that has one: mean, standard error, and the mean as a share of the level
+    a week earlier; None when the run is shorter than a week."""
+    first = samples[0]
+    times = [s.t for s in samples]
+    later = [s for s in samples if s.t - first.t >= week_s]
+    if len(later) < 3:
+        return None
+    out: dict[str, Any] = {"pairs": len(later), "week_s": round(week_s, 1)}
+    for name in STOCKS:
+        changes, levels = [], []
+        for sample in later:
+            before = samples[bisect.bisect_left(times, sample.t - week_s)]
+            changes.append(float(getattr(sample, name)) - float(getattr(before, name)))
+            levels.append(float(getattr(before, name)))
+        mean = statistics.fmean(changes)
+        se = statistics.stdev(changes) / len(changes) ** 0.5
+        level = statistics.fmean(levels)
+        out[name] = {
+            "change_per_week": round(mean, 4),
+            "stderr": round(se, 4),
+            "share_per_week": round(mean / level, 5) if level else None,
+        }
+    return out
+
+
+def trends(second: list[Sample]) -> dict[str, Any]:
+    """Each figure's ``trend`` over ``second`` (consecutive samples)."""
     pairs = list(itertools.pairwise(second))
     figures: dict[str, list[tuple[float, float]]] = {
         "rss_mb": [(s.t, s.rss_mb) for s in second],
@@ -635,12 +698,7 @@ def long_report(samples: list[Sample], args: argparse.Namespace) -> dict[str, An
             if b.ticks > a.ticks
         ],
     }
-    return {
-        "window_min": args.window_min,
-        "retention_hours": args.retention_hours,
-        "windows": rows,
-        "second_half": {name: trend(points) for name, points in figures.items()},
-    }
+    return {name: trend(points) for name, points in figures.items()}
 
 
 def window_row(a: Sample, b: Sample, t0: float) -> dict[str, Any]:
