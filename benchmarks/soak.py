@@ -627,7 +627,10 @@ def long_report(samples: list[Sample], args: argparse.Namespace, speed: float) -
         "retention_hours": args.retention_hours,
         "windows": rows,
         "second_half": trends([s for s in samples if s.t >= half]),
-        "week_over_week": week_over_week(samples, week_s),
+        # warm once the first departed users are forgotten: a cohort's stay plus the retention
+        "week_over_week": week_over_week(
+            samples, week_s, warm_s=(48.0 + args.retention_hours) * 3600.0 / speed
+        ),
         "samples": [
             {
                 "t": round(s.t - first.t, 1),
@@ -650,13 +653,14 @@ STOCKS: Final = ("rss_mb", "heap_blocks", "state_bytes", "redis_used_mb", "users
 """The figures that are levels (not rates): what must not grow with uptime."""
 
 
-def week_over_week(samples: list[Sample], week_s: float) -> dict[str, Any] | None:
+def week_over_week(samples: list[Sample], week_s: float, *, warm_s: float) -> dict[str, Any] | None:
     """Per level figure, its change from the sample nearest a virtual week earlier, over
-    every sample that has one: mean, standard error, and the mean as a share of the level
-    a week earlier; None when the run is shorter than a week."""
+    every sample that has one after ``warm_s`` (both samples warm): mean, standard error,
+    and the mean as a share of the level a week earlier; None with fewer than 3 such pairs
+    (the churn soak needs 2 h at x240, 20 virtual days, for a week after its warm-up)."""
     first = samples[0]
     times = [s.t for s in samples]
-    later = [s for s in samples if s.t - first.t >= week_s]
+    later = [s for s in samples if s.t - first.t >= week_s + warm_s]
     if len(later) < 3:
         return None
     out: dict[str, Any] = {"pairs": len(later), "week_s": round(week_s, 1)}
