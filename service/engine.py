@@ -644,11 +644,9 @@ class Engine(PoolCore):
         if count < max(FORGET_AT_LEAST, n // 8):
             return
         keep = ~stale
-        forgotten = {users.ids[row] for row in np.flatnonzero(stale).tolist()}
-        if list(self.features.user_ids) == users.ids:
-            self.features.compact(keep)
-        else:  # fed before the engine adopted it: its own order
-            self.features.compact(np.array([u not in forgotten for u in self.features.user_ids]))
+        # the features hold the engine's users in its rows' order: it adopts theirs at the
+        # start, and from then on both add a user at its first event
+        self.features.compact(keep)
         new_row = np.cumsum(keep, dtype=np.intp) - 1
         new_row[stale] = -1
         users.compact(keep)
