@@ -53,6 +53,6 @@ def serve(app: ASGIApp, client: redis.asyncio.Redis | None = None) -> Iterator[s
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(30)  # a loaded CI machine: the lifespan shutdown saves and closes clients
         sock.close()
         assert not thread.is_alive(), "the server did not stop"
