@@ -23,15 +23,18 @@ the p95 within 1 %).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final
 
 from service.wait_histogram import WaitHistogram
 
 RECENT_WAITS: Final = 4096
 """Waits kept one by one for the shell's telemetry (``Metrics.waits_after``); not saved."""
+_UNSAVED: Final = frozenset({"waits", "recent_waits"})
+"""``Metrics`` fields ``to_dict`` does not copy as they are (the waits go as their state)."""
 
 
 def nodes_per_connect(nodes_created: int, connects: int) -> float:
@@ -121,8 +124,8 @@ class Metrics:
         new = self.waits.count - seen
         if new <= 0:
             return []
-        recent = list(self.recent_waits)
-        return recent[max(0, len(recent) - new) :]
+        recent = self.recent_waits
+        return list(itertools.islice(recent, max(0, len(recent) - new), None))
 
     def disconnect(self, user_id: str, now: float, *, abandoned: bool) -> None:
         start = self.sessions.pop(user_id, None)
@@ -169,7 +172,9 @@ class Metrics:
     # -- state -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k not in ("waits", "recent_waits")}
+        # saved after every batch: read the fields, without asdict's deep copy of the
+        # histogram and of the recent waits (which are not saved)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _UNSAVED}
         data["waits"] = self.waits.to_dict()
         data["sessions"] = dict(self.sessions)
         return data
