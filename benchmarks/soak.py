@@ -52,6 +52,7 @@ import argparse
 import bisect
 import itertools
 import json
+import math
 import os
 import platform
 import random
@@ -219,6 +220,20 @@ class PubSubTally:
     counts: Counter[str] = field(default_factory=Counter)
     stop: threading.Event = field(default_factory=threading.Event)
     ready: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> PubSubTally:
+        """Listen in a thread of its own; returns once subscribed."""
+        self.thread = threading.Thread(target=self.run, name="pubsub-tally")
+        self.thread.start()
+        self.ready.wait(10)
+        return self
+
+    def close(self) -> None:
+        """Stop listening (again: nothing)."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(10)
 
     def run(self) -> None:
         client = redis.Redis.from_url(self.url)
@@ -292,7 +307,7 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     users = args.habits_users if by_day else None
     speed = args.habits_speed if by_day else args.speed
     ids = [user.user_id for user in population(workload, seed=args.seed, users=users)]
-    tally = PubSubTally("") if args.long else None
+    tally: PubSubTally | None = None
     with EmbeddedRedis(home / "redis") as server:
         start = habits_start(time.time()) if by_day else time.time()
         stack = Stack(home, server.url, speed, anchor=start, extra=long_env(args))
@@ -303,12 +318,8 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         service_url = f"http://127.0.0.1:{service_port}"
         api_url = f"http://127.0.0.1:{api_port}"
         predicts = Predicts(service_url, ids, args.rps)
-        listener = None
-        if tally is not None:  # before any process publishes
-            tally.url = server.url
-            listener = threading.Thread(target=tally.run, name="pubsub-tally")
-            listener.start()
-            tally.ready.wait(10)
+        if args.long:  # before any process publishes
+            tally = PubSubTally(server.url).start()
         try:
             if args.model:
                 prepare_model(stack, workload, start, args)
@@ -343,9 +354,8 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             drained = drain(service_url, log, client, stack)
             time.sleep(args.settle_s)  # a few ticks: in-flight commands finish
             nodes = compare_nodes(service_url, api_url)
-            if tally is not None and listener is not None:
-                tally.stop.set()
-                listener.join(10)
+            if tally is not None:
+                tally.close()
             final = final_counts(service_url, log, client, tally)
             efficiency = httpx.get(f"{service_url}/api/efficiency").json()
             model = httpx.get(f"{service_url}/v1/model").json()
@@ -355,7 +365,7 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         finally:
             predicts.stop.set()
             if tally is not None:
-                tally.stop.set()
+                tally.close()
             for child in reversed(stack.children):
                 child.stop()
             client.close()
@@ -732,13 +742,7 @@ def trend(points: list[tuple[float, float]]) -> dict[str, Any]:
     n = len(points)
     if n < 3:
         return {"n": n}
-    xs = [(x - points[0][0]) / 3600.0 for x, _ in points]
-    ys = [y for _, y in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    residuals = [y - (my + b * (x - mx)) for x, y in zip(xs, ys, strict=True)]
-    se = (sum(r * r for r in residuals) / (n - 2) / sxx) ** 0.5
+    b, my, se = least_squares([((x - points[0][0]) / 3600.0, y) for x, y in points])
     share = b / my if my else None
     return {
         "n": n,
@@ -762,12 +766,22 @@ def long_env(args: argparse.Namespace) -> dict[str, str]:
 
 def slope(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of y over x (0 with fewer than two points)."""
-    if len(points) < 2:
-        return 0.0
+    return least_squares(points)[0] if len(points) >= 2 else 0.0
+
+
+def least_squares(points: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """The least-squares slope of y over x, the mean of y, and the slope's standard error
+    (NaN with fewer than three points); slope 0 when every x is the same."""
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if not sxx:
+        return 0.0, my, math.nan
+    b = sum((x - mx) * (y - my) for x, y in points) / sxx
+    if len(points) < 3:
+        return b, my, math.nan
+    residuals = sum((y - (my + b * (x - mx))) ** 2 for x, y in points)
+    return b, my, (residuals / (len(points) - 2) / sxx) ** 0.5
 
 
 def main() -> None:
@@ -814,12 +828,9 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, help="a new folder to run in and keep (processes' logs, Redis)"
     )
+    if parser.parse_known_args()[0].long:
+        parser.set_defaults(**LONG_DEFAULTS)  # flags given on the command line still win
     args = parser.parse_args()
-    if args.long:
-        given = set(sys.argv[1:])
-        for flag, value in LONG_DEFAULTS.items():
-            if f"--{flag.replace('_', '-')}" not in given:
-                setattr(args, flag, value)
     if platform.system() != "Linux":
         parser.error("reads /proc: Linux only")
     started = time.time()
