@@ -9,6 +9,7 @@ import pytest
 from models.live_evidence import LiveEvidence
 from models.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
 from tests.lifecycle import BOTH_STORES, register, trained
+from training.gates import PromotionDecision
 from training.live_gates import LiveRule, champion_health, check_live_gates
 from training.promote import (
     NoCandidate,
@@ -64,14 +65,7 @@ def test_live_evidence_promotes_the_challenger_and_clears_the_alias(
     champion_and_challenger(registry, tracking)
     registry.log_live("1", GOOD, at=AT)
     registry.log_live("2", GOOD | {"log_loss": 0.065, "brier": 0.0211}, at=AT)
-    decision = promote(
-        registry,
-        load_challenger(registry),
-        trained().split.test,
-        actor="bob",
-        live=LiveRule(),
-        now=AT + 30,
-    )
+    decision = promote_on_live_evidence(registry, now=AT + 30)
     assert decision.promote and decision.applied, decision.reasons
     assert registry.aliases() == {CHAMPION: "2", PREVIOUS: "1"}  # no challenger any more
     assert decision.live is not None and decision.live["step"] == int(AT)
@@ -82,50 +76,31 @@ def test_live_evidence_promotes_the_challenger_and_clears_the_alias(
 
 
 @pytest.mark.parametrize(
-    ("challenger", "failed"),
+    ("challenger", "age_s", "failed"),
     [
-        (GOOD | {"log_loss": 0.0701}, "live_log_loss"),
-        (GOOD | {"brier": 0.0213}, "live_brier"),
-        (GOOD | {"n": 499}, "live_n (challenger)"),
+        (GOOD | {"log_loss": 0.0701}, 30.0, "live_log_loss"),
+        (GOOD | {"brier": 0.0213}, 30.0, "live_brier"),
+        (GOOD | {"n": 499}, 30.0, "live_n (challenger)"),
+        # evidence from a service that stopped scoring both an hour ago says nothing now
+        (GOOD | {"log_loss": 0.065}, LiveRule().max_age_s + 1, "live evidence age (s)"),
     ],
-    ids=["worse-log-loss", "worse-brier", "too-few"],
+    ids=["worse-log-loss", "worse-brier", "too-few", "stale"],
 )
-def test_live_evidence_rejects_a_worse_or_unproven_challenger(
+def test_live_evidence_rejects_a_worse_unproven_or_stale_challenger(
     registry: ModelRegistry,
     tracking: TrackingConfig,
     challenger: dict[str, float],
+    age_s: float,
     failed: str,
 ) -> None:
     champion_and_challenger(registry, tracking)
     registry.log_live("1", GOOD, at=AT)
     registry.log_live("2", challenger, at=AT)
-    decision = promote(
-        registry, load_challenger(registry), trained().split.test, actor="bob", live=LiveRule()
-    )
+    decision = promote_on_live_evidence(registry, now=AT + age_s)
     assert not decision.promote and decision.applied
     assert [g.metric for g in decision.gates if not g.passed] == [failed]
     assert registry.aliases() == {CHAMPION: "1", CHALLENGER: "2"}
     assert registry.version_info("2").tags["promotion.decision"] == "rejected"
-
-
-def test_stale_live_evidence_rejects_the_challenger(
-    registry: ModelRegistry, tracking: TrackingConfig
-) -> None:
-    """Evidence from a service that stopped scoring both an hour ago says nothing now."""
-    champion_and_challenger(registry, tracking)
-    registry.log_live("1", GOOD, at=AT)
-    registry.log_live("2", GOOD | {"log_loss": 0.065}, at=AT)
-    decision = promote(
-        registry,
-        load_challenger(registry),
-        trained().split.test,
-        actor="bob",
-        live=LiveRule(),
-        now=AT + LiveRule().max_age_s + 1,
-    )
-    assert not decision.promote
-    assert [g.metric for g in decision.gates if not g.passed] == ["live evidence age (s)"]
-    assert registry.aliases() == {CHAMPION: "1", CHALLENGER: "2"}
 
 
 def test_no_common_live_evidence_is_its_own_error(
@@ -139,6 +114,18 @@ def test_no_common_live_evidence_is_its_own_error(
             registry, load_challenger(registry), trained().split.test, actor="bob", live=LiveRule()
         )
     assert registry.aliases() == {CHAMPION: "1", CHALLENGER: "2"}
+
+
+def promote_on_live_evidence(registry: ModelRegistry, *, now: float) -> PromotionDecision:
+    """``provisioner promote --live`` at ``now``: the challenger on the holdout and live."""
+    return promote(
+        registry,
+        load_challenger(registry),
+        trained().split.test,
+        actor="bob",
+        live=LiveRule(),
+        now=now,
+    )
 
 
 def evidence(**metrics: float) -> LiveEvidence:
