@@ -11,7 +11,8 @@ import pytest
 from features.events import UserConnect, UserDisconnect
 from simulation.workloads import DEFAULT_START, generate, population
 from simulation.workloads.base import DAY_S
-from simulation.workloads.churn import CHURN_LIFETIME_DAYS
+from simulation.workloads.churn import CHURN_LIFETIME_DAYS, cohort_seed
+from simulation.workloads.personas import habits_population
 from tests.simulation.workload_checks import sessions_by_user
 
 DAYS = 6
@@ -35,15 +36,22 @@ def test_cohorts_come_and_leave_for_good() -> None:
 
 
 def test_departures_end_open_sessions_and_nothing_else() -> None:
+    """After its cohort's departure a user only disconnects, once for each session open
+    then, and every departed user's sessions are closed."""
     events = list(generate("churn", hours=24 * 4, seed=2, users=100))
     by_user = sessions_by_user(events)
-    last_day = {
-        user: max(int((e.ts - DEFAULT_START) // DAY_S) for e in group)
-        for user, group in itertools.groupby(
-            sorted(events, key=lambda e: e.user_id), key=lambda e: e.user_id
-        )
-    }
-    assert by_user and last_day
+    first = int(DEFAULT_START // DAY_S)
+    leave_at: dict[str, float] = {}
+    for cohort in range(first - CHURN_LIFETIME_DAYS + 1, first + 2):  # gone within 4 days
+        for persona in habits_population(cohort_seed(2, cohort), 50):
+            leave_at[persona.user_id] = float((cohort + CHURN_LIFETIME_DAYS) * DAY_S)
+    late = [e for e in events if e.user_id in leave_at and e.ts >= leave_at[e.user_id]]
+    assert late, "some sessions run past their cohort's midnight departure"
+    assert all(isinstance(e, UserDisconnect) for e in late)
+    for user in {e.user_id for e in late}:
+        assert by_user[user][-1][1] is not None  # closed
+        open_at_departure = [c for c, d in by_user[user] if c < leave_at[user] <= (d or 0.0)]
+        assert len(open_at_departure) == sum(e.user_id == user for e in late)
     connects = sum(isinstance(e, UserConnect) for e in events)
     disconnects = sum(isinstance(e, UserDisconnect) for e in events)
     assert connects - disconnects == sum(s[-1][1] is None for s in by_user.values())
