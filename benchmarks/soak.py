@@ -27,15 +27,17 @@ as long (``PROVISIONER_USER_RETENTION_HOURS``). Per 10 minutes (``--window-min``
 reports the service's resident memory, its Python heap (allocator blocks), the saved
 state's bytes, Redis' ``used_memory``, the CPU per event and the mean scoring time of a
 tick, and over the second hour each figure's least-squares slope with its standard error
-(per hour, and as a share of the figure's level), and each level's change from one
-virtual week earlier (the week's cycle of traffic cancels out); every sample is in the JSON
-too. With the log trimmed, events are
+(per hour, and as a share of the figure's level), and each figure's change from one
+virtual week earlier, window against window (the week's cycle of traffic cancels out); every
+sample is in the JSON too, and ``--refit`` makes the fits again from them without a run. It
+also reports what reconcile corrected (``reconciled``). With the log trimmed, events are
 counted by a pub/sub listener of the soak's own and by the log's ``appended`` counter
 instead of by reading the stream.
 
     .venv/bin/python benchmarks/soak.py [--minutes 10] [--speed 60] [--habits-speed 240]
         [--habits-users 300] [--rps 20] [--json soak.json]
     .venv/bin/python benchmarks/soak.py --long [--minutes 120] --json soak-long.json
+    .venv/bin/python benchmarks/soak.py --refit soak-long.json [--json soak-long.json]
 """
 
 from __future__ import annotations
@@ -189,6 +191,17 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def labelled(text: str, name: str, label: str) -> dict[str, float]:
+    """A counter's value per value of one label (``name{label="value"} count``)."""
+    prefix = f'{name}{{{label}="'
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            value, _, rest = line[len(prefix) :].partition('"')
+            out[value] = float(rest.rsplit(" ", 1)[1])
+    return out
 
 
 @dataclass
@@ -513,6 +526,12 @@ def final_counts(
         "dead_letters": dead,
         "dead_letter_stream": int(client.xlen(log.keys.dead)),
         "watermark_is_last_entry": watermark == last,
+        # what reconcile corrected (service.reconcile): with the clock sped up, its 30 s
+        # grace and 60 s request timeout are a fraction of a wall second
+        "reconciled": {
+            action: int(n)
+            for action, n in labelled(text, "provisioner_reconciled_total", "action").items()
+        },
     }
     if tally is not None:
         appended = log.stats().get("appended", 0)
@@ -621,7 +640,6 @@ def long_report(samples: list[Sample], args: argparse.Namespace, speed: float) -
     cycle of traffic cancels out, which a slope over part of a week cannot tell from
     growth); and every sample, for other analyses."""
     first = samples[0]
-    week_s = 7 * 86_400.0 / speed  # wall seconds of one virtual week
     window_s = args.window_min * 60.0
     rows: list[dict[str, Any]] = []
     edge = first.t
@@ -631,16 +649,11 @@ def long_report(samples: list[Sample], args: argparse.Namespace, speed: float) -
             continue
         rows.append(window_row(previous, sample, first.t))
         previous, edge = sample, sample.t
-    half = first.t + (samples[-1].t - first.t) / 2
     return {
         "window_min": args.window_min,
         "retention_hours": args.retention_hours,
         "windows": rows,
-        "second_half": trends([s for s in samples if s.t >= half]),
-        # warm once the first departed users are forgotten: a cohort's stay plus the retention
-        "week_over_week": week_over_week(
-            samples, week_s, warm_s=(48.0 + args.retention_hours) * 3600.0 / speed
-        ),
+        **long_trends(samples, speed, args.retention_hours, window_s),
         "samples": [
             {
                 "t": round(s.t - first.t, 1),
@@ -649,6 +662,7 @@ def long_report(samples: list[Sample], args: argparse.Namespace, speed: float) -
                 "state_bytes": s.state_bytes,
                 "redis_used_mb": round(s.redis_used_mb, 3),
                 "users_tracked": int(s.users_tracked),
+                "forgotten": int(s.forgotten),
                 "consumed": int(s.consumed),
                 "cpu_s": round(s.cpu_s, 2),
                 "scoring_s": round(s.scoring_s, 3),
@@ -659,36 +673,119 @@ def long_report(samples: list[Sample], args: argparse.Namespace, speed: float) -
     }
 
 
+def long_trends(
+    samples: list[Sample], speed: float, retention_hours: float, window_s: float
+) -> dict[str, Any]:
+    """The long report's fits: over the second half (``second_half``) and a week apart
+    (``week_over_week``, warm once the first departed users are forgotten: a cohort's stay
+    plus the retention)."""
+    first = samples[0]
+    half = first.t + (samples[-1].t - first.t) / 2
+    return {
+        "second_half": trends([s for s in samples if s.t >= half]),
+        "week_over_week": week_over_week(
+            samples,
+            7 * 86_400.0 / speed,  # wall seconds of one virtual week
+            warm_s=(48.0 + retention_hours) * 3600.0 / speed,
+            window_s=window_s,
+        ),
+    }
+
+
+def refit(path: Path) -> dict[str, Any]:
+    """A long soak's JSON with its fits made again from its samples (``--refit``): a
+    change to the analysis needs no new two-hour run."""
+    report: dict[str, Any] = json.loads(path.read_text())
+    for name, result in report["workloads"].items():
+        long = result.get("long")
+        if long is None:
+            continue
+        if "samples" not in long:
+            raise SystemExit(f"{path}: the long soak of {name} has no samples to fit again")
+        samples = [
+            Sample(
+                t=row["t"],
+                consumed=row["consumed"],
+                dead=0.0,
+                cpu_s=row["cpu_s"],
+                rss_mb=row["rss_mb"],
+                stream=0,
+                nodes_live=0,
+                ready=0,
+                heap_blocks=row["heap_blocks"],
+                state_bytes=row["state_bytes"],
+                redis_used_mb=row["redis_used_mb"],
+                scoring_s=row["scoring_s"],
+                ticks=row["ticks"],
+                users_tracked=row["users_tracked"],
+                forgotten=row.get("forgotten", 0),
+            )
+            for row in long["samples"]
+        ]
+        long.update(
+            long_trends(
+                samples, result["speed"], long["retention_hours"], long["window_min"] * 60.0
+            )
+        )
+    report["refit"] = time.time()
+    return report
+
+
 STOCKS: Final = ("rss_mb", "heap_blocks", "state_bytes", "redis_used_mb", "users_tracked")
 """The figures that are levels (not rates): what must not grow with uptime."""
 
 
-def week_over_week(samples: list[Sample], week_s: float, *, warm_s: float) -> dict[str, Any] | None:
-    """Per level figure, its change from the sample nearest a virtual week earlier, over
-    every sample that has one after ``warm_s`` (both samples warm): mean, standard error,
-    and the mean as a share of the level a week earlier; None with fewer than 3 such pairs
-    (the churn soak needs 2 h at x240, 20 virtual days, for a week after its warm-up)."""
+def week_over_week(
+    samples: list[Sample], week_s: float, *, warm_s: float, window_s: float
+) -> dict[str, Any] | None:
+    """Each figure over windows of ``window_s`` against the same window a virtual week
+    earlier, for every window whose week-earlier twin starts after ``warm_s``: levels by
+    their mean over the window, rates over the window (CPU per event, scoring time per
+    tick). Per figure the mean change, its standard error over the windows (which do not
+    overlap), and the change as a share of the week-earlier level; None with fewer than 3
+    windows (the churn soak needs 2 h at x240, 20 virtual days, for a week after its
+    warm-up)."""
     first = samples[0]
     times = [s.t for s in samples]
-    later = [s for s in samples if s.t - first.t >= week_s + warm_s]
-    if len(later) < 3:
+    ends: list[float] = []
+    end = first.t + warm_s + week_s + window_s
+    while end <= samples[-1].t:
+        ends.append(end)
+        end += window_s
+    if len(ends) < 3:
         return None
-    out: dict[str, Any] = {"pairs": len(later), "week_s": round(week_s, 1)}
-    for name in STOCKS:
-        changes, levels = [], []
-        for sample in later:
-            before = samples[bisect.bisect_left(times, sample.t - week_s)]
-            changes.append(float(getattr(sample, name)) - float(getattr(before, name)))
-            levels.append(float(getattr(before, name)))
+
+    def window(end: float) -> list[Sample]:
+        """The samples within ``(end - window_s, end]``, with the one before them first."""
+        lo = bisect.bisect_right(times, end - window_s)
+        hi = bisect.bisect_right(times, end)
+        return samples[max(0, lo - 1) : hi]
+
+    def figures(got: list[Sample]) -> dict[str, float]:
+        inside = got[1:]
+        a, b = got[0], got[-1]
+        out = {name: statistics.fmean(float(getattr(s, name)) for s in inside) for name in STOCKS}
+        if b.consumed > a.consumed:
+            out["cpu_ms_per_event"] = 1000 * (b.cpu_s - a.cpu_s) / (b.consumed - a.consumed)
+        if b.ticks > a.ticks:
+            out["scoring_ms_per_tick"] = 1000 * (b.scoring_s - a.scoring_s) / (b.ticks - a.ticks)
+        return out
+
+    pairs = [(figures(window(end)), figures(window(end - week_s))) for end in ends]
+    result: dict[str, Any] = {"windows": len(ends), "week_s": round(week_s, 1)}
+    for name in (*STOCKS, "cpu_ms_per_event", "scoring_ms_per_tick"):
+        got = [(now[name], before[name]) for now, before in pairs if name in now and name in before]
+        if len(got) < 3:
+            continue
+        changes = [now - before for now, before in got]
         mean = statistics.fmean(changes)
-        se = statistics.stdev(changes) / len(changes) ** 0.5
-        level = statistics.fmean(levels)
-        out[name] = {
+        level = statistics.fmean(before for _, before in got)
+        result[name] = {
             "change_per_week": round(mean, 4),
-            "stderr": round(se, 4),
+            "stderr": round(statistics.stdev(changes) / len(changes) ** 0.5, 4),
             "share_per_week": round(mean / level, 5) if level else None,
         }
-    return out
+    return result
 
 
 def trends(second: list[Sample]) -> dict[str, Any]:
@@ -826,11 +923,20 @@ def main() -> None:
     parser.add_argument("--window-min", type=float, default=10.0)
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument(
+        "--refit",
+        type=Path,
+        metavar="JSON",
+        help="no run: make a long soak's fits again from the samples in its JSON",
+    )
+    parser.add_argument(
         "--workdir", type=Path, help="a new folder to run in and keep (processes' logs, Redis)"
     )
     if parser.parse_known_args()[0].long:
         parser.set_defaults(**LONG_DEFAULTS)  # flags given on the command line still win
     args = parser.parse_args()
+    if args.refit is not None:
+        emit(refit(args.refit), args.json)
+        return
     if platform.system() != "Linux":
         parser.error("reads /proc: Linux only")
     started = time.time()

@@ -1,0 +1,114 @@
+"""The long soak's fits on samples of known shape: a weekly cycle is no growth, growth is."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks.soak import Sample, refit, week_over_week
+
+SPEED = 240.0
+WEEK_S = 7 * 86_400.0 / SPEED
+WARM_S = 96 * 3600.0 / SPEED
+
+
+def soak_samples(growth_per_week: float, *, minutes: float = 120.0) -> list[Sample]:
+    """Samples every 20 s of a level that follows a weekly cycle (amplitude 300) plus
+    ``growth_per_week``, and of rates (CPU per event, scoring per tick) whose level follows
+    the same cycle."""
+    samples: list[Sample] = []
+    cpu = scoring = consumed = ticks = 0.0
+    t = 0.0
+    while t <= minutes * 60:
+        cycle = math.sin(2 * math.pi * t / WEEK_S)
+        level = 1000 + 300 * cycle + growth_per_week * t / WEEK_S
+        events, tick_count = 400.0, 40.0
+        consumed += events
+        ticks += tick_count
+        cpu += events * (0.002 + 0.0005 * cycle)
+        scoring += tick_count * (0.003 + 0.001 * cycle)
+        samples.append(
+            Sample(
+                t=t,
+                consumed=consumed,
+                dead=0.0,
+                cpu_s=cpu,
+                rss_mb=level,
+                stream=0,
+                nodes_live=0,
+                ready=0,
+                heap_blocks=level,
+                state_bytes=int(level),
+                redis_used_mb=level,
+                scoring_s=scoring,
+                ticks=ticks,
+                users_tracked=level,
+            )
+        )
+        t += 20.0
+    return samples
+
+
+def test_a_weekly_cycle_is_no_change_week_over_week() -> None:
+    samples = soak_samples(0.0)
+    fits = week_over_week(samples, WEEK_S, warm_s=WARM_S, window_s=600.0)
+    assert fits is not None
+    assert fits["windows"] == 5
+    for name in (
+        "rss_mb",
+        "state_bytes",
+        "redis_used_mb",
+        "cpu_ms_per_event",
+        "scoring_ms_per_tick",
+    ):
+        assert fits[name]["change_per_week"] == pytest.approx(0.0, abs=1e-3), name
+
+
+def test_growth_shows_week_over_week() -> None:
+    fits = week_over_week(soak_samples(30.0), WEEK_S, warm_s=WARM_S, window_s=600.0)
+    assert fits is not None
+    assert fits["rss_mb"]["change_per_week"] == pytest.approx(30.0, abs=0.5)
+    assert fits["rss_mb"]["share_per_week"] == pytest.approx(0.03, abs=0.002)
+
+
+def test_too_short_a_run_has_no_week_over_week() -> None:
+    assert (
+        week_over_week(soak_samples(0.0, minutes=60), WEEK_S, warm_s=WARM_S, window_s=600) is None
+    )
+
+
+def test_refit_makes_the_fits_again_from_the_samples(tmp_path: Path) -> None:
+    samples = soak_samples(30.0)
+    long = {
+        "window_min": 10.0,
+        "retention_hours": 48.0,
+        "second_half": {},
+        "week_over_week": None,
+        "samples": [
+            {
+                "t": s.t,
+                "rss_mb": s.rss_mb,
+                "heap_blocks": s.heap_blocks,
+                "state_bytes": s.state_bytes,
+                "redis_used_mb": s.redis_used_mb,
+                "users_tracked": s.users_tracked,
+                "consumed": s.consumed,
+                "cpu_s": s.cpu_s,
+                "scoring_s": s.scoring_s,
+                "ticks": s.ticks,
+            }
+            for s in samples
+        ],
+    }
+    path = tmp_path / "soak.json"
+    path.write_text(json.dumps({"workloads": {"churn": {"speed": SPEED, "long": long}}}))
+    got = refit(path)["workloads"]["churn"]["long"]
+    assert got["week_over_week"] == week_over_week(samples, WEEK_S, warm_s=WARM_S, window_s=600.0)
+    assert got["second_half"]["rss_mb"]["n"] == len([s for s in samples if s.t >= 3600])
+    del long["samples"]
+    path.write_text(json.dumps({"workloads": {"churn": {"speed": SPEED, "long": long}}}))
+    with pytest.raises(SystemExit, match="no samples"):
+        refit(path)
