@@ -74,8 +74,10 @@ class ServiceConfig:
     """Rescale scores to the connect rate observed for their score band (per source), so
     that an uncalibrated scorer (the heuristic) still sizes right. Identity until enough
     outcomes are seen; a calibrated model stays close to identity."""
-    calibration_half_life_s: float = 7200.0
-    """How fast old outcomes are forgotten by the calibration (exponential forgetting)."""
+    calibration_half_life_s: float = 600.0
+    """How fast old outcomes are forgotten by the calibration (exponential forgetting). Ten
+    minutes: a score band's connect rate changes within minutes when a crowd arrives at once
+    (a shift start), and a band's rate learned over hours lags it by a boot."""
     calibration_prior: float = 10.0
     """Weight, in expected connects, of the prior that each band is already calibrated."""
     prediction_log_max_per_tick: int = 2000

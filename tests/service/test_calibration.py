@@ -117,7 +117,7 @@ def test_round_trip() -> None:
 
 def test_a_drifted_estimate_is_pulled_back_within_hours() -> None:
     """Whatever state the calibration reached (restored, or learned on another population),
-    the outcomes pull it back within a few half-lives (the service's default: 2 h)."""
+    the outcomes pull it back within a few half-lives (the service's default: 10 minutes)."""
     half_life = ServiceConfig().calibration_half_life_s
     cal = calibration(half_life_s=half_life)
     p, m = scores([0.8] * 20)
@@ -162,3 +162,26 @@ def test_pending_scores_are_saved_and_bad_ones_refused() -> None:
     bad["pending"][0]["code_of_user"] = [99, 0, 0]
     with pytest.raises(ValueError, match="band codes"):
         copy.load(bad)
+
+
+@pytest.mark.parametrize(
+    ("half_life_s", "follows"), [(ServiceConfig().calibration_half_life_s, True), (7200.0, False)]
+)
+def test_a_band_follows_a_crowd_within_minutes(half_life_s: float, follows: bool) -> None:
+    """A shift start: 100 users in one score band, a connect among them every 40 s (1 % of
+    them within a lead time) for hours, then three every 10 s (12 %). With the default
+    half-life the band's rate is five times the old one within 10 minutes (halfway to the
+    crowd's); learned over hours, it stays near the old rate and the nodes come late."""
+    cal = calibration(half_life_s=half_life_s)
+    users = np.arange(100)
+    p, m = scores([0.05] * 100)
+    quiet_ticks, connects = 4 * 360, 0
+    for k in range(quiet_ticks + 61):
+        now = T0 + 10.0 * k
+        if k == quiet_ticks:
+            assert cal.calibrated(p[:1], m[:1])[0] == pytest.approx(0.01, abs=0.005)
+        cal.record(now, users, p, m, 100, None, LEAD)
+        for _ in range(3 if k >= quiet_ticks else int(k % 4 == 0)):
+            cal.connect(connects % 100, now + 5.0)
+            connects += 1
+    assert bool(cal.calibrated(p[:1], m[:1])[0] > 0.05) is follows
