@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from service.calibration import BASELINE_PRIOR_CONNECTS, N_BANDS, Calibration
+from service.calibration import BASELINE_PRIOR_CONNECTS, EVIDENCE_FLOOR, N_BANDS, Calibration
 from service.config import ServiceConfig
 
 T0 = 1_732_492_800.0
@@ -89,15 +89,16 @@ def test_sources_are_calibrated_apart_and_a_new_model_version_starts_afresh() ->
 
 
 def test_old_outcomes_are_forgotten() -> None:
+    n = int(4 * EVIDENCE_FLOOR)
     cal = calibration(half_life_s=600.0)
-    users = np.arange(1)
-    p, m = scores([0.8])
-    cal.record(T0, users, p, m, 1, None, LEAD)
-    cal.record(T0 + LEAD, users, p, m, 1, None, LEAD)
+    users = np.arange(n)
+    p, m = scores([0.8] * n)
+    cal.record(T0, users, p, m, n, None, LEAD)
+    cal.record(T0 + LEAD, users, p, m, n, None, LEAD)
     band = int(cal.codes(p, m)[0])
-    assert cal.scored[band] == 1.0
-    cal.record(T0 + LEAD + 600.0, users[:0], p[:0], m[:0], 1, None, LEAD)
-    assert cal.scored[band] == pytest.approx(0.5 + 1.0)  # the first halved, the second added
+    assert cal.scored[band] == n
+    cal.record(T0 + LEAD + 600.0, users[:0], p[:0], m[:0], n, None, LEAD)
+    assert cal.scored[band] == pytest.approx(n / 2 + n)  # the first halved, the second added
 
 
 def test_round_trip() -> None:
@@ -185,3 +186,20 @@ def test_a_band_follows_a_crowd_within_minutes(half_life_s: float, follows: bool
             cal.connect(connects % 100, now + 5.0)
             connects += 1
     assert bool(cal.calibrated(p[:1], m[:1])[0] > 0.05) is follows
+
+
+def test_a_band_scored_rarely_keeps_what_it_learned() -> None:
+    """A few browsers' burst: their band is scored for five minutes, none of them connects,
+    then nobody is in the band for two hours. Their next burst must not be taken at its raw
+    score again (a node booted for each browser): the band keeps ``EVIDENCE_FLOOR`` scores'
+    worth of its outcomes however long ago they came."""
+    cal = calibration(half_life_s=ServiceConfig().calibration_half_life_s)
+    users = np.arange(10)
+    p, m = scores([0.8] * 10)
+    for k in range(30):
+        cal.record(T0 + 10.0 * k, users, p, m, 10, None, LEAD)
+    for hour in (1, 2):  # two quiet hours
+        cal.record(T0 + hour * 3600.0, users[:0], p[:0], m[:0], 10, None, LEAD)
+    band = int(cal.codes(p[:1], m[:1])[0])
+    assert cal.scored[band] == pytest.approx(EVIDENCE_FLOOR)
+    assert cal.calibrated(p[:1], m[:1])[0] < 0.1
