@@ -77,7 +77,8 @@ class ServiceConfig:
     calibration_half_life_s: float = 600.0
     """How fast old outcomes are forgotten by the calibration (exponential forgetting). Ten
     minutes: a score band's connect rate changes within minutes when a crowd arrives at once
-    (a shift start), and a band's rate learned over hours lags it by a boot."""
+    (a shift start), and a band's rate learned over hours lags it by a boot. A band scored
+    rarely keeps a floor of evidence however old (``service.calibration.EVIDENCE_FLOOR``)."""
     calibration_prior: float = 10.0
     """Weight, in expected connects, of the prior that each band is already calibrated."""
     prediction_log_max_per_tick: int = 2000
