@@ -69,6 +69,7 @@ from typing import IO, Any, Final
 
 import httpx
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.common import emit, free_port
 from features.eventlog import EventLog, LogKeys
@@ -194,14 +195,13 @@ def metric(text: str, name: str) -> float:
 
 
 def labelled(text: str, name: str, label: str) -> dict[str, float]:
-    """A counter's value per value of one label (``name{label="value"} count``)."""
-    prefix = f'{name}{{{label}="'
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            value, _, rest = line[len(prefix) :].partition('"')
-            out[value] = float(rest.rsplit(" ", 1)[1])
-    return out
+    """A counter's value per value of one label, from ``/metrics`` text."""
+    return {
+        sample.labels[label]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and label in sample.labels
+    }
 
 
 @dataclass
@@ -654,22 +654,7 @@ def long_report(samples: list[Sample], args: argparse.Namespace, speed: float) -
         "retention_hours": args.retention_hours,
         "windows": rows,
         **long_trends(samples, speed, args.retention_hours, window_s),
-        "samples": [
-            {
-                "t": round(s.t - first.t, 1),
-                "rss_mb": round(s.rss_mb, 2),
-                "heap_blocks": int(s.heap_blocks),
-                "state_bytes": s.state_bytes,
-                "redis_used_mb": round(s.redis_used_mb, 3),
-                "users_tracked": int(s.users_tracked),
-                "forgotten": int(s.forgotten),
-                "consumed": int(s.consumed),
-                "cpu_s": round(s.cpu_s, 2),
-                "scoring_s": round(s.scoring_s, 3),
-                "ticks": int(s.ticks),
-            }
-            for s in samples
-        ],
+        "samples": [sample_row(s, first.t) for s in samples],
     }
 
 
@@ -702,26 +687,7 @@ def refit(path: Path) -> dict[str, Any]:
             continue
         if "samples" not in long:
             raise SystemExit(f"{path}: the long soak of {name} has no samples to fit again")
-        samples = [
-            Sample(
-                t=row["t"],
-                consumed=row["consumed"],
-                dead=0.0,
-                cpu_s=row["cpu_s"],
-                rss_mb=row["rss_mb"],
-                stream=0,
-                nodes_live=0,
-                ready=0,
-                heap_blocks=row["heap_blocks"],
-                state_bytes=row["state_bytes"],
-                redis_used_mb=row["redis_used_mb"],
-                scoring_s=row["scoring_s"],
-                ticks=row["ticks"],
-                users_tracked=row["users_tracked"],
-                forgotten=row.get("forgotten", 0),
-            )
-            for row in long["samples"]
-        ]
+        samples = [sample_from_row(row) for row in long["samples"]]
         long.update(
             long_trends(
                 samples, result["speed"], long["retention_hours"], long["window_min"] * 60.0
@@ -729,6 +695,38 @@ def refit(path: Path) -> dict[str, Any]:
         )
     report["refit"] = time.time()
     return report
+
+
+SAMPLE_ROW: Final = {
+    "t": 1,
+    "rss_mb": 2,
+    "heap_blocks": 0,
+    "state_bytes": 0,
+    "redis_used_mb": 3,
+    "users_tracked": 0,
+    "forgotten": 0,
+    "consumed": 0,
+    "cpu_s": 2,
+    "scoring_s": 3,
+    "ticks": 0,
+}
+"""The fields of a sample the long report keeps, with their decimals (0: a whole number)."""
+
+
+def sample_row(sample: Sample, t0: float) -> dict[str, float]:
+    """A sample as the long report keeps it, its time from ``t0``."""
+    values = {name: float(getattr(sample, name)) for name in SAMPLE_ROW} | {"t": sample.t - t0}
+    return {
+        name: round(values[name], digits) if digits else int(values[name])
+        for name, digits in SAMPLE_ROW.items()
+    }
+
+
+def sample_from_row(row: dict[str, float]) -> Sample:
+    """A kept sample back (``forgotten`` may be missing from older reports); what the row
+    does not keep is 0."""
+    kept = {name: row.get(name, 0) for name in SAMPLE_ROW}
+    return Sample(**kept, dead=0.0, stream=0, nodes_live=0, ready=0)  # type: ignore[arg-type]
 
 
 STOCKS: Final = ("rss_mb", "heap_blocks", "state_bytes", "redis_used_mb", "users_tracked")

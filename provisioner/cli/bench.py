@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
 def bench(
     *,
     workload: Annotated[
-        str | None, typer.Option(help="Workload: seed (the default), habits or shifts.")
+        str | None, typer.Option(help="Workload: seed (the default), habits, shifts or churn.")
     ] = None,
     hours: Annotated[
         float | None,

@@ -5,10 +5,19 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from benchmarks.soak import Sample, refit, week_over_week
+from benchmarks.soak import (
+    Sample,
+    labelled,
+    refit,
+    sample_from_row,
+    sample_row,
+    week_over_week,
+)
 
 SPEED = 240.0
 WEEK_S = 7 * 86_400.0 / SPEED
@@ -82,33 +91,31 @@ def test_too_short_a_run_has_no_week_over_week() -> None:
 
 def test_refit_makes_the_fits_again_from_the_samples(tmp_path: Path) -> None:
     samples = soak_samples(30.0)
-    long = {
+    rows = [sample_row(s, 0.0) for s in samples]
+    long: dict[str, Any] = {
         "window_min": 10.0,
         "retention_hours": 48.0,
         "second_half": {},
         "week_over_week": None,
-        "samples": [
-            {
-                "t": s.t,
-                "rss_mb": s.rss_mb,
-                "heap_blocks": s.heap_blocks,
-                "state_bytes": s.state_bytes,
-                "redis_used_mb": s.redis_used_mb,
-                "users_tracked": s.users_tracked,
-                "consumed": s.consumed,
-                "cpu_s": s.cpu_s,
-                "scoring_s": s.scoring_s,
-                "ticks": s.ticks,
-            }
-            for s in samples
-        ],
+        "samples": rows,
     }
     path = tmp_path / "soak.json"
     path.write_text(json.dumps({"workloads": {"churn": {"speed": SPEED, "long": long}}}))
     got = refit(path)["workloads"]["churn"]["long"]
-    assert got["week_over_week"] == week_over_week(samples, WEEK_S, warm_s=WARM_S, window_s=600.0)
+    kept = [sample_from_row(row) for row in rows]  # rounded as the report keeps them
+    assert got["week_over_week"] == week_over_week(kept, WEEK_S, warm_s=WARM_S, window_s=600.0)
+    assert got["week_over_week"]["rss_mb"]["change_per_week"] == pytest.approx(30.0, abs=0.5)
     assert got["second_half"]["rss_mb"]["n"] == len([s for s in samples if s.t >= 3600])
     del long["samples"]
     path.write_text(json.dumps({"workloads": {"churn": {"speed": SPEED, "long": long}}}))
     with pytest.raises(SystemExit, match="no samples"):
         refit(path)
+
+
+def test_reconcile_actions_are_read_per_action_from_metrics() -> None:
+    registry = CollectorRegistry()
+    reconciled = Counter("provisioner_reconciled", "", ["action"], registry=registry)
+    reconciled.labels(action="ready").inc(3)
+    reconciled.labels(action="forget").inc()
+    text = generate_latest(registry).decode()
+    assert labelled(text, "provisioner_reconciled_total", "action") == {"ready": 3, "forget": 1}
