@@ -430,7 +430,14 @@ class LiveService:
         self.reconcile_unavailable = None
         now = self.clock.now()
         pool = self.engine.pool
-        plan = reconcile(pool.nodes(), listed, now, gone=pool.gone_ids(), listed_at=asked_at)
+        plan = reconcile(
+            pool.nodes(),
+            listed,
+            now,
+            gone=pool.gone_ids(),
+            listed_at=asked_at,
+            speed=1.0 / self.clock.wall_delay(1.0),
+        )
         for node_id, status in plan.adopt:
             log.warning("adopting node %s (%s) the pool did not know", node_id, status.value)
         for node_id in plan.ready:

@@ -33,6 +33,14 @@ half wall second); ``tests/service/test_reconcile_race.py`` holds that window op
 shell also repeats a delete only when the listing was asked for after that delete was
 answered (``service.node_commands``, ``stale_delete``), which covers a delete still in
 flight after the grace (retries).
+
+**An accelerated clock keeps wall-time floors.** Both waits are clock seconds, but what
+they wait for (an event through Redis, a create's answer over HTTP) takes wall time.
+At x240 a 30 s grace is an eighth of a wall second, shorter than a busy event loop's
+answer: a soak at that speed marked nodes ready before their event arrived, forgot
+nodes already gone and expired requests still being answered. So ``speed`` (clock seconds
+per wall second) stretches the grace to at least ``GRACE_WALL_FLOOR_S`` and the request
+timeout to at least ``REQUEST_WALL_FLOOR_S`` wall seconds; at x1 neither floor binds.
 """
 
 from __future__ import annotations
@@ -45,6 +53,12 @@ from service.pool import NodeState, PoolNode
 from service.provider import ProviderNode
 
 _ALIVE = {NodeStatus.BOOTING.value, NodeStatus.READY.value}
+
+GRACE_WALL_FLOOR_S = 1.0
+"""The grace is never shorter than this many wall seconds (an event's way through Redis)."""
+REQUEST_WALL_FLOOR_S = 10.0
+"""A request expires after no fewer wall seconds than this: twice the node API client's
+create timeout, so an answer still on its way is not counted failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +83,13 @@ def reconcile(
     grace_s: float = 30.0,
     request_timeout_s: float = 60.0,
     listed_at: float | None = None,
+    speed: float = 1.0,
 ) -> Reconciliation:
     """How to converge; ``gone``: ids of nodes the pool saw go (``NodePool.gone_ids``);
-    ``listed_at``: when the listing was asked for (``now`` when not given)."""
+    ``listed_at``: when the listing was asked for (``now`` when not given); ``speed``: the
+    clock's seconds per wall second (the waits' wall floors)."""
+    grace_s = max(grace_s, GRACE_WALL_FLOOR_S * speed)
+    request_timeout_s = max(request_timeout_s, REQUEST_WALL_FLOOR_S * speed)
     at = now if listed_at is None else min(listed_at, now)
     listed = {node.id: node for node in provider_nodes}
     known = {node.node_id for node in pool_nodes if node.node_id is not None}

@@ -108,3 +108,19 @@ def test_requests_without_an_answer_expire() -> None:
         node(None, NodeState.REQUESTED, NOW - 10.0, token="recent"),
     ]
     assert reconcile(pool, [], NOW, request_timeout_s=60.0).expire == ["late"]
+
+
+def test_an_accelerated_clock_keeps_the_waits_wall_floors() -> None:
+    """At x240 the 30 s grace and 60 s timeout would be 0.125 and 0.25 wall seconds,
+    shorter than an event's or a create answer's way; the floors keep one and ten."""
+    pool = [
+        node("a", NodeState.BOOTING, NOW - 200.0),
+        node(None, NodeState.BOOTING, NOW - 2_000.0, token="t"),
+    ]
+    listed = [ProviderNode("a", "ready", NOW - 200.0, ready_at=NOW - 200.0)]
+    at_x1 = reconcile(pool, listed, NOW)
+    assert at_x1.ready == ["a"] and at_x1.expire == ["t"]
+    assert not reconcile(pool, listed, NOW, speed=240.0)  # 0.83 and 8.3 wall seconds
+    later = reconcile(pool, listed, NOW + 400.0, speed=240.0)
+    assert later.ready == ["a"] and later.expire == []
+    assert reconcile(pool, listed, NOW + 500.0, speed=240.0).expire == ["t"]
