@@ -70,6 +70,7 @@ from features.definitions import FEATURE_NAMES
 from features.events import Event, NodeStatus, NodeStatusChanged, UserConnect, UserDisconnect
 from features.online import OnlineFeatures
 from features.table import to_ms
+from models.connect_curve import constant_hazard
 from models.scoring import Scorer, Scores, Source
 from service.calibration import Calibration
 from service.commands import Command
@@ -463,7 +464,7 @@ class Engine(PoolCore):
         self._watch_health(now, matrix, kept, from_model, scores)
         if self.shadow is not None:
             self._shadow_score(self.shadow, now, rows, matrix, kept)
-        lead = _to_lead_time(probability, scores.horizon_s, self.lead_time_s)
+        lead = constant_hazard(probability, scores.horizon_s, self.lead_time_s)
         if config.calibrate:
             self.calibration.record(
                 now, rows, lead, from_model, n, scores.model_version, self.lead_time_s
@@ -687,10 +688,3 @@ def _probabilities(scores: Scores) -> Floats:
         1.0,
     )
     return probability
-
-
-def _to_lead_time(probability: Floats, horizon_s: float, lead_s: float) -> Floats:
-    if not (horizon_s > 0) or horizon_s == lead_s:
-        return probability
-    converted: Floats = 1.0 - np.power(1.0 - probability, lead_s / horizon_s)
-    return converted

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from features.batch import BatchHistory
 from features.definitions import FEATURE_NAMES, compute_features
-from features.labels import connects_within
+from features.labels import waits_within
 from features.table import EventTable, to_ms
 from models.defaults import DEFAULT_HORIZON_S
 from training.defaults import DEFAULT_EVERY_S, DEFAULT_QUIET_AFTER_S, DEFAULT_QUIET_STRIDE
@@ -67,6 +67,10 @@ class Dataset:
     """First and last event time (unix s) of the events the rows were built from."""
     feature_names: tuple[str, ...] = FEATURE_NAMES
     user_ids: tuple[str, ...] = field(default=(), repr=False)
+    wait_s: Floats = field(default_factory=lambda: np.empty(0), repr=False)
+    """Seconds to each row's connect within the horizon, infinity when none
+    (``features.labels.waits_within``): the time-to-connect model's label. Empty for rows
+    not built from events."""
 
     def __len__(self) -> int:
         return len(self.y)
@@ -86,6 +90,7 @@ class Dataset:
             self.event_range,
             self.feature_names,
             self.user_ids,
+            self.wait_s[mask] if len(self.wait_s) else self.wait_s,
         )
 
     def split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Split:
@@ -151,11 +156,21 @@ def build_dataset(
         if progress is not None:
             progress(min(begin + CHUNK_ROWS, len(t_ms)), len(t_ms))
     u, t, w = users[by_time], t_ms[by_time], weights[by_time]
-    y = connects_within(history, u, t, int(spec.horizon_s * 1000))
+    wait_s = waits_within(history, u, t, int(spec.horizon_s * 1000))
     event_range = (
         (float(table.ts_ms[0]) / 1000, float(table.ts_ms[-1]) / 1000) if len(table) else (0.0, 0.0)
     )
-    return Dataset(X, y, w, t, u.astype(np.int32), spec, event_range, user_ids=table.user_ids)
+    return Dataset(
+        X,
+        np.isfinite(wait_s),
+        w,
+        t,
+        u.astype(np.int32),
+        spec,
+        event_range,
+        user_ids=table.user_ids,
+        wait_s=wait_s,
+    )
 
 
 def cutoffs(table: EventTable, spec: DatasetSpec) -> tuple[Int64s, Int64s, Floats]:

@@ -240,28 +240,47 @@ def fit_lightgbm(
     progress: StageProgress | None = None,
 ) -> Any:
     """A booster trimmed to its best iteration on the validation slice's log loss."""
+    return fit_booster(
+        (train_rows.X, train_rows.y, train_rows.w),
+        (validation.X, validation.y, validation.w),
+        list(train_rows.feature_names),
+        config,
+        progress=progress,
+    )
+
+
+Rows = tuple[Floats, Bools, Floats]
+"""Features, labels and weights of the rows a booster is fitted or validated on."""
+
+
+def fit_booster(
+    train_rows: Rows,
+    validation: Rows,
+    names: list[str],
+    config: TrainConfig,
+    *,
+    progress: StageProgress | None = None,
+    stage: str = "lightgbm",
+) -> Any:
+    """:func:`fit_lightgbm` on bare arrays; ``progress(stage, trees, max)``."""
     import lightgbm as lgb
 
-    names = list(train_rows.feature_names)
+    X, y, w = train_rows
     train_set = lgb.Dataset(
-        train_rows.X,
-        train_rows.y.astype(np.float64),
-        weight=train_rows.w,
+        X,
+        y.astype(np.float64),
+        weight=w,
         feature_name=names,
         params={"verbosity": -1, "seed": config.seed},
         free_raw_data=True,
     )
-    valid_set = lgb.Dataset(
-        validation.X,
-        validation.y.astype(np.float64),
-        weight=validation.w,
-        reference=train_set,
-    )
+    Xv, yv, wv = validation
+    valid_set = lgb.Dataset(Xv, yv.astype(np.float64), weight=wv, reference=train_set)
     callbacks: list[Any] = [lgb.early_stopping(config.early_stopping_rounds, verbose=False)]
     if progress is not None:
 
         def report(env: Any) -> None:
-            progress("lightgbm", env.iteration + 1, env.end_iteration)
+            progress(stage, env.iteration + 1, env.end_iteration)
 
         callbacks.append(report)
     booster = lgb.train(
@@ -275,7 +294,7 @@ def fit_lightgbm(
     best = booster.best_iteration or booster.current_iteration()
     if progress is not None:  # early stopping ends the bar where boosting stopped
         done = booster.current_iteration()
-        progress("lightgbm", done, done)
+        progress(stage, done, done)
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
