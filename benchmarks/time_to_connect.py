@@ -15,7 +15,7 @@ test slice, and fit seconds; ``kept`` names the curve model with the lower integ
 Brier score.
 
     .venv/bin/python benchmarks/time_to_connect.py [--workload seed] [--hours 48]
-        [--users N] [--seed 1] [--boot 10-29] [--periods 8] [--json out.json]
+        [--users N] [--seed 1] [--boot uniform:10:29] [--periods 8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from models.connect_curve import DEFAULT_CURVE_PERIODS, CurveGrid, CurveKind, co
 from service.config import ServiceConfig
 from simulation.bench.history import workload_history
 from simulation.bench.model import bench_horizon
-from simulation.nodes.boot import parse_boot_schedule
+from simulation.nodes.boot import DEFAULT_BOOT_SPEC, parse_boot_schedule
 from training.curve import curve_metrics, fit_curve
 from training.dataset import DatasetSpec, build_dataset
 from training.train import train
@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=48.0)
     parser.add_argument("--users", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--boot", default="10-29", help="node boot times, as the bench takes them")
+    parser.add_argument(
+        "--boot", default=DEFAULT_BOOT_SPEC, help="node boot times, as the bench takes them"
+    )
     parser.add_argument("--periods", type=int, default=DEFAULT_CURVE_PERIODS)
     parser.add_argument("--json", type=Path, default=None, help="Also write the JSON here.")
     args = parser.parse_args()
@@ -61,7 +63,11 @@ def main() -> None:
         print(message, file=sys.stderr, flush=True)
 
     history = workload_history(args.workload, hours=args.hours, seed=args.seed, users=args.users)
-    horizon = bench_horizon(parse_boot_schedule(args.boot), args.seed, ServiceConfig())
+    try:
+        boots = parse_boot_schedule(args.boot)
+    except ValueError as e:
+        parser.error(f"--boot: {e}")
+    horizon = bench_horizon(boots, args.seed, ServiceConfig())
     say(f"{history.source}: {len(history.events)} events; {horizon.describe()}")
     started = time.perf_counter()
     dataset = build_dataset(
@@ -120,7 +126,7 @@ def _trees(say: Any) -> Any:
 def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
     def r(value: Any) -> Any:
         if isinstance(value, float):
-            return round(value, 6)
+            return float(f"{value:.6g}")
         if isinstance(value, dict):
             return {k: r(v) for k, v in value.items()}
         if isinstance(value, list):
