@@ -32,11 +32,9 @@ import argparse
 import time
 from typing import Any
 
-import numpy as np
-
 from benchmarks.common import emit
 from features.table import EventTable
-from models.connect_curve import DEFAULT_CURVE_PERIODS, CurveGrid, CurveKind, constant_hazard
+from models.connect_curve import DEFAULT_CURVE_PERIODS, CurveGrid, CurveKind, carried_curve
 from service.config import ServiceConfig
 from simulation.bench.history import workload_history
 from simulation.bench.model import bench_horizon
@@ -89,7 +87,7 @@ def main() -> None:
     started = time.perf_counter()
     classifier = train(dataset)
     p = classifier.test_probability["model"]
-    carried = np.column_stack([constant_hazard(p, grid.horizon_s, t) for t in grid.horizons_s])
+    carried = carried_curve(p, grid.horizon_s, grid)
     metrics = curve_metrics(carried, classifier.split.test, grid)
     models["classifier"] = _rounded(metrics) | {"fit_s": round(time.perf_counter() - started, 1)}
     say(f"classifier: integrated Brier {metrics['integrated_brier']:.6f}")

@@ -104,6 +104,12 @@ def constant_hazard(probability: Floats, horizon_s: float, t_s: float) -> Floats
     return out
 
 
+def carried_curve(probability: Floats, horizon_s: float, grid: CurveGrid) -> Floats:
+    """The curve a one-window probability implies under a constant hazard: what the service
+    assumes of a classifier's (or the heuristic's) probability at other times."""
+    return np.column_stack([constant_hazard(probability, horizon_s, t) for t in grid.horizons_s])
+
+
 def within(curve: Floats, grid: CurveGrid, t_s: float) -> Floats:
     """P(connect within ``t_s``) for every row: linear between the grid's horizons from 0 at
     t = 0, and beyond the last by a constant hazard (``1 - (1 - F_K)^(t / H)``)."""

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from models.connect_curve import CurveGrid, carried_curve
 from models.reference import FeatureReference
 
 Floats = npt.NDArray[np.float64]
@@ -44,6 +45,15 @@ class Scores:
 
     def source(self, row: int) -> Source:
         return Source.MODEL if self.from_model[row] else Source.HEURISTIC
+
+    def curve(self, grid: CurveGrid | None = None) -> tuple[CurveGrid, Floats]:
+        """Each row's probability of a connect within each horizon of ``grid`` (default: the
+        horizon in ``DEFAULT_CURVE_PERIODS`` even periods), carried from the one-window
+        probability by a constant hazard (``models.connect_curve.carried_curve``): the
+        scorers served give one probability per user, and this is what the service assumes
+        of it at other times."""
+        grid = grid or CurveGrid.even(self.horizon_s)
+        return grid, carried_curve(self.probability, self.horizon_s, grid)
 
 
 class Scorer(Protocol):

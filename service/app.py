@@ -16,12 +16,14 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from models.connect_curve import median_wait
 from models.scoring import Source
 from service.body_limit import BodyLimit
 from service.breaker import BreakerState
@@ -39,6 +41,21 @@ MAX_PREDICT_USERS = 1000
 
 class PredictRequest(BaseModel):
     user_ids: list[UserId] = Field(min_length=1, max_length=MAX_PREDICT_USERS)
+    curve: bool = Field(default=False, description="Also answer each user's time-to-connect curve.")
+
+
+class ConnectCurve(BaseModel):
+    """When a user is likely to connect: the probability of a connect within each horizon.
+    Carried from the one-window probability by a constant hazard (``1 - (1-p)^(t/H)``)."""
+
+    horizons_s: list[float] = Field(description="Increasing; the last is the model's horizon.")
+    probabilities: list[float] = Field(
+        description="Non-decreasing, one per horizon; the last is the prediction's probability."
+    )
+    median_s: float | None = Field(
+        description="Seconds until the curve reaches 0.5 (linear between horizons); null "
+        "when it stays below 0.5 within the horizon."
+    )
 
 
 class Prediction(BaseModel):
@@ -47,6 +64,7 @@ class Prediction(BaseModel):
     source: str
     model_version: str | None
     horizon_s: float
+    curve: ConnectCurve | None = Field(default=None, description="Only when asked for.")
 
 
 class ErrorBody(BaseModel):
@@ -514,9 +532,22 @@ def create_app(
 
     @app.post("/v1/predict", response_model=list[Prediction], responses=_errors(400, 413, 503))
     async def predict(body: PredictRequest, live: Live) -> list[Prediction]:
-        """Probability that each user connects within the horizon; unknown users are
-        scored from an empty history."""
+        """Probability that each user connects within the horizon, and with ``curve`` the
+        probability within each of 8 shorter horizons and the median time to connect;
+        unknown users are scored from an empty history."""
         scores, _ = live.score(list(body.user_ids))
+        curves: list[ConnectCurve | None] = [None] * len(scores)
+        if body.curve:
+            grid, values = scores.curve()
+            medians = median_wait(values, grid)
+            curves = [
+                ConnectCurve(
+                    horizons_s=list(grid.horizons_s),
+                    probabilities=values[i].tolist(),
+                    median_s=float(medians[i]) if np.isfinite(medians[i]) else None,
+                )
+                for i in range(len(scores))
+            ]
         return [
             Prediction(
                 user_id=user_id,
@@ -524,6 +555,7 @@ def create_app(
                 source=scores.source(i).value,
                 model_version=scores.model_version if scores.from_model[i] else None,
                 horizon_s=scores.horizon_s,
+                curve=curves[i],
             )
             for i, user_id in enumerate(body.user_ids)
         ]

@@ -16,6 +16,7 @@ from models.connect_curve import (
     non_decreasing,
     within,
 )
+from models.scoring import Scores
 
 
 def test_an_even_grid_splits_the_horizon() -> None:
@@ -88,3 +89,12 @@ def test_a_model_needs_its_boosters_and_calibrations() -> None:
         ConnectCurveModel(CurveKind.PER_HORIZON, grid, (_Constant(1.0),), one * 2, ("x",))
     with pytest.raises(ValueError, match="calibration"):
         ConnectCurveModel(CurveKind.HAZARD, grid, (_Constant(1.0),), one, ("x",))
+
+
+def test_scores_carry_their_probability_to_a_curve() -> None:
+    scores = Scores(np.array([0.36, 0.0]), np.array([True, False]), "1", 40.0)
+    grid, curve = scores.curve()
+    assert grid == CurveGrid.even(40.0)
+    np.testing.assert_allclose(curve[:, -1], [0.36, 0.0])
+    assert curve[0, 3] == pytest.approx(0.2)  # 20 s: 1 - 0.64 ** 0.5
+    assert np.all(curve[1] == 0.0)

@@ -102,6 +102,19 @@ def test_endpoints_with_a_champion(
             assert 0.0 <= row["probability"] <= 1.0
             assert row["source"] == "model" and row["model_version"] == version
             assert row["horizon_s"] == 40.0
+            assert row["curve"] is None
+
+        timed = client.post("/v1/predict", json={"user_ids": ["ann"], "curve": True}).json()[0]
+        curve = timed["curve"]
+        assert curve["horizons_s"] == [5.0 * k for k in range(1, 9)]
+        assert curve["probabilities"] == sorted(curve["probabilities"])
+        assert curve["probabilities"][-1] == pytest.approx(timed["probability"])
+        assert curve["median_s"] is None or 0 < curve["median_s"] <= 40.0
+        assert (curve["median_s"] is None) == (timed["probability"] < 0.5)
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        assert {"horizons_s", "probabilities", "median_s"} <= set(
+            schema["ConnectCurve"]["properties"]
+        )
 
         user = client.get("/v1/users/ann").json()
         assert user["known"] and user["features"]["since_activity_s"] < 60

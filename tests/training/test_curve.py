@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import pytest
 
-from models.connect_curve import CurveGrid, CurveKind, constant_hazard
+from models.connect_curve import CurveGrid, CurveKind, carried_curve
 from tests.lifecycle import FAST, seed_dataset, seed_table
 from training.curve import CurveResult, curve_metrics, fit_curve, labels_at, person_periods
 from training.dataset import Dataset, DatasetSpec, build_dataset
@@ -71,7 +71,7 @@ def test_on_a_long_horizon_the_curve_beats_carrying_one_probability_by_a_constan
     grid = hazard.model.grid
     classifier = train(dataset, FAST)
     p = classifier.test_probability["model"]
-    carried = np.column_stack([constant_hazard(p, grid.horizon_s, t) for t in grid.horizons_s])
+    carried = carried_curve(p, grid.horizon_s, grid)
     baseline = curve_metrics(carried, classifier.split.test, grid)
     assert hazard.metrics["integrated_brier"] < 0.9 * baseline["integrated_brier"]
     assert hazard.metrics["mean_log_loss"] < 0.9 * baseline["mean_log_loss"]
