@@ -94,6 +94,7 @@ def fit_curve(
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     boosters: tuple[Any, ...]
+    valid_y = labels_at(split.validation.wait_s, grid)
     if kind is CurveKind.HAZARD:
         boosters = (
             fit_booster(
@@ -109,7 +110,6 @@ def fit_curve(
         )
     else:
         train_y = labels_at(split.train.wait_s, grid)
-        valid_y = labels_at(split.validation.wait_s, grid)
         boosters = tuple(
             fit_booster(
                 (split.train.X, train_y[:, k], split.train.w),
@@ -125,7 +125,6 @@ def fit_curve(
     started = time.perf_counter()
     uncalibrated = ConnectCurveModel(kind, grid, boosters, _identity(len(grid)), tuple(names))
     raw = uncalibrated.raw_curve(split.validation.X)
-    valid_y = labels_at(split.validation.wait_s, grid)
     calibrations = tuple(
         fit_calibration(raw[:, k], valid_y[:, k], split.validation.w, config)[0]
         for k in range(len(grid))
