@@ -283,9 +283,9 @@ def load_model(path: Path) -> SavedModel:
     """
     from mlflow.models import Model
 
-    described = _read_description(path / "extra_files" / CLASSIFIER_FILE)
+    described = read_description(path / "extra_files" / CLASSIFIER_FILE)
     model = Model.load(str(path))
-    booster = _load_booster(path, model.flavors.get("lightgbm"), described.get("booster_sha256"))
+    booster = load_booster(path, model.flavors.get("lightgbm"), described.get("booster_sha256"))
     try:
         calibration = calibration_from_dict(described["calibration"])
         classifier = ConnectClassifier(
@@ -326,7 +326,7 @@ def _read_reference(path: Path) -> FeatureReference | None:
         raise ClassifierFormatError(f"{REFERENCE_FILE}: {e}") from e
 
 
-def _load_booster(path: Path, flavor: Mapping[str, Any] | None, sha256: object) -> Any:
+def load_booster(path: Path, flavor: Mapping[str, Any] | None, sha256: object) -> Any:
     """The booster of a model directory, checked before LightGBM parses it.
 
     LightGBM does not survive every damaged model file: a truncated or overwritten one can
@@ -378,14 +378,17 @@ def check_booster_text(text: str) -> list[str]:
     return [line for line in lines if not line.startswith("tree_sizes=")]
 
 
-def _read_description(path: Path) -> dict[str, Any]:
+def read_description(path: Path, expected_format: int = FORMAT) -> dict[str, Any]:
+    """The JSON description beside a booster (``classifier.json``, ``curve.json``), of the
+    format expected; :class:`ClassifierFormatError` when missing, unreadable or other."""
+    name = path.name
     try:
         described = json.loads(path.read_text())
     except FileNotFoundError as e:
-        raise ClassifierFormatError(f"no {CLASSIFIER_FILE} beside the booster") from e
+        raise ClassifierFormatError(f"no {name} beside the booster") from e
     except (OSError, ValueError) as e:
-        raise ClassifierFormatError(f"unreadable {CLASSIFIER_FILE}: {e}") from e
-    if not isinstance(described, dict) or described.get("format") != FORMAT:
+        raise ClassifierFormatError(f"unreadable {name}: {e}") from e
+    if not isinstance(described, dict) or described.get("format") != expected_format:
         found = described.get("format") if isinstance(described, dict) else None
-        raise ClassifierFormatError(f"{CLASSIFIER_FILE} has format {found!r}, expected {FORMAT}")
+        raise ClassifierFormatError(f"{name} has format {found!r}, expected {expected_format}")
     return described

@@ -1,0 +1,117 @@
+"""A hazard time-to-connect model (``models.connect_curve``) as an MLflow model directory.
+
+The layout is the classifier's (``models.classifier``): the one booster as a native
+``lightgbm`` flavor model, whose inputs are the feature columns and the period start
+(``PERIOD_FEATURE``), with a signature, an input example and pinned requirements; beside it
+``extra_files/curve.json`` holds the curve's kind, its horizons, each horizon's calibration,
+the feature names and the booster file's SHA-256, checked before LightGBM parses the file.
+Nothing is pickled. Only the hazard kind is saved: it is one booster, where the per-horizon
+kind would be one per horizon, and no flavor holds several.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from models.classifier import (
+    ClassifierFormatError,
+    Floats,
+    calibration_from_dict,
+    load_booster,
+    pip_requirements,
+    read_description,
+    signature,
+)
+from models.connect_curve import PERIOD_FEATURE, ConnectCurveModel, CurveGrid, CurveKind
+
+CURVE_FILE: Final = "curve.json"
+FORMAT: Final = 1
+"""Version of the ``curve.json`` layout."""
+
+
+def describe(model: ConnectCurveModel) -> dict[str, Any]:
+    """The content of ``curve.json``."""
+    booster_text: str = model.boosters[0].model_to_string()
+    return {
+        "format": FORMAT,
+        "kind": model.kind.value,
+        "horizons_s": list(model.grid.horizons_s),
+        "feature_names": list(model.feature_names),
+        "calibrations": [c.to_dict() for c in model.calibrations],
+        "booster_sha256": hashlib.sha256(booster_text.encode()).hexdigest(),
+    }
+
+
+def save_curve_model(model: ConnectCurveModel, path: Path, input_example: Floats) -> None:
+    """Write the model directory to a local ``path`` (must not exist)."""
+    import mlflow.lightgbm
+
+    if model.kind is not CurveKind.HAZARD:
+        raise ValueError(f"only a {CurveKind.HAZARD} curve is saved, not a {model.kind}")
+    example = np.asarray(input_example, dtype=np.float64)
+    if example.ndim != 2 or example.shape[1] != len(model.feature_names) or not len(example):
+        raise ValueError("the input example must be a non-empty feature matrix")
+    pd: Any = importlib.import_module("pandas")  # untyped
+    columns = [*model.feature_names, PERIOD_FEATURE]
+    frame = pd.DataFrame(np.hstack([example, np.zeros((len(example), 1))]), columns=columns)
+    with tempfile.TemporaryDirectory(prefix="curve-") as folder:
+        description = Path(folder) / CURVE_FILE
+        description.write_text(json.dumps(describe(model), indent=1))
+        mlflow.lightgbm.save_model(
+            model.boosters[0],
+            str(path),
+            signature=signature(columns),
+            input_example=frame,
+            pip_requirements=pip_requirements(),
+            extra_files=[str(description)],
+            metadata={"horizon_s": model.grid.horizon_s, "curve_format": FORMAT},
+        )
+
+
+@dataclass(frozen=True)
+class SavedCurveModel:
+    model: ConnectCurveModel
+    input_example: Floats
+    """The stored example's feature columns (without the period)."""
+
+
+def load_curve_model(path: Path) -> SavedCurveModel:
+    """Load a directory written by :func:`save_curve_model`; :class:`ClassifierFormatError`
+    when ``curve.json``, the booster or the input example is missing, damaged or does not
+    agree with the rest."""
+    from mlflow.models import Model
+
+    described = read_description(path / "extra_files" / CURVE_FILE, FORMAT)
+    mlmodel = Model.load(str(path))
+    booster = load_booster(path, mlmodel.flavors.get("lightgbm"), described.get("booster_sha256"))
+    try:
+        kind = CurveKind(described["kind"])
+        if kind is not CurveKind.HAZARD:
+            raise ValueError(f"a saved curve is a {CurveKind.HAZARD} curve, not {kind}")
+        names = tuple(str(n) for n in described["feature_names"])
+        model = ConnectCurveModel(
+            kind=kind,
+            grid=CurveGrid(tuple(float(h) for h in described["horizons_s"])),
+            boosters=(booster,),
+            calibrations=tuple(calibration_from_dict(c) for c in described["calibrations"]),
+            feature_names=names,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ClassifierFormatError(f"{CURVE_FILE}: {e}") from e
+    if list(booster.feature_name()) != [*names, PERIOD_FEATURE]:
+        raise ClassifierFormatError(
+            f"the booster's features {booster.feature_name()} are not {CURVE_FILE}'s "
+            f"and {PERIOD_FEATURE}"
+        )
+    example: Any = mlmodel.load_input_example(str(path))
+    if example is None:
+        raise ClassifierFormatError("the model has no stored input example")
+    return SavedCurveModel(model, np.asarray(example[list(names)], dtype=np.float64))

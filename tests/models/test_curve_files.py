@@ -1,0 +1,69 @@
+"""A hazard curve model saved as an MLflow model directory and loaded back."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.classifier import ClassifierFormatError
+from models.connect_curve import CurveKind
+from models.curve_files import CURVE_FILE, load_curve_model, save_curve_model
+from tests.lifecycle import FAST, seed_dataset
+from training.curve import CurveResult, fit_curve
+
+
+@functools.cache
+def fitted(kind: CurveKind = CurveKind.HAZARD) -> CurveResult:
+    return fit_curve(seed_dataset(), kind, config=FAST)
+
+
+def saved(tmp_path: Path) -> Path:
+    path = tmp_path / "curve"
+    save_curve_model(fitted().model, path, seed_dataset().X[:5])
+    return path
+
+
+def test_a_saved_curve_scores_as_the_fitted_one(tmp_path: Path) -> None:
+    loaded = load_curve_model(saved(tmp_path))
+    model = fitted().model
+    X = seed_dataset().split().test.X[:500]
+    np.testing.assert_allclose(loaded.model.curve(X), model.curve(X))
+    assert loaded.model.grid == model.grid and loaded.model.kind is CurveKind.HAZARD
+    np.testing.assert_array_equal(loaded.input_example, seed_dataset().X[:5])
+
+
+def test_only_the_hazard_kind_is_saved(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only a hazard"):
+        save_curve_model(fitted(CurveKind.PER_HORIZON).model, tmp_path / "x", seed_dataset().X[:5])
+
+
+def test_a_damaged_directory_is_refused_before_lightgbm_reads_it(tmp_path: Path) -> None:
+    path = saved(tmp_path)
+    booster_file = path / "model.lgb"
+    text = booster_file.read_text()
+    assert "Tree=0\n" in text
+    booster_file.write_text(text.replace("Tree=0\n", "Tree=7\n", 1))
+    with pytest.raises(ClassifierFormatError, match="SHA-256"):
+        load_curve_model(path)
+
+
+def test_a_description_of_another_format_or_kind_is_refused(tmp_path: Path) -> None:
+    path = saved(tmp_path)
+    description = path / "extra_files" / CURVE_FILE
+    content = json.loads(description.read_text())
+    description.write_text(json.dumps(content | {"format": 2}))
+    with pytest.raises(ClassifierFormatError, match="format 2"):
+        load_curve_model(path)
+    description.write_text(json.dumps(content | {"kind": "per_horizon"}))
+    with pytest.raises(ClassifierFormatError, match="hazard"):
+        load_curve_model(path)
+    description.write_text(json.dumps(content | {"feature_names": ["a"]}))
+    with pytest.raises(ClassifierFormatError):
+        load_curve_model(path)
+    description.unlink()
+    with pytest.raises(ClassifierFormatError, match=f"no {CURVE_FILE}"):
+        load_curve_model(path)
