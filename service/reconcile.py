@@ -10,7 +10,10 @@ this pure function says how to converge, by one documented rule:
   to use, and the scaler terminates it if it is surplus. A node the pool already saw go
   (it terminated or forgot it) is not adopted again: it is **terminated again**;
 - a node the pool holds that the provider reports terminated, or no longer lists, is
-  **forgotten** (the pool treats it as deleted; a user on it waits for another node);
+  **forgotten** (the pool treats it as deleted; a user on it waits for another node); a
+  node the pool is terminating only after ``grace_s`` since the decision: before that its
+  delete's answer and its ``terminated`` event are on their way (a soak at x240 logged a
+  "gone" node within milliseconds of every such delete);
 - a node the pool holds as booting that the provider reports ready since ``grace_s`` or
   longer (by its ``ready_at``, else by its creation) is **marked ready** (its ``ready`` event
   was lost, e.g. published while Redis was down, rather than still on its way);
@@ -113,7 +116,10 @@ def reconcile(
         seen = listed.get(pool_node.node_id)
         if seen is None or seen.status == NodeStatus.TERMINATED.value:
             learned_late = pool_node.known_at is not None and pool_node.known_at >= at
-            if at - pool_node.created_at >= grace_s and not learned_late:
+            deleting = pool_node.state is NodeState.TERMINATING and (
+                pool_node.terminating_at is not None and at - pool_node.terminating_at < grace_s
+            )
+            if at - pool_node.created_at >= grace_s and not learned_late and not deleting:
                 result.forget.append(pool_node.node_id)
         elif pool_node.state is NodeState.TERMINATING:
             since = pool_node.terminating_at

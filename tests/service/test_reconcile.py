@@ -124,3 +124,15 @@ def test_an_accelerated_clock_keeps_the_waits_wall_floors() -> None:
     later = reconcile(pool, listed, NOW + 400.0, speed=240.0)
     assert later.ready == ["a"] and later.expire == []
     assert reconcile(pool, listed, NOW + 500.0, speed=240.0).expire == ["t"]
+
+
+def test_a_node_being_deleted_is_left_to_its_delete_before_it_is_forgotten() -> None:
+    """The provider no longer lists a node the core decided to terminate a moment ago: its
+    delete's answer and its event are on their way; only after the grace is it forgotten."""
+    deleting = PoolNode("a", None, NodeState.TERMINATING, 0.0, terminating_at=NOW - 1.0)
+    gone = [ProviderNode("a", "terminated", 0.0)]
+    assert not reconcile([deleting], [], NOW, grace_s=30.0)
+    assert not reconcile([deleting], gone, NOW, grace_s=30.0)
+    assert reconcile([deleting], [], NOW + 29.0, grace_s=30.0).forget == ["a"]
+    ready = PoolNode("b", None, NodeState.READY, 0.0)
+    assert reconcile([ready], [], NOW, grace_s=30.0).forget == ["b"]
