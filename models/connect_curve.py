@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -153,6 +153,8 @@ class ConnectCurveModel:
     """One (hazard) or one per horizon (per_horizon): anything with ``predict(X)``."""
     calibrations: tuple[Calibration, ...]
     feature_names: tuple[str, ...]
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """How the training rows were made (the dataset spec, the split), as the classifier's."""
 
     def __post_init__(self) -> None:
         wanted = 1 if self.kind is CurveKind.HAZARD else len(self.grid)
@@ -163,6 +165,8 @@ class ConnectCurveModel:
 
     def raw_curve(self, X: Floats) -> Floats:
         """The uncalibrated curve (the calibrations' input)."""
+        if not len(X):
+            return np.zeros((0, len(self.grid)))
         if self.kind is CurveKind.HAZARD:
             hazards = np.column_stack(
                 [_predict(self.boosters[0], with_period(X, start)) for start in self.grid.starts_s]
@@ -173,6 +177,23 @@ class ConnectCurveModel:
     def curve(self, X: Floats) -> Floats:
         raw = self.raw_curve(X)
         return calibrate(raw, self.calibrations)
+
+    @property
+    def horizon_s(self) -> float:
+        return self.grid.horizon_s
+
+    def predict_proba(self, features: Floats) -> Floats:
+        """The curve at the horizon: the classifier's question, answered by the curve."""
+        matrix = np.asarray(features, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"expected a (rows, {len(self.feature_names)}) feature matrix, "
+                f"got shape {matrix.shape}"
+            )
+        if not len(matrix):
+            return np.empty(0, dtype=np.float64)
+        out: Floats = self.curve(matrix)[:, -1].copy()
+        return out
 
 
 def calibrate(raw: Floats, calibrations: Sequence[Calibration]) -> Floats:

@@ -46,6 +46,7 @@ def describe(model: ConnectCurveModel) -> dict[str, Any]:
         "horizons_s": list(model.grid.horizons_s),
         "feature_names": list(model.feature_names),
         "calibrations": [c.to_dict() for c in model.calibrations],
+        "data": dict(model.data),
         "booster_sha256": hashlib.sha256(booster_text.encode()).hexdigest(),
     }
 
@@ -103,6 +104,7 @@ def load_curve_model(path: Path) -> SavedCurveModel:
             boosters=(booster,),
             calibrations=tuple(calibration_from_dict(c) for c in described["calibrations"]),
             feature_names=names,
+            data=dict(described.get("data", {})),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ClassifierFormatError(f"{CURVE_FILE}: {e}") from e

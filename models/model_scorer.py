@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from features.definitions import FEATURE_NAMES
+from models.connect_curve import carried_curve
 from models.defaults import DEFAULT_HORIZON_S
 from models.heuristic import HeuristicScorer
 from models.registry import (
@@ -178,16 +179,21 @@ class ModelScorer:
 
         usable: Bools = np.asarray(np.isfinite(matrix).all(axis=1), dtype=bool)
         probability = np.zeros(rows, dtype=np.float64)
+        timed = model.curve_model
+        curves = None if timed is None else np.zeros((rows, len(timed.grid)))
         from_model = usable.copy()
         reasons: list[tuple[FallbackReason, Bools]] = []
         if not usable.all():
             reasons.append((FallbackReason.BAD_FEATURES, ~usable))
         if usable.any():
             try:
-                predicted = np.asarray(
-                    model.predict_proba(matrix[usable].astype(np.float64, copy=False)),
-                    dtype=np.float64,
-                )
+                scored = matrix[usable].astype(np.float64, copy=False)
+                if timed is None or curves is None:
+                    predicted = np.asarray(model.predict_proba(scored), dtype=np.float64)
+                else:
+                    curve = timed.curve(scored)
+                    curves[usable] = curve
+                    predicted = curve[:, -1]
                 if predicted.shape != (int(usable.sum()),):
                     raise ValueError(f"{predicted.shape} predictions for {usable.sum()} rows")
             except Exception:
@@ -203,7 +209,12 @@ class ModelScorer:
                 reasons.append((FallbackReason.NOT_FINITE, bad))
         if reasons:
             fallback_rows = ~from_model
-            probability[fallback_rows] = self._fallback.score(matrix[fallback_rows]).probability
+            fallback = self._fallback.score(matrix[fallback_rows])
+            probability[fallback_rows] = fallback.probability
+            if timed is not None and curves is not None:
+                curves[fallback_rows] = carried_curve(
+                    _probabilities(fallback.probability), fallback.horizon_s, timed.grid
+                )
             self._count(reasons)
         return Scores(
             probability=probability,
@@ -211,6 +222,8 @@ class ModelScorer:
             model_version=model.version if from_model.any() or not rows else None,
             horizon_s=model.horizon_s,
             reference=model.reference,
+            curves=curves,
+            curve_grid=None if timed is None else timed.grid,
         )
 
     def _fall_back(
@@ -247,3 +260,9 @@ class ModelScorer:
         """Calls in which at least one row fell back, by reason (every reason listed)."""
         with self._lock:
             return {reason.value: self._calls[reason] for reason in FallbackReason}
+
+
+def _probabilities(values: Floats) -> Floats:
+    """Probabilities as float64 in [0, 1] (NaN counts as 0)."""
+    out: Floats = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    return out

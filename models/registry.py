@@ -48,6 +48,7 @@ from typing import Any, Final
 import numpy as np
 
 from models.classifier import ClassifierFormatError, ConnectClassifier, Floats, load_model
+from models.connect_curve import ConnectCurveModel
 from models.defaults import DEFAULT_MODEL_NAME
 from models.live_evidence import LIVE_KEYS, LIVE_N, LiveEvidence, live_metrics
 from models.reference import FeatureReference
@@ -94,7 +95,8 @@ class LoadedModel:
 
     name: str
     version: str
-    classifier: ConnectClassifier
+    classifier: ConnectClassifier | ConnectCurveModel
+    """The one-window classifier, or a time-to-connect model (``models.connect_curve``)."""
     input_example: Floats
     alias: str | None = None
     """The alias it was loaded through (None: loaded by version)."""
@@ -114,6 +116,11 @@ class LoadedModel:
 
     def predict_proba(self, features: Floats) -> Floats:
         return self.classifier.predict_proba(features)
+
+    @property
+    def curve_model(self) -> ConnectCurveModel | None:
+        """The time-to-connect model, when this version is one."""
+        return self.classifier if isinstance(self.classifier, ConnectCurveModel) else None
 
 
 class ModelRegistry:
@@ -431,7 +438,9 @@ def clip(text: str) -> str:
     return text if len(text) <= TAG_LIMIT else text[: TAG_LIMIT - 3] + "..."
 
 
-def warm(classifier: ConnectClassifier, example: Floats, *, what: str = "model") -> None:
+def warm(
+    classifier: ConnectClassifier | ConnectCurveModel, example: Floats, *, what: str = "model"
+) -> None:
     """Score ``example`` once; :class:`ModelLoadError` unless that gives finite probabilities."""
     try:
         probability = classifier.predict_proba(example)

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from models.connect_curve import CurveGrid, carried_curve
+from models.connect_curve import CurveGrid, carried_curve, constant_hazard, within
 from models.reference import FeatureReference
 
 Floats = npt.NDArray[np.float64]
@@ -39,6 +39,11 @@ class Scores:
     reference: FeatureReference | None = None
     """The training reference of the model behind the model rows (None: none, or no model
     involved), for measuring how far the features scored drift from it."""
+    curves: Floats | None = None
+    """``(rows, len(curve_grid))``: each row's probability of a connect within each horizon
+    of ``curve_grid``, when a time-to-connect model scored (rows it did not score carry
+    their probability by a constant hazard); None when no scorer gave a curve."""
+    curve_grid: CurveGrid | None = None
 
     def __len__(self) -> int:
         return len(self.probability)
@@ -46,14 +51,23 @@ class Scores:
     def source(self, row: int) -> Source:
         return Source.MODEL if self.from_model[row] else Source.HEURISTIC
 
-    def curve(self, grid: CurveGrid | None = None) -> tuple[CurveGrid, Floats]:
-        """Each row's probability of a connect within each horizon of ``grid`` (default: the
-        horizon in ``DEFAULT_CURVE_PERIODS`` even periods), carried from the one-window
-        probability by a constant hazard (``models.connect_curve.carried_curve``): the
-        scorers served give one probability per user, and this is what the service assumes
-        of it at other times."""
-        grid = grid or CurveGrid.even(self.horizon_s)
+    def curve(self) -> tuple[CurveGrid, Floats]:
+        """Each row's probability of a connect within each horizon: the scorer's curve when
+        it gave one, else the probability carried by a constant hazard
+        (``models.connect_curve.carried_curve``) over the horizon in
+        ``DEFAULT_CURVE_PERIODS`` even periods: what the service assumes of it."""
+        if self.curves is not None and self.curve_grid is not None:
+            return self.curve_grid, self.curves
+        grid = CurveGrid.even(self.horizon_s)
         return grid, carried_curve(self.probability, self.horizon_s, grid)
+
+    def within(self, t_s: float) -> Floats:
+        """Each row's probability of a connect within ``t_s`` (the lead time): read off the
+        curve when there is one, else carried by a constant hazard."""
+        if self.curves is not None and self.curve_grid is not None:
+            return within(self.curves, self.curve_grid, t_s)
+        probability = np.clip(np.nan_to_num(self.probability, nan=0.0), 0.0, 1.0)
+        return constant_hazard(probability, self.horizon_s, t_s)
 
 
 class Scorer(Protocol):

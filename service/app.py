@@ -46,7 +46,8 @@ class PredictRequest(BaseModel):
 
 class ConnectCurve(BaseModel):
     """When a user is likely to connect: the probability of a connect within each horizon.
-    Carried from the one-window probability by a constant hazard (``1 - (1-p)^(t/H)``)."""
+    A time-to-connect model's curve; from a one-window classifier or the heuristic, their
+    probability carried by a constant hazard (``1 - (1-p)^(t/H)``)."""
 
     horizons_s: list[float] = Field(description="Increasing; the last is the model's horizon.")
     probabilities: list[float] = Field(

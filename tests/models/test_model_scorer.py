@@ -14,7 +14,7 @@ from models.heuristic import HeuristicScorer
 from models.model_scorer import FallbackReason, ModelScorer
 from models.registry import CHAMPION, LoadedModel, ModelRegistry
 from models.scoring import Scorer
-from tests.lifecycle import register, trained
+from tests.lifecycle import FAST, register, seed_dataset, trained
 from tests.models.test_scorer_contract import assert_well_formed
 from training.tracking import TrackingConfig
 
@@ -207,3 +207,29 @@ def test_every_reason_is_counted_even_when_zero() -> None:
     scorer = ModelScorer()
     assert set(scorer.fallback_rows()) == {r.value for r in FallbackReason}
     assert set(scorer.fallback_calls()) == {r.value for r in FallbackReason}
+
+
+def test_a_time_to_connect_model_scores_curves_and_the_fallback_rows_carry_theirs() -> None:
+    from models.connect_curve import CurveKind, carried_curve, within
+    from training.curve import fit_curve
+
+    curve_model = fit_curve(seed_dataset(), CurveKind.HAZARD, config=FAST).model
+    scorer = ModelScorer(LoadedModel("m", "8", curve_model, features()[:5]))
+    x = features()
+    x[1, 0] = np.nan  # this row falls back to the heuristic
+    scores = scorer.score(x)
+    assert scores.curves is not None and scores.curve_grid == curve_model.grid
+    model_rows = np.flatnonzero(scores.from_model)
+    assert not scores.from_model[1] and len(model_rows) == len(x) - 1
+    np.testing.assert_allclose(scores.curves[model_rows], curve_model.curve(x[model_rows]))
+    np.testing.assert_allclose(scores.curves[:, -1], scores.probability)
+    heuristic = HeuristicScorer(horizon_s=40.0).score(x[1:2]).probability
+    np.testing.assert_allclose(
+        scores.curves[1], carried_curve(heuristic, 40.0, curve_model.grid)[0]
+    )
+    # the lead time is read off the curve, not carried by a constant hazard
+    np.testing.assert_allclose(scores.within(20.0), within(scores.curves, curve_model.grid, 20.0))
+    assert not np.allclose(
+        scores.within(20.0)[model_rows], 1 - (1 - scores.probability[model_rows]) ** 0.5
+    )
+    assert_well_formed(scorer, x)
