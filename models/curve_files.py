@@ -15,9 +15,11 @@ import hashlib
 import importlib
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -31,6 +33,9 @@ from models.classifier import (
     signature,
 )
 from models.connect_curve import PERIOD_FEATURE, ConnectCurveModel, CurveGrid, CurveKind
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
 
 CURVE_FILE: Final = "curve.json"
 FORMAT: Final = 1
@@ -55,6 +60,31 @@ def save_curve_model(model: ConnectCurveModel, path: Path, input_example: Floats
     """Write the model directory to a local ``path`` (must not exist)."""
     import mlflow.lightgbm
 
+    with _options(model, input_example) as options:
+        mlflow.lightgbm.save_model(model.boosters[0], str(path), **options)
+
+
+def log_curve_model(
+    model: ConnectCurveModel,
+    input_example: Floats,
+    *,
+    name: str = "model",
+    registered_model_name: str | None = None,
+) -> ModelInfo:
+    """Log the model directory to the active MLflow run (and register a version when a name
+    is given)."""
+    import mlflow.lightgbm
+
+    with _options(model, input_example) as options:
+        info: ModelInfo = mlflow.lightgbm.log_model(
+            model.boosters[0], name=name, registered_model_name=registered_model_name, **options
+        )
+    return info
+
+
+@contextmanager
+def _options(model: ConnectCurveModel, input_example: Floats) -> Iterator[dict[str, Any]]:
+    """What ``save_model`` and ``log_model`` are given, ``curve.json`` written for them."""
     if model.kind is not CurveKind.HAZARD:
         raise ValueError(f"only a {CurveKind.HAZARD} curve is saved, not a {model.kind}")
     example = np.asarray(input_example, dtype=np.float64)
@@ -66,15 +96,18 @@ def save_curve_model(model: ConnectCurveModel, path: Path, input_example: Floats
     with tempfile.TemporaryDirectory(prefix="curve-") as folder:
         description = Path(folder) / CURVE_FILE
         description.write_text(json.dumps(describe(model), indent=1))
-        mlflow.lightgbm.save_model(
-            model.boosters[0],
-            str(path),
-            signature=signature(columns),
-            input_example=frame,
-            pip_requirements=pip_requirements(),
-            extra_files=[str(description)],
-            metadata={"horizon_s": model.grid.horizon_s, "curve_format": FORMAT},
-        )
+        yield {
+            "signature": signature(columns),
+            "input_example": frame,
+            "pip_requirements": pip_requirements(),
+            "extra_files": [str(description)],
+            "metadata": {"horizon_s": model.grid.horizon_s, "curve_format": FORMAT},
+        }
+
+
+def is_curve_model(path: Path) -> bool:
+    """Whether a model directory holds a time-to-connect model (not a classifier)."""
+    return (path / "extra_files" / CURVE_FILE).is_file()
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ import numpy as np
 
 from models.classifier import ClassifierFormatError, ConnectClassifier, Floats, load_model
 from models.connect_curve import ConnectCurveModel
+from models.curve_files import is_curve_model, load_curve_model
 from models.defaults import DEFAULT_MODEL_NAME
 from models.live_evidence import LIVE_KEYS, LIVE_N, LiveEvidence, live_metrics
 from models.reference import FeatureReference
@@ -225,22 +226,22 @@ class ModelRegistry:
                     tracking_uri=self.tracking_uri,
                     registry_uri=self.registry_uri,
                 )
-                saved = load_model(Path(local))
+                model, example, reference = _load_directory(Path(local))
             except ClassifierFormatError as e:
                 raise ModelLoadError(f"{uri}: {e}") from e
             except Exception as e:  # MLflow, LightGBM and I/O errors alike
                 raise ModelLoadError(f"{uri} could not be loaded: {e}") from e
-        warm(saved.classifier, saved.input_example, what=uri)
+        warm(model, example, what=uri)
         return LoadedModel(
             name=self.model_name,
             version=str(info.version),
-            classifier=saved.classifier,
-            input_example=saved.input_example,
+            classifier=model,
+            input_example=example,
             alias=alias,
             run_id=info.run_id,
             loaded_at=time.time(),
             load_seconds=time.perf_counter() - started,
-            reference=saved.reference,
+            reference=reference,
         )
 
     # -- writing -------------------------------------------------------------------------
@@ -431,6 +432,18 @@ class ModelRegistry:
             raise RegistryUnavailable(f"{self.tracking_uri}: {e}") from e
         except OSError as e:
             raise RegistryUnavailable(f"{self.tracking_uri}: {e}") from e
+
+
+def _load_directory(
+    path: Path,
+) -> tuple[ConnectClassifier | ConnectCurveModel, Floats, FeatureReference | None]:
+    """The model of a downloaded version (a classifier, or a time-to-connect model), its
+    input example and its features' training reference."""
+    if is_curve_model(path):
+        curve = load_curve_model(path)
+        return curve.model, curve.input_example, None
+    saved = load_model(path)
+    return saved.classifier, saved.input_example, saved.reference
 
 
 def clip(text: str) -> str:

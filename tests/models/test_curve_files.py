@@ -11,9 +11,12 @@ import pytest
 
 from models.classifier import ClassifierFormatError
 from models.connect_curve import CurveKind
-from models.curve_files import CURVE_FILE, load_curve_model, save_curve_model
+from models.curve_files import CURVE_FILE, load_curve_model, log_curve_model, save_curve_model
+from models.model_scorer import ModelScorer
+from models.registry import CHAMPION, ModelRegistry
 from tests.lifecycle import FAST, seed_dataset
 from training.curve import CurveResult, fit_curve
+from training.tracking import TrackingConfig, active, experiment_id
 
 
 @functools.cache
@@ -67,3 +70,29 @@ def test_a_description_of_another_format_or_kind_is_refused(tmp_path: Path) -> N
     description.unlink()
     with pytest.raises(ClassifierFormatError, match=f"no {CURVE_FILE}"):
         load_curve_model(path)
+
+
+def test_the_registry_loads_a_registered_curve_model_and_the_scorer_serves_its_curves(
+    tracking: TrackingConfig, registry: ModelRegistry
+) -> None:
+    import mlflow
+
+    model = fitted().model
+    with (
+        active(tracking) as client,
+        mlflow.start_run(experiment_id=experiment_id(client, tracking)),
+    ):
+        info = log_curve_model(
+            model, seed_dataset().X[:5], registered_model_name=tracking.model_name
+        )
+    registry.set_alias(CHAMPION, str(info.registered_model_version))
+    loaded = registry.load_alias()
+    assert loaded.curve_model is not None and loaded.horizon_s == model.grid.horizon_s
+    assert loaded.reference is None
+    scorer = ModelScorer.from_registry(registry)
+    X = seed_dataset().split().test.X[:300]
+    scores = scorer.score(X)
+    assert scores.from_model.all()
+    assert scores.curves is not None
+    np.testing.assert_allclose(scores.curves, model.curve(X))
+    np.testing.assert_allclose(scores.probability, model.curve(X)[:, -1])
