@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from models.model_types import DEFAULT_MODEL_TYPE, ModelType
 from provisioner.cli.common import console, literal_help, print_json
 from provisioner.cli.progress import JobProgress, counted, virtual_seconds
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC, SCHEDULE_FORM, SPEC_FORMS
@@ -75,6 +76,13 @@ def bench(
         ),
     ] = None,
     boot: Annotated[str, typer.Option(help=BOOT_HELP)] = DEFAULT_BOOT_SPEC,
+    model_type: Annotated[
+        ModelType,
+        typer.Option(
+            help="What the model policy trains and serves: the one-window classifier, or a "
+            "time-to-connect curve (a discrete-time hazard model)."
+        ),
+    ] = DEFAULT_MODEL_TYPE,
     policies: Annotated[
         str | None,
         typer.Option(
@@ -162,6 +170,7 @@ def bench(
         "train_hours": train_hours,
         "history_hours": history,
         "target": target,
+        "model_type": model_type,
         "max_nodes": max_nodes,
         "overrides": overrides,
     }

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from features.boot_times import DEFAULT_BOOT_CAPACITY
 from models.horizon import HorizonChoice, choose_horizon
+from models.model_types import DEFAULT_MODEL_TYPE, ModelType
 from models.scoring import Scorer
 from service.config import ServiceConfig
 from simulation.bench.errors import BenchError
@@ -49,13 +50,16 @@ def train_model(
     *,
     horizon: HorizonChoice,
     progress: Progress | None = None,
+    model_type: ModelType = DEFAULT_MODEL_TYPE,
 ) -> TrainedModel:
     """Build the point-in-time dataset of ``history`` for ``horizon`` and train the calibrated
-    LightGBM on it; the scorer is the one the service serves
-    (``models.model_scorer.ModelScorer``)."""
+    LightGBM on it (the classifier, or the hazard time-to-connect model); the scorer is the
+    one the service serves (``models.model_scorer.ModelScorer``)."""
     from features.table import EventTable
+    from models.connect_curve import CurveKind
     from models.model_scorer import ModelScorer
     from models.registry import LoadedModel
+    from training.curve import fit_curve
     from training.dataset import DatasetSpec, build_dataset
     from training.train import BadTrainingData, TrainConfig, train
 
@@ -66,29 +70,49 @@ def train_model(
         EventTable.from_events(history.events), DatasetSpec(horizon_s=horizon.horizon_s)
     )
     report(TRAIN_LABEL, 1.0, 3.0)
+    served: Any
+    described: dict[str, Any]
     try:
-        result = train(dataset, TrainConfig())
+        if model_type is ModelType.CURVE:
+            fitted = fit_curve(dataset, CurveKind.HAZARD, config=TrainConfig())
+            served = fitted.model
+            described = {
+                "trees": int(fitted.model.boosters[0].num_trees()),
+                "test_metrics": fitted.metrics["per_horizon"][-1],
+                "curve_metrics": {
+                    key: fitted.metrics[key] for key in ("integrated_brier", "mean_log_loss")
+                },
+            }
+        else:
+            result = train(dataset, TrainConfig())
+            served = result.classifier
+            metrics = asdict(result.metrics["model"])
+            described = {
+                "trees": result.trees,
+                "test_metrics": {k: v for k, v in metrics.items() if isinstance(v, float | int)},
+            }
     except BadTrainingData as e:
         raise BenchError(f"cannot train the model on {history.source}: {e}") from e
     report(TRAIN_LABEL, 3.0, 3.0)
     digest = dataset.digest()
     loaded = LoadedModel(
         name="bench",
-        version=f"bench-{digest[:12]}",
-        classifier=result.classifier,
+        version=(
+            f"bench-{digest[:12]}"
+            if model_type is ModelType.CLASSIFIER
+            else f"bench-{model_type.value}-{digest[:12]}"
+        ),
+        classifier=served,
         input_example=dataset.X[:8],
     )
-    metrics = result.metrics["model"]
     info = {
+        "type": model_type.value,
         "trained_on": history.describe(),
         "rows": len(dataset),
         "positives": dataset.positives,
         "horizon_s": dataset.spec.horizon_s,
         "horizon": horizon.as_dict(),
-        "trees": result.trees,
         "version": loaded.version,
-        "test_metrics": {
-            name: value for name, value in asdict(metrics).items() if isinstance(value, float | int)
-        },
+        **described,
     }
     return TrainedModel(ModelScorer(loaded), info, history, time.perf_counter() - started)

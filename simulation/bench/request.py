@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from models.model_types import DEFAULT_MODEL_TYPE, ModelType
 from service.config import ServiceConfig
 from simulation.bench.errors import BenchError
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
@@ -58,6 +59,8 @@ class BenchRequest:
     the model trains on them and every engine's features are fed with them first."""
     target: float | None = None
     """Service-level target of ``heuristic`` / ``model`` without one of their own."""
+    model_type: ModelType = DEFAULT_MODEL_TYPE
+    """What the ``model`` policy serves: the classifier or a time-to-connect curve."""
     max_nodes: int = DEFAULT_MAX_NODES
     overrides: tuple[tuple[str, float | int | bool], ...] = ()
     """Other ``ServiceConfig`` fields for the engine and the baselines (:func:`parse_override`)."""

@@ -98,7 +98,10 @@ def prepare(request: BenchRequest, *, progress: Progress | None = None) -> Bench
             )
         check_separate(train, scored)
         model = train_model(
-            train, horizon=bench_horizon(boot, request.seed, config), progress=progress
+            train,
+            horizon=bench_horizon(boot, request.seed, config),
+            progress=progress,
+            model_type=request.model_type,
         )
     warmup = train if train is not None and is_prefix(train, scored) else None
     return BenchSetup(scored, boot, request.seed, config, model, warmup)

@@ -3,6 +3,7 @@ events, the sweep and its plot."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from features.events import UserActivity, UserConnect, UserDisconnect, UserEvent
 from features.trace import write_jsonl
 from models.heuristic import HeuristicScorer
 from models.horizon import HorizonSource
+from models.model_types import ModelType
 from service.config import ServiceConfig
 from simulation.bench.errors import BenchError, TrainingLeak
 from simulation.bench.history import (
@@ -252,6 +254,24 @@ def test_the_model_never_sees_its_test_events(monkeypatch: pytest.MonkeyPatch) -
     assert result.setup.warmup is None
     again = run_bench(request).to_dict()  # the model too: same inputs, same JSON
     assert again == data
+
+
+def test_the_model_policy_can_serve_a_time_to_connect_model() -> None:
+    """``--model-type curve``: the hazard model serves the model policy; the engine reads the
+    lead time's probability off its curves, so the run differs from the classifier's."""
+    curve = BenchRequest(
+        hours=4, seed=2, policies=parse_policies("model"), model_type=ModelType.CURVE
+    )
+    data = run_bench(curve).to_dict()
+    model = data["model"]
+    assert model["type"] == "curve" and model["version"].startswith("bench-curve-")
+    assert 0 < model["curve_metrics"]["integrated_brier"] < model["test_metrics"]["brier"]
+    assert model["test_metrics"]["horizon_s"] == model["horizon_s"]
+    classifier = run_bench(dataclasses.replace(curve, model_type=ModelType.CLASSIFIER)).to_dict()
+    assert classifier["model"]["type"] == "classifier"
+    assert data["policies"][0]["connects"] == classifier["policies"][0]["connects"]
+    assert data["policies"][0] != classifier["policies"][0]
+    assert run_bench(curve).to_dict() == data  # deterministic
 
 
 def test_a_trace_split_trains_on_the_earlier_part_only(
