@@ -44,6 +44,7 @@ CORE: Final = (
     "features/boot_times.py",
     "models/scoring.py",
     "models/heuristic.py",
+    "models/connect_curve.py",
     "models/horizon.py",
 )
 """The pure modules: events and ``now`` in, decisions (or features, or scores) out."""
