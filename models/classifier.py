@@ -121,6 +121,17 @@ def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
     raise ClassifierFormatError(f"unknown calibration method {method!r}")
 
 
+def feature_matrix(features: Floats, feature_names: Sequence[str]) -> Floats:
+    """``features`` as a float64 ``(rows, len(feature_names))`` matrix; :class:`ValueError`
+    for any other shape."""
+    matrix: Floats = np.asarray(features, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] != len(feature_names):
+        raise ValueError(
+            f"expected a (rows, {len(feature_names)}) feature matrix, got shape {matrix.shape}"
+        )
+    return matrix
+
+
 @dataclass(frozen=True)
 class ConnectClassifier:
     """Probability that a user connects within ``horizon_s``, from the feature matrix."""
@@ -135,12 +146,7 @@ class ConnectClassifier:
 
     def raw_probability(self, features: Floats) -> Floats:
         """The booster's uncalibrated probability per row."""
-        matrix = np.asarray(features, dtype=np.float64)
-        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
-            raise ValueError(
-                f"expected a (rows, {len(self.feature_names)}) feature matrix, "
-                f"got shape {matrix.shape}"
-            )
+        matrix = feature_matrix(features, self.feature_names)
         if not len(matrix):
             return np.empty(0, dtype=np.float64)
         # One thread: scoring batches are small, and OpenMP threads that spin while another

@@ -34,7 +34,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from models.classifier import Calibration
+from models.classifier import Calibration, feature_matrix
 
 Floats = npt.NDArray[np.float64]
 
@@ -184,12 +184,7 @@ class ConnectCurveModel:
 
     def predict_proba(self, features: Floats) -> Floats:
         """The curve at the horizon: the classifier's question, answered by the curve."""
-        matrix = np.asarray(features, dtype=np.float64)
-        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
-            raise ValueError(
-                f"expected a (rows, {len(self.feature_names)}) feature matrix, "
-                f"got shape {matrix.shape}"
-            )
+        matrix = feature_matrix(features, self.feature_names)
         if not len(matrix):
             return np.empty(0, dtype=np.float64)
         out: Floats = self.curve(matrix)[:, -1].copy()
