@@ -38,7 +38,7 @@ from models.registry import (
     RegistryError,
     RegistryUnavailable,
 )
-from models.scoring import Bools, Floats, Scorer, Scores
+from models.scoring import Bools, Floats, Scorer, Scores, clean_probabilities
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -213,7 +213,7 @@ class ModelScorer:
             probability[fallback_rows] = fallback.probability
             if timed is not None and curves is not None:
                 curves[fallback_rows] = carried_curve(
-                    _probabilities(fallback.probability), fallback.horizon_s, timed.grid
+                    clean_probabilities(fallback.probability), fallback.horizon_s, timed.grid
                 )
             self._count(reasons)
         return Scores(
@@ -260,9 +260,3 @@ class ModelScorer:
         """Calls in which at least one row fell back, by reason (every reason listed)."""
         with self._lock:
             return {reason.value: self._calls[reason] for reason in FallbackReason}
-
-
-def _probabilities(values: Floats) -> Floats:
-    """Probabilities as float64 in [0, 1] (NaN counts as 0)."""
-    out: Floats = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0), 0.0, 1.0)
-    return out

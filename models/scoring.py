@@ -21,6 +21,16 @@ Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
 
+def clean_probabilities(values: Floats) -> Floats:
+    """A scorer's probabilities as float64 in [0, 1] (NaN counts as 0, infinities clip)."""
+    probability: Floats = np.clip(
+        np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0),
+        0.0,
+        1.0,
+    )
+    return probability
+
+
 class Source(StrEnum):
     MODEL = "model"
     HEURISTIC = "heuristic"
@@ -66,8 +76,7 @@ class Scores:
         curve when there is one, else carried by a constant hazard."""
         if self.curves is not None and self.curve_grid is not None:
             return within(self.curves, self.curve_grid, t_s)
-        probability = np.clip(np.nan_to_num(self.probability, nan=0.0), 0.0, 1.0)
-        return constant_hazard(probability, self.horizon_s, t_s)
+        return constant_hazard(clean_probabilities(self.probability), self.horizon_s, t_s)
 
 
 class Scorer(Protocol):

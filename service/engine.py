@@ -70,7 +70,7 @@ from features.definitions import FEATURE_NAMES
 from features.events import Event, NodeStatus, NodeStatusChanged, UserConnect, UserDisconnect
 from features.online import OnlineFeatures
 from features.table import to_ms
-from models.scoring import Scorer, Scores, Source
+from models.scoring import Scorer, Scores, Source, clean_probabilities
 from service.calibration import Calibration
 from service.commands import Command
 from service.config import ServiceConfig
@@ -455,7 +455,7 @@ class Engine(PoolCore):
         else:
             matrix = self.features.features(now_ms, [users.ids[i] for i in rows.tolist()])
         scores = self.scorer.score(matrix)
-        probability = _probabilities(scores.probability)
+        probability = clean_probabilities(scores.probability)
         from_model = np.asarray(scores.from_model, dtype=np.bool_)
         self.last_features = matrix
         kept = sample(rows, now, self.predictions.max_per_tick)
@@ -463,7 +463,7 @@ class Engine(PoolCore):
         self._watch_health(now, matrix, kept, from_model, scores)
         if self.shadow is not None:
             self._shadow_score(self.shadow, now, rows, matrix, kept)
-        lead = _probabilities(scores.within(self.lead_time_s))
+        lead = clean_probabilities(scores.within(self.lead_time_s))
         if config.calibrate:
             self.calibration.record(
                 now, rows, lead, from_model, n, scores.model_version, self.lead_time_s
@@ -532,7 +532,7 @@ class Engine(PoolCore):
         log.record(
             now,
             rows[kept][from_model],
-            _probabilities(scores.probability)[from_model],
+            clean_probabilities(scores.probability)[from_model],
             label,
             scores.horizon_s,
             weight=len(rows) / len(kept),
@@ -677,13 +677,3 @@ class Engine(PoolCore):
 
 
 _COMING = (NodeState.REQUESTED, NodeState.BOOTING)
-
-
-def _probabilities(values: Floats) -> Floats:
-    """A scorer's probabilities as float64 in [0, 1] (NaN counts as 0)."""
-    probability: Floats = np.clip(
-        np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0),
-        0.0,
-        1.0,
-    )
-    return probability
