@@ -534,7 +534,7 @@ def create_app(
     @app.post("/v1/predict", response_model=list[Prediction], responses=_errors(400, 413, 503))
     async def predict(body: PredictRequest, live: Live) -> list[Prediction]:
         """Probability that each user connects within the horizon, and with ``curve`` the
-        probability within each of 8 shorter horizons and the median time to connect;
+        probability within each of 8 horizons up to it and the median time to connect;
         unknown users are scored from an empty history."""
         scores, _ = live.score(list(body.user_ids))
         curves: list[ConnectCurve | None] = [None] * len(scores)
