@@ -197,12 +197,23 @@ def signature(feature_names: Sequence[str]) -> Any:
     )
 
 
-def _input_frame(classifier: ConnectClassifier, input_example: Floats) -> Any:
+def input_frame(input_example: Floats, columns: Sequence[str]) -> Any:
+    """The stored input example: a non-empty ``(rows, len(columns))`` matrix as a frame."""
     pd: Any = importlib.import_module("pandas")
     example = np.asarray(input_example, dtype=np.float64)
-    if example.ndim != 2 or example.shape[1] != len(classifier.feature_names) or not len(example):
+    if example.ndim != 2 or example.shape[1] != len(columns) or not len(example):
         raise ValueError("the input example must be a non-empty feature matrix")
-    return pd.DataFrame(example, columns=list(classifier.feature_names))
+    return pd.DataFrame(example, columns=list(columns))
+
+
+def read_input_example(model: Any, path: Path, columns: Sequence[str]) -> Floats:
+    """The stored input example's ``columns`` of an MLflow model directory;
+    :class:`ClassifierFormatError` when it has none."""
+    example: Any = model.load_input_example(str(path))
+    if example is None:
+        raise ClassifierFormatError("the model has no stored input example")
+    matrix: Floats = np.asarray(example[list(columns)], dtype=np.float64)
+    return matrix
 
 
 def log_model(
@@ -263,7 +274,7 @@ def _model_options(
 ) -> dict[str, Any]:
     return {
         "signature": signature(classifier.feature_names),
-        "input_example": _input_frame(classifier, input_example),
+        "input_example": input_frame(input_example, classifier.feature_names),
         "pip_requirements": pip_requirements(),
         "extra_files": [str(path) for path in extra],
         "metadata": {"horizon_s": classifier.horizon_s, "classifier_format": FORMAT},
@@ -308,10 +319,7 @@ def load_model(path: Path) -> SavedModel:
             f"the booster's features {booster.feature_name()} differ from "
             f"{CLASSIFIER_FILE}'s {list(classifier.feature_names)}"
         )
-    example: Any = model.load_input_example(str(path))
-    if example is None:
-        raise ClassifierFormatError("the model has no stored input example")
-    matrix = np.asarray(example[list(classifier.feature_names)], dtype=np.float64)
+    matrix = read_input_example(model, path, classifier.feature_names)
     reference = _read_reference(path / "extra_files" / REFERENCE_FILE)
     if reference is not None and reference.feature_names != classifier.feature_names:
         raise ClassifierFormatError(f"{REFERENCE_FILE} describes other features")

@@ -12,7 +12,6 @@ kind would be one per horizon, and no flavor holds several.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import tempfile
 from collections.abc import Iterator
@@ -21,18 +20,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
 from models.classifier import (
     ClassifierFormatError,
     Floats,
     calibration_from_dict,
+    feature_matrix,
+    input_frame,
     load_booster,
     pip_requirements,
     read_description,
+    read_input_example,
     signature,
 )
-from models.connect_curve import PERIOD_FEATURE, ConnectCurveModel, CurveGrid, CurveKind
+from models.connect_curve import (
+    PERIOD_FEATURE,
+    ConnectCurveModel,
+    CurveGrid,
+    CurveKind,
+    with_period,
+)
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -87,12 +93,9 @@ def _options(model: ConnectCurveModel, input_example: Floats) -> Iterator[dict[s
     """What ``save_model`` and ``log_model`` are given, ``curve.json`` written for them."""
     if model.kind is not CurveKind.HAZARD:
         raise ValueError(f"only a {CurveKind.HAZARD} curve is saved, not a {model.kind}")
-    example = np.asarray(input_example, dtype=np.float64)
-    if example.ndim != 2 or example.shape[1] != len(model.feature_names) or not len(example):
-        raise ValueError("the input example must be a non-empty feature matrix")
-    pd: Any = importlib.import_module("pandas")  # untyped
     columns = [*model.feature_names, PERIOD_FEATURE]
-    frame = pd.DataFrame(np.hstack([example, np.zeros((len(example), 1))]), columns=columns)
+    example = feature_matrix(input_example, model.feature_names)
+    frame = input_frame(with_period(example, 0.0), columns)
     with tempfile.TemporaryDirectory(prefix="curve-") as folder:
         description = Path(folder) / CURVE_FILE
         description.write_text(json.dumps(describe(model), indent=1))
@@ -146,7 +149,4 @@ def load_curve_model(path: Path) -> SavedCurveModel:
             f"the booster's features {booster.feature_name()} are not {CURVE_FILE}'s "
             f"and {PERIOD_FEATURE}"
         )
-    example: Any = mlmodel.load_input_example(str(path))
-    if example is None:
-        raise ClassifierFormatError("the model has no stored input example")
-    return SavedCurveModel(model, np.asarray(example[list(names)], dtype=np.float64))
+    return SavedCurveModel(model, read_input_example(mlmodel, path, names))
