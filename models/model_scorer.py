@@ -188,7 +188,7 @@ class ModelScorer:
         if usable.any():
             try:
                 scored = matrix[usable].astype(np.float64, copy=False)
-                if timed is None or curves is None:
+                if curves is None or timed is None:
                     predicted = np.asarray(model.predict_proba(scored), dtype=np.float64)
                 else:
                     curve = timed.curve(scored)
@@ -211,7 +211,7 @@ class ModelScorer:
             fallback_rows = ~from_model
             fallback = self._fallback.score(matrix[fallback_rows])
             probability[fallback_rows] = fallback.probability
-            if timed is not None and curves is not None:
+            if curves is not None and timed is not None:
                 curves[fallback_rows] = carried_curve(
                     clean_probabilities(fallback.probability), fallback.horizon_s, timed.grid
                 )
@@ -222,8 +222,7 @@ class ModelScorer:
             model_version=model.version if from_model.any() or not rows else None,
             horizon_s=model.horizon_s,
             reference=model.reference,
-            curves=curves,
-            curve_grid=None if timed is None else timed.grid,
+            curves=None if curves is None or timed is None else (timed.grid, curves),
         )
 
     def _fall_back(

@@ -49,11 +49,10 @@ class Scores:
     reference: FeatureReference | None = None
     """The training reference of the model behind the model rows (None: none, or no model
     involved), for measuring how far the features scored drift from it."""
-    curves: Floats | None = None
-    """``(rows, len(curve_grid))``: each row's probability of a connect within each horizon
-    of ``curve_grid``, when a time-to-connect model scored (rows it did not score carry
-    their probability by a constant hazard); None when no scorer gave a curve."""
-    curve_grid: CurveGrid | None = None
+    curves: tuple[CurveGrid, Floats] | None = None
+    """A grid and, ``(rows, len(grid))``, each row's probability of a connect within each of
+    its horizons, when a time-to-connect model scored (rows it did not score carry their
+    probability by a constant hazard); None when no scorer gave a curve."""
 
     def __len__(self) -> int:
         return len(self.probability)
@@ -66,16 +65,17 @@ class Scores:
         it gave one, else the probability carried by a constant hazard
         (``models.connect_curve.carried_curve``) over the horizon in
         ``DEFAULT_CURVE_PERIODS`` even periods: what the service assumes of it."""
-        if self.curves is not None and self.curve_grid is not None:
-            return self.curve_grid, self.curves
+        if self.curves is not None:
+            return self.curves
         grid = CurveGrid.even(self.horizon_s)
-        return grid, carried_curve(self.probability, self.horizon_s, grid)
+        return grid, carried_curve(clean_probabilities(self.probability), self.horizon_s, grid)
 
     def within(self, t_s: float) -> Floats:
         """Each row's probability of a connect within ``t_s`` (the lead time): read off the
         curve when there is one, else carried by a constant hazard."""
-        if self.curves is not None and self.curve_grid is not None:
-            return within(self.curves, self.curve_grid, t_s)
+        if self.curves is not None:
+            grid, values = self.curves
+            return within(values, grid, t_s)
         return constant_hazard(clean_probabilities(self.probability), self.horizon_s, t_s)
 
 

@@ -94,5 +94,5 @@ def test_the_registry_loads_a_registered_curve_model_and_the_scorer_serves_its_c
     scores = scorer.score(X)
     assert scores.from_model.all()
     assert scores.curves is not None
-    np.testing.assert_allclose(scores.curves, model.curve(X))
+    np.testing.assert_allclose(scores.curves[1], model.curve(X))
     np.testing.assert_allclose(scores.probability, model.curve(X)[:, -1])

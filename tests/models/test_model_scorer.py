@@ -218,17 +218,16 @@ def test_a_time_to_connect_model_scores_curves_and_the_fallback_rows_carry_their
     x = features()
     x[1, 0] = np.nan  # this row falls back to the heuristic
     scores = scorer.score(x)
-    assert scores.curves is not None and scores.curve_grid == curve_model.grid
+    assert scores.curves is not None and scores.curves[0] == curve_model.grid
+    curves = scores.curves[1]
     model_rows = np.flatnonzero(scores.from_model)
     assert not scores.from_model[1] and len(model_rows) == len(x) - 1
-    np.testing.assert_allclose(scores.curves[model_rows], curve_model.curve(x[model_rows]))
-    np.testing.assert_allclose(scores.curves[:, -1], scores.probability)
+    np.testing.assert_allclose(curves[model_rows], curve_model.curve(x[model_rows]))
+    np.testing.assert_allclose(curves[:, -1], scores.probability)
     heuristic = HeuristicScorer(horizon_s=40.0).score(x[1:2]).probability
-    np.testing.assert_allclose(
-        scores.curves[1], carried_curve(heuristic, 40.0, curve_model.grid)[0]
-    )
+    np.testing.assert_allclose(curves[1], carried_curve(heuristic, 40.0, curve_model.grid)[0])
     # the lead time is read off the curve, not carried by a constant hazard
-    np.testing.assert_allclose(scores.within(20.0), within(scores.curves, curve_model.grid, 20.0))
+    np.testing.assert_allclose(scores.within(20.0), within(curves, curve_model.grid, 20.0))
     assert not np.allclose(
         scores.within(20.0)[model_rows], 1 - (1 - scores.probability[model_rows]) ** 0.5
     )
