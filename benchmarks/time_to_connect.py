@@ -30,6 +30,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import emit
@@ -39,7 +40,7 @@ from service.config import ServiceConfig
 from simulation.bench.history import workload_history
 from simulation.bench.model import bench_horizon
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC, parse_boot_schedule
-from training.curve import curve_metrics, fit_curve
+from training.curve import CurveProgress, curve_metrics, fit_curve
 from training.dataset import DatasetSpec, build_dataset
 from training.train import train
 
@@ -111,7 +112,7 @@ def main() -> None:
     )
 
 
-def _trees(say: Any) -> Any:
+def _trees(say: Callable[[str], None]) -> CurveProgress:
     """Progress: a line per 100 trees of each fit."""
 
     def progress(stage: str, done: int, total: int) -> None:

@@ -14,7 +14,6 @@ Measures on the test slice, weighted as every training metric is:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +66,6 @@ class CurveResult:
     metrics: dict[str, Any]
     """:func:`curve_metrics` on the test slice."""
     test_curve: Floats
-    seconds: dict[str, float]
 
 
 def fit_curve(
@@ -91,8 +89,6 @@ def fit_curve(
     split = dataset.split(config.split)
     check_split(split, config)
     names = list(dataset.feature_names)
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
     boosters: tuple[Any, ...]
     valid_y = labels_at(split.validation.wait_s, grid)
     if kind is CurveKind.HAZARD:
@@ -121,8 +117,6 @@ def fit_curve(
             )
             for k in range(len(grid))
         )
-    seconds["fit"] = time.perf_counter() - started
-    started = time.perf_counter()
     uncalibrated = ConnectCurveModel(kind, grid, boosters, _identity(len(grid)), tuple(names))
     raw = uncalibrated.raw_curve(split.validation.X)
     calibrations = tuple(
@@ -130,9 +124,8 @@ def fit_curve(
         for k in range(len(grid))
     )
     model = ConnectCurveModel(kind, grid, boosters, calibrations, tuple(names))
-    seconds["calibration"] = time.perf_counter() - started
     test_curve = model.curve(split.test.X)
-    return CurveResult(model, curve_metrics(test_curve, split.test, grid), test_curve, seconds)
+    return CurveResult(model, curve_metrics(test_curve, split.test, grid), test_curve)
 
 
 def curve_metrics(curve: Floats, rows: Dataset, grid: CurveGrid) -> dict[str, Any]:
