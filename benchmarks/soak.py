@@ -594,7 +594,7 @@ def summarize(
         "wall_s": round(wall_s, 1),
         "speed": speed,
         "virtual_hours": round(wall_s * speed / 3600, 2),
-        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        "malloc_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")},
         "samples": len(samples),
         "events_per_s": {
             "mean": round((last.consumed - first.consumed) / wall_s, 1) if wall_s else None,
