@@ -58,8 +58,9 @@ afresh. ``live`` reports it under ``health``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -75,9 +76,9 @@ from service.calibration import Calibration
 from service.commands import Command
 from service.config import ServiceConfig
 from service.core import PoolCore
-from service.demand import Demand, demand
 from service.feedback import FeedbackReport, ServiceLevelFeedback
 from service.model_health import ModelHealth
+from service.plan import Moment, moments_s, plan, spread
 from service.pool import ConnectResult, NodePool, NodeState, PoolCounts
 from service.prediction_log import HEURISTIC, PredictionLog, sample
 from service.scaler import Decision, Refusal, decide
@@ -121,7 +122,15 @@ class LastScores:
     probability: Floats
     from_model: Bools
     model_version: str | None
-    demand_probability: Floats
+    timed: Floats
+    """``(rows, moments)``: the calibrated probability of a connect within each moment of
+    the plan (``service.plan``), the lead time last."""
+
+    @property
+    def demand_probability(self) -> Floats:
+        """The calibrated probability of a connect within the lead time."""
+        lead: Floats = self.timed[:, -1]
+        return lead
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -205,6 +214,7 @@ this many, and at least an eighth of the rows, are stale (each batch copies the 
 
 _EMPTY_INTS: Ints = np.zeros(0, dtype=np.intp)
 _EMPTY_FLOATS: Floats = np.zeros(0, dtype=np.float64)
+_NO_TIMED: Floats = np.zeros((0, 1), dtype=np.float64)
 UNVERSIONED = "model"
 """The label of model rows whose scorer names no version."""
 
@@ -262,7 +272,7 @@ class Engine(PoolCore):
         self.forgotten_users = 0
         """Users forgotten since the start: not seen for ``user_retention_s``."""
         self._last_scores = LastScores(
-            None, _EMPTY_INTS, self.users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
+            None, _EMPTY_INTS, self.users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _NO_TIMED
         )
         self._adopt_feature_users()
 
@@ -317,8 +327,8 @@ class Engine(PoolCore):
         self._forget_stale_users(now)
         coming = self._coming_ages(now)
         self.lead_time_s = self._lead_time(coming)
-        rows, probability, from_model, version, calibrated = self._score(now)
-        decision = self._decide(self._demand(calibrated, now), now, coming)
+        rows, probability, from_model, version, timed = self._score(now)
+        decision = self._decide(self._plan(timed, now, coming), now)
         commands: list[Command] = []
         for _ in range(decision.request):
             commands.append(self._request(now))
@@ -327,7 +337,7 @@ class Engine(PoolCore):
         self.last_decision = decision
         self.last_tick = now
         self._last_scores = LastScores(
-            now, rows, self.users.ids, probability, from_model, version, calibrated
+            now, rows, self.users.ids, probability, from_model, version, timed
         )
         return commands
 
@@ -436,6 +446,8 @@ class Engine(PoolCore):
     # -- internals -------------------------------------------------------------------------
 
     def _score(self, now: float) -> tuple[Ints, Floats, Bools, str | None, Floats]:
+        """The candidates' rows, the scorer's probabilities, which came from the model, its
+        version, and each row's calibrated probability within each moment of the plan."""
         config = self.config
         users = self.users
         n = len(users)
@@ -448,7 +460,8 @@ class Engine(PoolCore):
                 self.calibration.record(
                     now, rows, _EMPTY_FLOATS, np.zeros(0, bool), n, None, self.lead_time_s
                 )
-            return rows, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
+            empty = np.zeros((0, config.plan_moments), dtype=np.float64)
+            return rows, _EMPTY_FLOATS, np.zeros(0, bool), None, empty
         now_ms = to_ms(now)
         if 2 * len(rows) >= n and len(self.features) == n:
             matrix = self.features.features(now_ms)[rows]
@@ -471,7 +484,7 @@ class Engine(PoolCore):
             calibrated = self.calibration.calibrated(lead, from_model)
         else:
             calibrated = lead
-        return rows, probability, from_model, scores.model_version, calibrated
+        return rows, probability, from_model, scores.model_version, self._spread(scores, calibrated)
 
     def _log_scores(
         self, now: float, rows: Ints, probability: Floats, from_model: Bools, scores: Scores
@@ -538,13 +551,44 @@ class Engine(PoolCore):
             weight=len(rows) / len(kept),
         )
 
-    def _frees(self, now: float) -> Floats:
-        """Per busy node, the (credited) probability that it is freed within the lead time."""
-        credit = self.config.free_credit
-        if credit <= 0.0:
-            return _EMPTY_FLOATS
-        ages = np.array(self.pool.busy_session_ages(now), dtype=np.float64)
-        return credit * self.sessions.end_probability(ages, self.lead_time_s)
+    def _moments(self) -> Floats:
+        """The moments the scaler plans for (``ServiceConfig.plan_moments``), up to the lead
+        time."""
+        return moments_s(self.lead_time_s, self.config.plan_moments)
+
+    def _spread(self, scores: Scores, calibrated: Floats) -> Floats:
+        """Each scored user's calibrated probability of a connect within each moment, spread
+        over the moments as the scorer's curve says (``service.plan.spread``)."""
+        moments = self._moments()
+        if len(moments) == 1:
+            return calibrated[:, None]
+        raw = np.column_stack([scores.within(float(t)) for t in moments])
+        return spread(calibrated, raw, moments / moments[-1])
+
+    def _plan(self, timed: Floats, now: float, coming: list[float]) -> tuple[Moment, ...]:
+        """The timed plan (``service.plan``): per moment, the users' calibrated probabilities
+        (``timed``: ``(users, moments)``), the baseline of unforeseen connects, the nodes
+        disconnects will free (credited, ``free_credit``), and the coming nodes by their
+        chance of being ready by then."""
+        config = self.config
+        boots = self.boot_times
+        moments = self._moments()
+        frees: Floats | None = None
+        if config.free_credit > 0.0:
+            ages = np.array(self.pool.busy_session_ages(now), dtype=np.float64)
+            frees = config.free_credit * _by_moment(
+                partial(self.sessions.end_probability, ages), moments, len(ages)
+            )
+        return plan(
+            timed,
+            moments=moments,
+            baseline_rate=self.calibration.baseline_rate() if config.calibrate else 0.0,
+            frees=frees,
+            ready=_by_moment(partial(boots.ready_within, coming), moments, len(coming)),
+            in_time=_by_moment(partial(boots.ready_within, [0.0]), moments, 1)[0],
+            support=config.max_nodes + 1,
+            exact=config.exact_users,
+        )
 
     def _replace(self, now: float) -> list[Command]:
         """After a connect took a warm node: size again at once (requests only), on the last
@@ -554,35 +598,19 @@ class Engine(PoolCore):
         if not self.config.replace_at_once or last.at is None:
             return []
         still_out = ~self.users.connected[last.rows]
-        distribution = self._demand(last.demand_probability[still_out], now)
-        decision = self._decide(distribution, now, self._coming_ages(now))
+        decision = self._decide(self._plan(last.timed[still_out], now, self._coming_ages(now)), now)
         return [self._request(now) for _ in range(decision.request)]
 
-    def _demand(self, probability: Floats, now: float) -> Demand:
-        """The demand over the lead time: the users' calibrated probabilities, the baseline
-        of unforeseen connects and the nodes disconnects will free."""
-        config = self.config
-        baseline = self.calibration.baseline_rate() * self.lead_time_s if config.calibrate else 0.0
-        return demand(
-            probability,
-            baseline=baseline,
-            support=config.max_nodes + 1,
-            exact=config.exact_users,
-            frees=self._frees(now),
-        )
-
-    def _decide(self, distribution: Demand, now: float, coming: list[float]) -> Decision:
+    def _decide(self, moments: tuple[Moment, ...], now: float) -> Decision:
         """The scaler's decision for the target in force, holding the last sound need when
         it refuses one."""
-        late = self._late(coming)
         decision = decide(
-            distribution,
+            moments,
             self.pool.view(),
             self.config,
             now,
             held_need=self._sound_need,
             target=self.feedback.target_in_force(),
-            late=late,
         )
         if decision.refused is None:
             self._sound_need = decision.need
@@ -619,13 +647,6 @@ class Engine(PoolCore):
         boot = self.boot_times.quantile(config.boot_quantile, coming)
         return lead_time_s(boot, config.tick_interval_s)
 
-    def _late(self, coming: list[float]) -> float:
-        """Coming nodes not expected ready within the lead time (in nodes): each counts as
-        supply by the chance that it is ready in time, given how long it has been coming."""
-        if not coming:
-            return 0.0
-        return float(np.sum(1.0 - self.boot_times.ready_within(coming, self.lead_time_s)))
-
     def _serve_waiting(self, now: float) -> list[Command]:
         """Request nodes at once for waiting users no coming node will serve (within budget)."""
         counts = self.pool.counts()
@@ -655,7 +676,7 @@ class Engine(PoolCore):
         self.calibration.compact(keep)
         self.predictions.remap(new_row)
         self._last_scores = LastScores(
-            None, _EMPTY_INTS, users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _EMPTY_FLOATS
+            None, _EMPTY_INTS, users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _NO_TIMED
         )
         self.forgotten_users += count
 
@@ -677,3 +698,10 @@ class Engine(PoolCore):
 
 
 _COMING = (NodeState.REQUESTED, NodeState.BOOTING)
+
+
+def _by_moment(per_moment: Callable[[float], Floats], moments: Floats, rows: int) -> Floats:
+    """``(rows, moments)``: ``per_moment(t)`` (``rows`` values) at each moment ``t``."""
+    if rows == 0:
+        return np.zeros((0, len(moments)), dtype=np.float64)
+    return np.column_stack([per_moment(float(t)) for t in moments])

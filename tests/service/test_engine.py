@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,7 @@ from service.commands import Command, RequestNode, TerminateNode
 from service.config import ServiceConfig
 from service.demand import Demand
 from service.engine import Engine
+from service.plan import Moment
 from service.pool import NodeState
 
 T0 = 1_732_492_800.0
@@ -323,11 +325,20 @@ class DegenerateOnce(Engine):
 
     broken = False
 
-    def _demand(self, probability: Floats, now: float) -> Demand:
-        sound = super()._demand(probability, now)
+    def _plan(self, timed: Floats, now: float, coming: list[float]) -> tuple[Moment, ...]:
+        sound = super()._plan(timed, now, coming)
         if not self.broken:
             return sound
-        return Demand(mean=sound.mean + 1e-3, tail=np.zeros(sound.support), uncovered=1.0)
+        broken = [
+            dataclasses.replace(
+                m,
+                demand=Demand(
+                    mean=m.demand.mean + 1e-3, tail=np.zeros(m.demand.support), uncovered=1.0
+                ),
+            )
+            for m in sound
+        ]
+        return tuple(broken)
 
 
 def test_a_refused_need_holds_the_last_sound_one_is_counted_and_queued_once() -> None:

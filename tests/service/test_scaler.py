@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from service.config import ServiceConfig
 from service.demand import Demand, demand
 from service.pool import PoolCounts, PoolView
-from service.scaler import Decision, RefusalReason, band, check_need, decide
+from service.scaler import Decision, RefusalReason, band, check_need, decide, window
 
 NOW = 1_732_500_000.0
 
@@ -71,23 +71,23 @@ def test_min_ready_is_the_floor_of_the_band() -> None:
 
 
 def test_an_empty_pool_gets_min_ready_nodes() -> None:
-    d = decide(demand(np.zeros(0), support=51), make_view(), CONFIG, NOW)
+    d = decide(window(demand(np.zeros(0), support=51)), make_view(), CONFIG, NOW)
     assert (d.request, d.terminate, d.desired_warm) == (2, (), 2)
     assert d.reason.startswith("up 2")
 
 
 def test_certain_demand_is_met_and_the_band_holds() -> None:
     view = make_view(ready=2)
-    d = decide(certain(5), view, CONFIG, NOW)
+    d = decide(window(certain(5)), view, CONFIG, NOW)
     assert d.request == 3 and d.desired_warm == 5
-    held = decide(certain(5), make_view(ready=5), CONFIG, NOW)
+    held = decide(window(certain(5)), make_view(ready=5), CONFIG, NOW)
     assert (held.request, held.terminate) == (0, ())
     assert held.reason.startswith("hold")
 
 
 def test_surplus_goes_booting_newest_first_then_idle_longest_first() -> None:
     view = make_view(booting=2, ready=6, idle_for=[300, 200, 100, 50, 10, 0])
-    d = decide(certain(2), view, CONFIG, NOW)  # need 1.98: band [2, 3]
+    d = decide(window(certain(2)), view, CONFIG, NOW)  # need 1.98: band [2, 3]
     assert d.high == 3 and d.warm == 8
     assert d.terminate == ("b1", "b0", "r0", "r1", "r2")
     assert d.request == 0 and d.desired_warm == 3
@@ -95,7 +95,7 @@ def test_surplus_goes_booting_newest_first_then_idle_longest_first() -> None:
 
 def test_waiting_users_claim_coming_nodes_first() -> None:
     view = make_view(booting=3, waiting=3)
-    d = decide(demand(np.zeros(0), support=51), view, CONFIG, NOW)
+    d = decide(window(demand(np.zeros(0), support=51)), view, CONFIG, NOW)
     assert d.warm == 0 and d.request == 2 and d.terminate == ()
 
 
@@ -105,21 +105,21 @@ def test_idle_too_long_goes_down_to_the_low_edge_only() -> None:
     p = certain(3)
     low, high = band(p.need(config.target_instant_rate), config)
     assert (low, high) == (3, 4)
-    fresh = decide(p, make_view(ready=4, idle_for=[500, 400, 300, 10]), config, NOW)
+    fresh = decide(window(p), make_view(ready=4, idle_for=[500, 400, 300, 10]), config, NOW)
     assert fresh.terminate == ()
-    stale = decide(p, make_view(ready=4, idle_for=[900, 700, 300, 10]), config, NOW)
+    stale = decide(window(p), make_view(ready=4, idle_for=[900, 700, 300, 10]), config, NOW)
     assert stale.terminate == ("r0",) and stale.reason.startswith("retire 1")
-    at_low = decide(p, make_view(ready=3, idle_for=[900, 700, 650]), config, NOW)
+    at_low = decide(window(p), make_view(ready=3, idle_for=[900, 700, 650]), config, NOW)
     assert at_low.terminate == ()
 
 
 def test_requests_stop_at_the_budget_and_an_excess_is_shed() -> None:
     config = ServiceConfig(max_nodes=10)
-    d = decide(certain(30), make_view(ready=2, allocated=6), config, NOW)
+    d = decide(window(certain(30)), make_view(ready=2, allocated=6), config, NOW)
     assert d.request == 2 and "budget" in d.reason
-    at = decide(certain(30), make_view(ready=2, allocated=8), config, NOW)
+    at = decide(window(certain(30)), make_view(ready=2, allocated=8), config, NOW)
     assert at.request == 0 and at.reason.startswith("at budget")
-    over = decide(certain(0), make_view(ready=4, allocated=9), config, NOW)
+    over = decide(window(certain(0)), make_view(ready=4, allocated=9), config, NOW)
     assert over.terminate == ("r0", "r1", "r2") and over.reason.startswith("over budget")
 
 
@@ -170,7 +170,7 @@ def after(view: PoolView, decision: Decision) -> PoolView:
 @given(situations())
 def test_the_invariants_hold(situation: tuple[Demand, PoolView, ServiceConfig]) -> None:
     d, view, config = situation
-    decision = decide(d, view, config, NOW)
+    decision = decide(window(d), view, config, NOW)
     live = view.counts.live
     # 1. never above the budget
     if decision.request:
@@ -189,7 +189,7 @@ def test_the_invariants_hold(situation: tuple[Demand, PoolView, ServiceConfig]) 
     # 4. no node terminated and another requested in the same tick
     assert not (decision.request and decision.terminate)
     # and no thrash: the same demand on the resulting pool does not turn around
-    again = decide(d, after(view, decision), config, NOW)
+    again = decide(window(d), after(view, decision), config, NOW)
     if decision.terminate:
         assert again.request == 0
     if decision.request:
@@ -202,7 +202,7 @@ def test_the_decision_lands_in_the_band_when_the_budget_allows(
     situation: tuple[Demand, PoolView, ServiceConfig],
 ) -> None:
     d, view, config = situation
-    decision = decide(d, view, config, NOW)
+    decision = decide(window(d), view, config, NOW)
     assert decision.low <= decision.high
     room = config.max_nodes - view.counts.live
     if room >= 0 and decision.request and decision.request < decision.low - decision.warm:
@@ -215,8 +215,8 @@ def test_probabilities_not_means_the_same_mean_spread_needs_more() -> None:
     spread = demand(np.full(40, 0.05), support=51)  # E[D] = 2, uncertain
     sure = demand(np.ones(2), support=51)  # E[D] = 2, certain
     assert spread.mean == pytest.approx(sure.mean)
-    a = decide(spread, make_view(), ServiceConfig(min_ready=0), NOW)
-    b = decide(sure, make_view(), ServiceConfig(min_ready=0), NOW)
+    a = decide(window(spread), make_view(), ServiceConfig(min_ready=0), NOW)
+    b = decide(window(sure), make_view(), ServiceConfig(min_ready=0), NOW)
     assert a.request > b.request == 2
 
 
@@ -232,20 +232,20 @@ def degenerate(mean: float = 1e-3, support: int = 51) -> Demand:
 def test_a_need_above_what_the_demand_supports_is_refused_and_the_held_one_used() -> None:
     bad = degenerate()
     assert bad.need(CONFIG.target_instant_rate) == 51.0
-    d = decide(bad, make_view(ready=2), CONFIG, NOW, held_need=3.2)
+    d = decide(window(bad), make_view(ready=2), CONFIG, NOW, held_need=3.2)
     assert d.refused is not None and d.refused.reason is RefusalReason.UNSUPPORTED
     assert d.refused.need == 51.0 and d.refused.bound == pytest.approx(bad.bound(0.99))
     assert d.refused.demand["mean"] == 1e-3
     assert d.need == 3.2 and (d.low, d.high) == band(3.2, CONFIG)
     assert d.request == 1 and d.desired_warm == 3  # the held need's band, not 51 nodes
     assert "refused need 51.00 (unsupported" in d.reason
-    without = decide(bad, make_view(ready=6), CONFIG, NOW)  # none held: min_ready
+    without = decide(window(bad), make_view(ready=6), CONFIG, NOW)  # none held: min_ready
     assert without.need == 0.0 and len(without.terminate) == 4
 
 
 def test_a_need_that_is_not_a_number_is_refused() -> None:
     nan = Demand(mean=math.nan, tail=np.zeros(51))
-    d = decide(nan, make_view(ready=2), CONFIG, NOW, held_need=1.0)
+    d = decide(window(nan), make_view(ready=2), CONFIG, NOW, held_need=1.0)
     assert d.refused is not None and d.refused.reason is RefusalReason.NOT_FINITE
     assert d.request == 0 and d.terminate == ()
     assert d.refused.reason.value == "not_finite" and math.isnan(d.refused.bound)
