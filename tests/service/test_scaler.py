@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from service.config import ServiceConfig
 from service.demand import Demand, demand
+from service.plan import Moment
 from service.pool import PoolCounts, PoolView
-from service.scaler import Decision, RefusalReason, band, check_need, decide, window
+from service.scaler import IN_TIME, Decision, RefusalReason, band, check_need, decide, window
 
 NOW = 1_732_500_000.0
 
@@ -263,3 +264,56 @@ def test_a_sound_distribution_is_never_refused(
 ) -> None:
     d = demand(np.array(p), baseline=baseline, support=200, frees=np.array(frees))
     assert check_need(d, d.need(target), target) is None
+
+
+# --- the timed plan ----------------------------------------------------------------------
+
+
+def moment(after_s: float, k: int, *, late: float = 0.0, in_time: float = 1.0) -> Moment:
+    """A moment by which exactly ``k`` connects come."""
+    return Moment(after_s, certain(k), late, in_time)
+
+
+def test_a_shortfall_no_node_asked_now_reaches_in_time_asks_for_nothing() -> None:
+    config = ServiceConfig(min_ready=0)
+    # 4 connects within 30 s, which a node asked for now (60 s boots at least) misses; by
+    # the lead time the 4 nodes booting are ready and no more connects come
+    soon = moment(30.0, 4, late=4.0, in_time=0.0)
+    lead = moment(180.0, 4, late=0.0, in_time=0.95)
+    d = decide((soon, lead), make_view(booting=4), config, NOW)
+    assert d.request == 0 and d.terminate == ()
+    # the same shortfall at a moment a node asked for now reaches is asked for
+    reached = moment(150.0, 6, late=0.0, in_time=IN_TIME)
+    up = decide((soon, reached, lead), make_view(booting=4), config, NOW)
+    assert up.request == 2 and "for +150s" in up.reason
+
+
+def test_a_node_an_earlier_moment_needs_is_not_terminated() -> None:
+    config = ServiceConfig(min_ready=0)
+    # 3 connects within 60 s; by the lead time frees leave nothing to cover (need 0)
+    soon = moment(60.0, 3)
+    lead = Moment(180.0, demand(np.ones(3), support=60, frees=np.ones(3)), 0.0)
+    view = make_view(ready=3)
+    assert decide((lead,), view, config, NOW).terminate  # the window alone sheds them
+    kept = decide((soon, lead), view, config, NOW)
+    assert kept.terminate == () and kept.reason.startswith("hold")
+
+
+def test_a_plan_of_one_moment_is_the_window() -> None:
+    for k, ready in ((5, 2), (2, 6), (3, 3)):
+        one = decide(window(certain(k)), make_view(ready=ready), CONFIG, NOW)
+        plan = decide((moment(184.0, k),), make_view(ready=ready), CONFIG, NOW)
+        assert (one.request, one.terminate, one.need) == (plan.request, plan.terminate, plan.need)
+
+
+def test_a_refused_moment_holds_the_last_sound_need_for_the_whole_plan() -> None:
+    bad = Demand(mean=1.0, tail=np.zeros(60), uncovered=1.0)  # a shortfall no count covers
+    d = decide(
+        (Moment(60.0, bad), moment(180.0, 1)), make_view(ready=2), CONFIG, NOW, held_need=4.2
+    )
+    assert d.refused is not None and d.need == pytest.approx(4.2) and d.request == 2  # band [4, 5]
+
+
+def test_an_empty_plan_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one moment"):
+        decide((), make_view(), CONFIG, NOW)
