@@ -147,11 +147,6 @@ class TrainResult:
     model_type: ClassVar[ModelType] = ModelType.CLASSIFIER
 
     @property
-    def model(self) -> ConnectClassifier:
-        """The model served: the calibrated classifier."""
-        return self.classifier
-
-    @property
     def calibration_method(self) -> str:
         return self.classifier.calibration.method
 
