@@ -125,6 +125,13 @@ def within(curve: Floats, grid: CurveGrid, t_s: float) -> Floats:
     return interpolated
 
 
+def regrid(curve: Floats, grid: CurveGrid, to: CurveGrid) -> Floats:
+    """A curve given on ``grid`` read at the horizons of ``to`` (:func:`within`)."""
+    if to == grid:
+        return curve
+    return np.column_stack([within(curve, grid, t) for t in to.horizons_s])
+
+
 def median_wait(curve: Floats, grid: CurveGrid) -> Floats:
     """Seconds until each row's curve reaches 0.5 (linear between horizons); infinity when it
     stays below 0.5 within the horizon."""

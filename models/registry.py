@@ -52,6 +52,7 @@ from models.connect_curve import ConnectCurveModel
 from models.curve_files import is_curve_model, load_curve_model
 from models.defaults import DEFAULT_MODEL_NAME
 from models.live_evidence import LIVE_KEYS, LIVE_N, LiveEvidence, live_metrics
+from models.model_types import ModelType
 from models.reference import FeatureReference
 
 CHAMPION: Final = "champion"
@@ -122,6 +123,10 @@ class LoadedModel:
     def curve_model(self) -> ConnectCurveModel | None:
         """The time-to-connect model, when this version is one."""
         return self.classifier if isinstance(self.classifier, ConnectCurveModel) else None
+
+    @property
+    def model_type(self) -> ModelType:
+        return ModelType.CLASSIFIER if self.curve_model is None else ModelType.CURVE
 
 
 class ModelRegistry:

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from features.eventlog import LogKeys
 from features.events import Limits
 from models.defaults import DEFAULT_MODEL_NAME
+from models.model_types import DEFAULT_MODEL_TYPE, ModelType
 from service.config import ServiceConfig
 from service.defaults import DEFAULT_LIVE_LOG_S, DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
@@ -151,6 +152,11 @@ class Settings(BaseSettings):
         default=DEFAULT_MIN_POSITIVES,
         ge=1,
         description="Connects each of train/validation/test must hold at least.",
+    )
+    model_type: ModelType = Field(
+        default=DEFAULT_MODEL_TYPE,
+        description="What `train` and `retrain` train (`--model-type` wins): `classifier`, one "
+        "probability within the horizon, or `curve`, a time-to-connect hazard model.",
     )
     retrain_window_hours: float = Field(
         default=168.0, gt=0, description="`retrain` trains on this many hours up to the last event."

@@ -19,7 +19,7 @@ import random
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
 import sqlalchemy
@@ -33,9 +33,12 @@ from simulation.nodes.fleet import NodeFleet
 from simulation.workloads import generate
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.evaluate import evaluate
+from training.gates import Tolerances
+from training.retrain import RetrainOutcome, retrain
 from training.sources import EventSource
 from training.tracking import LoggedRun, TrackingConfig, log_training
 from training.train import TrainConfig, TrainResult, train
+from training.train_curve import CurveTrainResult, JobResult, train_curve
 
 POSTGRES_ADMIN_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 """Where the PostgreSQL variant creates its database (``POSTGRES_URL`` overrides it)."""
@@ -62,6 +65,12 @@ def seed_dataset(hours: float = HOURS, seed: int = 1) -> Dataset:
 @functools.cache
 def trained(hours: float = HOURS, seed: int = 1) -> TrainResult:
     return train(seed_dataset(hours, seed), FAST)
+
+
+@functools.cache
+def trained_curve(hours: float = HOURS, seed: int = 1) -> CurveTrainResult:
+    """The hazard time-to-connect model on the same rows as :func:`trained`."""
+    return train_curve(seed_dataset(hours, seed), FAST)
 
 
 @functools.cache
@@ -136,9 +145,26 @@ def store_tracking(tracking_uri: str, root: Path, model_name: str) -> TrackingCo
     )
 
 
-def register(tracking: TrackingConfig, result: TrainResult | None = None) -> LoggedRun:
+def register(tracking: TrackingConfig, result: JobResult | None = None) -> LoggedRun:
     """Log ``result`` (default: the cached small model) as a new version."""
     return log_training(result or trained(), seed_dataset(), trace_source(), tracking)
+
+
+def retrain_seed(
+    tracking: TrackingConfig, registry: ModelRegistry, **options: Any
+) -> RetrainOutcome:
+    """``retrain`` as cron runs it, on the seed's trace with :data:`FAST` and the default
+    tolerances; ``options`` (``dry_run``, ``progress``, ``model_type``, ...) passed on."""
+    return retrain(
+        trace_source(),
+        DatasetSpec(),
+        FAST,
+        tracking,
+        registry,
+        tolerances=Tolerances(),
+        actor="cron",
+        **options,
+    )
 
 
 # -- fixtures (imported by the conftest of each test folder that needs a store) --------------

@@ -27,10 +27,18 @@ from models.connect_curve import (
     ConnectCurveModel,
     CurveGrid,
     CurveKind,
+    regrid,
 )
-from training.dataset import Dataset
+from training.dataset import Dataset, Split
 from training.evaluate import ModelMetrics, evaluate
-from training.train import TrainConfig, check_split, fit_booster, fit_calibration
+from training.train import (
+    TrainConfig,
+    check_split,
+    fit_booster,
+    fit_calibration,
+    model_data,
+    split_of,
+)
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -66,6 +74,9 @@ class CurveResult:
     metrics: dict[str, Any]
     """:func:`curve_metrics` on the test slice."""
     test_curve: Floats
+    split: Split
+    calibration_note: str | None = None
+    """Why a horizon's calibration is not the one asked for (the first such horizon's)."""
 
 
 def fit_curve(
@@ -80,14 +91,14 @@ def fit_curve(
     ``grid`` defaults to even periods up to the dataset's horizon."""
     config = config or TrainConfig()
     grid = grid or CurveGrid.even(dataset.spec.horizon_s)
-    if not len(dataset.wait_s):
-        raise ValueError("the dataset has no waits to learn (built without events?)")
     if grid.horizon_s > dataset.spec.horizon_s:
         raise ValueError(
             f"the curve reaches {grid.horizon_s:g} s, past the labels' {dataset.spec.horizon_s:g} s"
         )
-    split = dataset.split(config.split)
+    split = split_of(dataset, config)
     check_split(split, config)
+    if len(dataset.wait_s) != len(dataset):
+        raise ValueError("the dataset has no waits to learn (built without events?)")
     names = list(dataset.feature_names)
     boosters: tuple[Any, ...]
     valid_y = labels_at(split.validation.wait_s, grid)
@@ -119,13 +130,21 @@ def fit_curve(
         )
     uncalibrated = ConnectCurveModel(kind, grid, boosters, _identity(len(grid)), tuple(names))
     raw = uncalibrated.raw_curve(split.validation.X)
-    calibrations = tuple(
-        fit_calibration(raw[:, k], valid_y[:, k], split.validation.w, config)[0]
+    fitted = [
+        fit_calibration(raw[:, k], valid_y[:, k], split.validation.w, config)
         for k in range(len(grid))
+    ]
+    model = ConnectCurveModel(
+        kind,
+        grid,
+        boosters,
+        tuple(calibration for calibration, _ in fitted),
+        tuple(names),
+        data=model_data(dataset, config),
     )
-    model = ConnectCurveModel(kind, grid, boosters, calibrations, tuple(names))
     test_curve = model.curve(split.test.X)
-    return CurveResult(model, curve_metrics(test_curve, split.test, grid), test_curve)
+    note = next((note for _, note in fitted if note is not None), None)
+    return CurveResult(model, curve_metrics(test_curve, split.test, grid), test_curve, split, note)
 
 
 def curve_metrics(curve: Floats, rows: Dataset, grid: CurveGrid) -> dict[str, Any]:
@@ -140,6 +159,12 @@ def curve_metrics(curve: Floats, rows: Dataset, grid: CurveGrid) -> dict[str, An
             {"horizon_s": h, **m.as_dict()} for h, m in zip(grid.horizons_s, per, strict=True)
         ],
     }
+
+
+def measure_on(model: ConnectCurveModel, rows: Dataset, grid: CurveGrid) -> dict[str, Any]:
+    """:func:`curve_metrics` of ``model``'s curve on ``rows`` at the horizons of ``grid``
+    (another model's: the curve is read there, ``models.connect_curve.regrid``)."""
+    return curve_metrics(regrid(model.curve(rows.X), model.grid, grid), rows, grid)
 
 
 def _identity(n: int) -> tuple[SigmoidCalibration, ...]:

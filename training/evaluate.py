@@ -206,8 +206,10 @@ def plot_reliability(
     curves: Mapping[str, Floats],
     *,
     bins: int = DEFAULT_BINS,
+    rows: str = "test slice",
 ) -> Path:
-    """Reliability diagram (quantile bins) on log-log axes: rare events stay visible."""
+    """Reliability diagram (quantile bins) on log-log axes: rare events stay visible;
+    ``rows`` says which, in the title."""
     figure = _figure()
     axes = figure.add_subplot()
     floor = 1e-6
@@ -226,7 +228,7 @@ def plot_reliability(
         yscale="log",
         xlabel="mean predicted probability",
         ylabel="observed connect rate",
-        title=f"Reliability, {bins} quantile bins, test slice",
+        title=f"Reliability, {bins} quantile bins, {rows}",
     )
     axes.legend(loc="upper left")
     figure.savefig(path)

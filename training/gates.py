@@ -8,6 +8,15 @@ and Brier score and no lower on ROC AUC:
     brier(candidate)    <= brier(champion)    * (1 + tolerances.brier)
     roc_auc(candidate)  >= roc_auc(champion)  - tolerances.roc_auc
 
+Every model is judged on its probability of a connect within the horizon, whatever its
+type (``models.model_types``): a time-to-connect curve on its last point, the classifier's
+question, so that a curve can replace a classifier champion and a classifier a curve. When
+the candidate and the champion are both curves, a fourth gate weighs the whole curve, the
+integrated Brier score (``training.curve.curve_metrics``) of both on the candidate's
+horizons, with the Brier score's slack:
+
+    integrated_brier(candidate) <= integrated_brier(champion) * (1 + tolerances.brier)
+
 MLflow's ``MetricThreshold`` only expresses required *improvements* (its minimum changes
 must be positive), not an allowed slack, so the gates are these few lines instead. Against
 the heuristic there is no tolerance (:data:`STRICT`): the first model must beat it.
@@ -17,6 +26,7 @@ Pure: nothing here reads or writes the registry (:mod:`training.promote` does).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -42,6 +52,7 @@ class Tolerances:
             raise ValueError("tolerances must be >= 0")
 
 
+INTEGRATED_BRIER: Final = "integrated_brier"
 DEFAULT_TOLERANCES: Final = Tolerances()
 STRICT: Final = Tolerances(0.0, 0.0, 0.0)
 
@@ -64,15 +75,20 @@ class Gate:
         )
 
 
+def lower_gate(metric: str, candidate: float, reference: float, relative: float) -> Gate:
+    """Passes when ``candidate <= reference * (1 + relative)`` (a NaN fails)."""
+    limit = reference * (1.0 + relative)
+    return Gate(metric, candidate, reference, limit, False, bool(candidate <= limit))
+
+
 def check_gates(
     candidate: ModelMetrics, reference: ModelMetrics, tolerances: Tolerances
 ) -> tuple[Gate, ...]:
-    """The three gates of the module docstring (a NaN on either side fails its gate)."""
+    """The three gates at the horizon of the module docstring (a NaN on either side fails
+    its gate)."""
 
     def lower(metric: str, relative: float) -> Gate:
-        c, r = getattr(candidate, metric), getattr(reference, metric)
-        limit = r * (1.0 + relative)
-        return Gate(metric, c, r, limit, False, bool(c <= limit))
+        return lower_gate(metric, getattr(candidate, metric), getattr(reference, metric), relative)
 
     c, r = candidate.roc_auc, reference.roc_auc
     limit = r - tolerances.roc_auc
@@ -80,6 +96,21 @@ def check_gates(
         lower("log_loss", tolerances.log_loss),
         lower("brier", tolerances.brier),
         Gate("roc_auc", c, r, limit, True, bool(c >= limit)),
+    )
+
+
+def check_curve_gate(
+    candidate: Mapping[str, Any], reference: Mapping[str, Any], tolerances: Tolerances
+) -> Gate:
+    """The integrated-Brier gate of two curves' metrics (``training.curve.curve_metrics``)
+    on the same rows and horizons."""
+    if candidate["horizons_s"] != reference["horizons_s"]:
+        raise ValueError("the curves were measured at other horizons: they cannot be compared")
+    return lower_gate(
+        INTEGRATED_BRIER,
+        float(candidate[INTEGRATED_BRIER]),
+        float(reference[INTEGRATED_BRIER]),
+        tolerances.brier,
     )
 
 
@@ -102,6 +133,9 @@ class PromotionDecision:
     at: str | None = None
     live: dict[str, Any] | None = None
     """The live evidence the decision also weighed (``promote --live``; None: none)."""
+    curves: dict[str, Any] | None = None
+    """When the candidate and the champion are both curves: the horizons, and each one's
+    curve metrics on the holdout there (``candidate``, ``reference``); None otherwise."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +150,7 @@ class PromotionDecision:
             "reference_metrics": _metrics_dict(self.reference_metrics),
             "holdout": self.holdout,
             "live": self.live,
+            "curves": self.curves,
             "dry_run": self.dry_run,
             "applied": self.applied,
             "actor": self.actor,

@@ -34,7 +34,7 @@ from training.defaults import (
     DEFAULT_LIVE_MAX_AGE_S,
     DEFAULT_LIVE_MIN_SETTLED,
 )
-from training.gates import Gate
+from training.gates import Gate, lower_gate
 
 CHAMPION_N: Final = "live_n (champion)"
 CHALLENGER_N: Final = "live_n (challenger)"
@@ -78,9 +78,7 @@ def check_live_gates(
 
     def lower(key: str, relative: float) -> Gate:
         c = challenger.metrics.get(key, math.nan)
-        r = champion.metrics.get(key, math.nan)
-        limit = r * (1.0 + relative)
-        return Gate(key, c, r, limit, False, bool(c <= limit))
+        return lower_gate(key, c, champion.metrics.get(key, math.nan), relative)
 
     return (
         Gate(EVIDENCE_AGE, age, rule.max_age_s, rule.max_age_s, False, age <= rule.max_age_s),

@@ -2,7 +2,10 @@
 
 A candidate version and the current ``champion`` are scored on the same holdout: the test
 slice of a dataset freshly built, with the candidate's own dataset spec and split, from the
-most recent events, and judged by the gates of :mod:`training.gates`.
+most recent events, and judged by the gates of :mod:`training.gates`. Either may be of
+either model type (``models.model_types``): each is scored on its probability at the
+horizon (a curve's last point), and two curves also on the integrated Brier score of their
+curves at the candidate's horizons (:attr:`PromotionDecision.curves`).
 
 With no champion yet, or one that cannot be loaded or was trained on other features, the
 reference is the heuristic (the scorer the service would fall back to) with no tolerance:
@@ -55,9 +58,17 @@ from models.registry import (
     RegistryBusy,
     RegistryError,
 )
+from training.curve import measure_on
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.evaluate import ModelMetrics, evaluate
-from training.gates import DEFAULT_TOLERANCES, STRICT, PromotionDecision, Tolerances, check_gates
+from training.gates import (
+    DEFAULT_TOLERANCES,
+    STRICT,
+    PromotionDecision,
+    Tolerances,
+    check_curve_gate,
+    check_gates,
+)
 from training.live_gates import LiveRule, check_live_gates, describe_live_gate
 from training.train import SPLIT
 
@@ -253,28 +264,12 @@ def decide_promotion(
         )
     candidate_metrics = _score(candidate, holdout)
     notes: list[str] = []
-    reference_name = HEURISTIC
-    reference_probability: Any = None
-    if champion_version is not None:
-        try:
-            champion = registry.load(champion_version, alias=CHAMPION)
-        except RegistryError as e:
-            notes.append(f"champion version {champion_version} could not be loaded ({e})")
-        else:
-            if champion.feature_names != holdout.feature_names:
-                notes.append(f"champion version {champion_version} uses other features")
-            else:
-                reference_probability = _predict(champion, holdout)
-                if reference_probability is None:
-                    notes.append(f"champion version {champion_version} fails on the holdout")
-                else:
-                    reference_name = f"version {champion_version}"
-                    if champion.horizon_s != candidate.horizon_s:
-                        notes.append(
-                            f"champion's horizon is {champion.horizon_s} s, the candidate's "
-                            f"{candidate.horizon_s} s: both scored on the candidate's labels"
-                        )
-    if reference_probability is None:
+    champion = _champion(registry, champion_version, candidate, holdout, notes)
+    if champion is not None:
+        reference_name = f"version {champion.version}"
+        reference_probability = champion.probability
+    else:
+        reference_name = HEURISTIC
         reference_probability = (
             HeuristicScorer(horizon_s=candidate.horizon_s).score(holdout.X).probability
         )
@@ -283,11 +278,14 @@ def decide_promotion(
         else:
             notes.append("compared with the heuristic instead")
     reference_metrics = evaluate(holdout.y, reference_probability, holdout.w)
-    gates = check_gates(
-        candidate_metrics,
-        reference_metrics,
-        STRICT if reference_name == HEURISTIC else tolerances,
-    )
+    chosen = STRICT if champion is None else tolerances
+    gates = check_gates(candidate_metrics, reference_metrics, chosen)
+    curves = None
+    if champion is not None:
+        notes.extend(_types_note(candidate, champion.model))
+        curves = _curves(candidate, champion.model, holdout)
+        if curves is not None:
+            gates = (*gates, check_curve_gate(curves["candidate"], curves["reference"], chosen))
     passed = all(g.passed for g in gates)
     reasons = [
         *notes,
@@ -304,7 +302,76 @@ def decide_promotion(
         candidate_metrics=candidate_metrics,
         reference_metrics=reference_metrics,
         holdout=summary,
+        curves=curves,
     )
+
+
+@dataclass(frozen=True)
+class _Champion:
+    """The champion as a reference: loaded, and its probabilities on the holdout."""
+
+    model: LoadedModel
+    probability: npt.NDArray[np.float64]
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+
+def _champion(
+    registry: ModelRegistry,
+    version: str | None,
+    candidate: LoadedModel,
+    holdout: Dataset,
+    notes: list[str],
+) -> _Champion | None:
+    """The champion scored on ``holdout``; None (and why, in ``notes``) when there is none
+    or it cannot be the reference: not loaded, other features, fails on the holdout."""
+    if version is None:
+        return None
+    try:
+        champion = registry.load(version, alias=CHAMPION)
+    except RegistryError as e:
+        notes.append(f"champion version {version} could not be loaded ({e})")
+        return None
+    if champion.feature_names != holdout.feature_names:
+        notes.append(f"champion version {version} uses other features")
+        return None
+    probability = _predict(champion, holdout)
+    if probability is None:
+        notes.append(f"champion version {version} fails on the holdout")
+        return None
+    if champion.horizon_s != candidate.horizon_s:
+        notes.append(
+            f"champion's horizon is {champion.horizon_s} s, the candidate's "
+            f"{candidate.horizon_s} s: both scored on the candidate's labels"
+        )
+    return _Champion(champion, probability)
+
+
+def _types_note(candidate: LoadedModel, champion: LoadedModel) -> list[str]:
+    """What the candidate and the champion are judged on, when they are of two types."""
+    if candidate.model_type is champion.model_type:
+        return []
+    return [
+        f"version {candidate.version} is a {candidate.model_type}, version {champion.version} "
+        f"a {champion.model_type}: judged on their probabilities at the horizon"
+    ]
+
+
+def _curves(
+    candidate: LoadedModel, champion: LoadedModel, holdout: Dataset
+) -> dict[str, Any] | None:
+    """Both curves' metrics on the holdout at the candidate's horizons, when both are
+    curves (the champion's read there when its grid differs); None otherwise."""
+    mine, theirs = candidate.curve_model, champion.curve_model
+    if mine is None or theirs is None:
+        return None
+    return {
+        "horizons_s": list(mine.grid.horizons_s),
+        "candidate": measure_on(mine, holdout, mine.grid),
+        "reference": measure_on(theirs, holdout, mine.grid),
+    }
 
 
 def apply(

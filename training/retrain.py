@@ -1,7 +1,9 @@
 """The jobs: train and register a version from a range of events; retrain and promote.
 
-``train_and_register`` builds the dataset, trains (``training.train``), records the run and
-registers the model (``training.tracking``). ``retrain`` does that on the recent window of
+``train_and_register`` builds the dataset, trains a model of the type asked for (the
+classifier, ``training.train``, or the time-to-connect curve, ``training.train_curve``),
+records the run and registers the model (``training.tracking``), in the same registered
+model whatever its type. ``retrain`` does that on the recent window of
 events and then runs the promotion gates (``training.promote``) on the new dataset's test
 slice: the most recent holdout, which the candidate never saw and which is more recent than
 anything the champion was trained on, as long as retraining runs more often than the
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.horizon import HorizonChoice, HorizonSource
+from models.model_types import DEFAULT_MODEL_TYPE, ModelType
 from models.registry import CHAMPION, ModelRegistry
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.gates import PromotionDecision, Tolerances
@@ -36,17 +39,18 @@ from training.live_gates import champion_health as judge_health
 from training.promote import promote, set_challenger
 from training.sources import EventSource
 from training.tracking import LoggedRun, TrackingConfig, log_training
-from training.train import TrainConfig, TrainResult, train
+from training.train import TrainConfig, train
+from training.train_curve import CurveTrainResult, JobResult, train_curve
 
 JobProgress = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: ``features`` (rows), ``lightgbm`` (trees), ``baseline``,
-``calibrate``, ``log`` (MLflow), ``promote``."""
+"""``progress(stage, done, total)``: ``features`` (rows), ``lightgbm`` or ``hazard`` (trees),
+``baseline``, ``calibrate``, ``log`` (MLflow), ``promote``."""
 
 
 @dataclass(frozen=True)
 class TrainedVersion:
     logged: LoggedRun
-    result: TrainResult
+    result: JobResult
     dataset: Dataset
     source: EventSource
     seconds: float
@@ -54,9 +58,11 @@ class TrainedVersion:
 
     def as_dict(self) -> dict[str, Any]:
         split = self.result.split
+        curve = self.result.curve.metrics if isinstance(self.result, CurveTrainResult) else None
         return {
             "model_name": self.logged.model_name,
             "version": self.logged.version,
+            "model_type": self.result.model_type.value,
             "run_id": self.logged.run_id,
             "model_uri": self.logged.model_uri,
             "horizon_s": self.dataset.spec.horizon_s,
@@ -67,9 +73,10 @@ class TrainedVersion:
             "rows": {n: len(getattr(split, n)) for n in ("train", "validation", "test")},
             "positives": {n: getattr(split, n).positives for n in ("train", "validation", "test")},
             "trees": self.result.trees,
-            "calibration": self.result.classifier.calibration.method,
+            "calibration": self.result.calibration_method,
             "calibration_note": self.result.calibration_note,
             "test_metrics": {k: m.scores() for k, m in self.result.metrics.items()},
+            "curve_metrics": curve,
             "stage_seconds": {k: round(v, 3) for k, v in self.result.seconds.items()},
             "seconds": round(self.seconds, 3),
         }
@@ -99,7 +106,10 @@ def train_and_register(
     progress: JobProgress | None = None,
     tags: dict[str, str] | None = None,
     horizon: HorizonChoice | None = None,
+    model_type: ModelType = DEFAULT_MODEL_TYPE,
 ) -> TrainedVersion:
+    """Build the dataset of ``source``, train a model of ``model_type`` on it, record the
+    run and register the version."""
     started = time.perf_counter()
     chosen = checked_horizon(spec, horizon)
     report = progress or (lambda stage, done, total: None)
@@ -109,7 +119,11 @@ def train_and_register(
         rows_since=source.rows_since,
         progress=lambda done, total: report("features", done, total),
     )
-    result = train(dataset, config, progress=report)
+    result: JobResult
+    if model_type is ModelType.CURVE:
+        result = train_curve(dataset, config, progress=report)
+    else:
+        result = train(dataset, config, progress=report)
     report("log", 0, 1)
     logged = log_training(result, dataset, source, tracking, tags=tags, horizon=chosen)
     report("log", 1, 1)
@@ -130,8 +144,10 @@ def retrain(
     dry_run: bool = False,
     progress: JobProgress | None = None,
     horizon: HorizonChoice | None = None,
+    model_type: ModelType = DEFAULT_MODEL_TYPE,
 ) -> RetrainOutcome:
-    """Train and register on ``source``, then promote if the gates pass (see module)."""
+    """Train a model of ``model_type`` and register it on ``source``, then promote it if
+    the gates pass against the champion, of either type (see module)."""
     trained = train_and_register(
         source,
         spec,
@@ -140,6 +156,7 @@ def retrain(
         progress=progress,
         tags={"job": "retrain"},
         horizon=horizon,
+        model_type=model_type,
     )
     report = progress or (lambda stage, done, total: None)
     report("promote", 0, 1)

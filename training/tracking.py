@@ -10,7 +10,8 @@ One run holds:
 - metrics: on the test slice, ``test_<scorer>_<metric>`` for the calibrated model
   (``model``), the raw booster (``model_raw``), the baseline and the heuristic; rows and
   positives per slice; seconds per stage;
-- tags: ``data_digest`` (SHA-256 of the rows), ``source``, ``horizon_source``;
+- tags: ``data_digest`` (SHA-256 of the rows), ``source``, ``horizon_source``,
+  ``model_type`` (also a param);
 - inputs: the train, validation and test slices as ``mlflow.data`` datasets with their
   digests and a file source (the trace file; for the event log, a Parquet snapshot of the
   events logged as ``data/events.parquet``, since the log is trimmed over time);
@@ -20,7 +21,12 @@ One run holds:
 - the model (``models.classifier``): the native LightGBM booster with signature, input
   example, explicit pip requirements, ``classifier.json`` and ``reference.json``,
   registered as a new version of the registered model, whose version tags repeat the
-  horizon (and how it was chosen), digest and test metrics.
+  model type, the horizon (and how it was chosen), digest and test metrics.
+
+A time-to-connect model (``training.train_curve``) records the same, its figures at the
+horizon as ``test_model_*``, and what ``training.curve_tracking`` adds (its grid, metrics
+at each horizon, the integrated Brier score, a reliability diagram per horizon); its model
+directory is ``models.curve_files``' and its version tags add ``curve_metrics``.
 
 Everything is logged before the model is registered: a run that fails registers nothing.
 """
@@ -44,14 +50,22 @@ from typing import Any, Final
 import numpy as np
 
 from models.classifier import log_model
+from models.curve_files import log_curve_model
 from models.defaults import DEFAULT_MODEL_NAME
 from models.horizon import HorizonChoice, HorizonSource
 from models.reference import REFERENCE_FILE
+from training.curve_tracking import (
+    CURVE_METRICS_FILE,
+    curve_params,
+    curve_run_metrics,
+    curve_summary,
+    plot_horizons,
+)
 from training.dataset import Dataset
 from training.defaults import DEFAULT_EXPERIMENT
 from training.evaluate import plot_importance, plot_reliability, plot_roc, table
 from training.sources import EventSource, write_snapshot
-from training.train import TrainResult
+from training.train_curve import CurveTrainResult, JobResult
 
 EXAMPLE_ROWS: Final = 5
 _URI_LOCK = threading.Lock()
@@ -123,7 +137,7 @@ def experiment_id(client: Any, tracking: TrackingConfig) -> str:
 
 
 def log_training(
-    result: TrainResult,
+    result: JobResult,
     dataset: Dataset,
     source: EventSource,
     tracking: TrackingConfig,
@@ -154,6 +168,7 @@ def log_training(
                     "data_digest": digest,
                     "source": source.kind,
                     "horizon_source": chosen.source.value,
+                    "model_type": result.model_type.value,
                     **(tags or {}),
                 }
             )
@@ -164,14 +179,11 @@ def log_training(
             mlflow.log_text(table(result.metrics) + "\n", "metrics.md")
             if result.reference is not None:
                 mlflow.log_dict(result.reference.to_dict(), REFERENCE_FILE)
+            if isinstance(result, CurveTrainResult):
+                mlflow.log_dict(result.curve.metrics, CURVE_METRICS_FILE)
             _log_plots(result, work / "plots")
             _log_inputs(result, source, run.info.artifact_uri, work, tracking.tracking_uri)
-            info = log_model(
-                result.classifier,
-                _input_example(result),
-                registered_model_name=tracking.model_name,
-                reference=result.reference,
-            )
+            info = _log_model(result, tracking.model_name)
             version = str(info.registered_model_version)
             version_tags = _version_tags(result, dataset, source, digest, run.info.run_id, chosen)
             for key, value in version_tags:
@@ -186,8 +198,22 @@ def log_training(
             )
 
 
+def _log_model(result: JobResult, model_name: str) -> Any:
+    """Log the model of either type to the active run and register it as a new version."""
+    if isinstance(result, CurveTrainResult):
+        return log_curve_model(
+            result.model, _input_example(result), registered_model_name=model_name
+        )
+    return log_model(
+        result.classifier,
+        _input_example(result),
+        registered_model_name=model_name,
+        reference=result.reference,
+    )
+
+
 def _params(
-    result: TrainResult, dataset: Dataset, source: EventSource, horizon: HorizonChoice
+    result: JobResult, dataset: Dataset, source: EventSource, horizon: HorizonChoice
 ) -> dict[str, Any]:
     first, last = dataset.event_range
     params: dict[str, Any] = {f"train.{k}": v for k, v in result.config.as_params().items()}
@@ -207,14 +233,17 @@ def _params(
         "source.until": source.until,
         "features": len(dataset.feature_names),
         "trees": result.trees,
-        "calibration": result.classifier.calibration.method,
+        "calibration": result.calibration_method,
+        "model_type": result.model_type.value,
     }
+    if isinstance(result, CurveTrainResult):
+        params |= curve_params(result.model)
     if result.calibration_note:
         params["calibration_note"] = result.calibration_note[:500]
     return params
 
 
-def _metrics(result: TrainResult) -> dict[str, float]:
+def _metrics(result: JobResult) -> dict[str, float]:
     out: dict[str, float] = {}
     for scorer, m in result.metrics.items():
         for key, value in m.scores().items():
@@ -225,10 +254,12 @@ def _metrics(result: TrainResult) -> dict[str, float]:
         out[f"{name}_rows"] = float(len(part))
         out[f"{name}_positives"] = float(part.positives)
     out |= {f"seconds_{stage}": s for stage, s in result.seconds.items()}
+    if isinstance(result, CurveTrainResult):
+        out |= curve_run_metrics(result.curve.metrics)
     return out
 
 
-def _log_plots(result: TrainResult, folder: Path) -> None:
+def _log_plots(result: JobResult, folder: Path) -> None:
     import mlflow
 
     folder.mkdir()
@@ -236,12 +267,14 @@ def _log_plots(result: TrainResult, folder: Path) -> None:
     curves = {k: result.test_probability[k] for k in ("model", "baseline", "heuristic")}
     plot_roc(folder / "roc.png", test.y, test.w, curves)
     plot_reliability(folder / "reliability.png", test.y, test.w, curves)
-    plot_importance(folder / "importance.png", result.classifier.feature_names, result.gains)
+    plot_importance(folder / "importance.png", result.gain_names, result.gains)
+    if isinstance(result, CurveTrainResult):
+        plot_horizons(folder, result)
     mlflow.log_artifacts(str(folder), "plots")
 
 
 def _log_inputs(
-    result: TrainResult,
+    result: JobResult,
     source: EventSource,
     artifact_uri: str,
     work: Path,
@@ -289,7 +322,7 @@ def _dataset_source(location: str, tracking_uri: str) -> Any:
         return resolve_dataset_source(location)
 
 
-def _input_example(result: TrainResult) -> Any:
+def _input_example(result: JobResult) -> Any:
     """A few test rows, positives first: stored with the model and used to warm it."""
     test = result.split.test
     positives = np.flatnonzero(test.y)[: EXAMPLE_ROWS // 2 + 1]
@@ -298,7 +331,7 @@ def _input_example(result: TrainResult) -> Any:
 
 
 def _version_tags(
-    result: TrainResult,
+    result: JobResult,
     dataset: Dataset,
     source: EventSource,
     digest: str,
@@ -307,7 +340,13 @@ def _version_tags(
 ) -> list[tuple[str, str]]:
     first, last = dataset.event_range
     model = result.metrics["model"]
+    curve = (
+        [("curve_metrics", json.dumps(curve_summary(result.curve.metrics)))]
+        if isinstance(result, CurveTrainResult)
+        else []
+    )
     return [
+        ("model_type", result.model_type.value),
         ("horizon_s", str(dataset.spec.horizon_s)),
         ("horizon_source", horizon.source.value),
         *(
@@ -320,6 +359,7 @@ def _version_tags(
         ("source", f"{source.kind}:{source.location}"),
         ("run_id", run_id),
         ("test_metrics", json.dumps({k: round(v, 6) for k, v in model.scores().items()})),
+        *curve,
     ]
 
 

@@ -21,9 +21,9 @@ Deterministic: the same dataset and config give the same booster (LightGBM's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,7 @@ from models.classifier import (
 )
 from models.defaults import DEFAULT_RECENT_CUTOFF_S
 from models.heuristic import HeuristicScorer
+from models.model_types import ModelType
 from models.reference import DEFAULT_BINS, FeatureReference
 from training.dataset import Dataset, Split
 from training.defaults import DEFAULT_CALIBRATION, DEFAULT_MIN_POSITIVES, DEFAULT_TRAIN_SEED
@@ -143,6 +144,17 @@ class TrainResult:
     reference: FeatureReference | None = None
     """The training reference of the features (the train slice's, weighted)."""
 
+    model_type: ClassVar[ModelType] = ModelType.CLASSIFIER
+
+    @property
+    def calibration_method(self) -> str:
+        return self.classifier.calibration.method
+
+    @property
+    def gain_names(self) -> tuple[str, ...]:
+        """The names of :attr:`gains`, in order."""
+        return self.classifier.feature_names
+
 
 def check_split(split: Split, config: TrainConfig) -> None:
     """:class:`BadTrainingData` with a clear reason unless every slice can do its job."""
@@ -175,7 +187,7 @@ def train(
 ) -> TrainResult:
     """Fit, calibrate and evaluate on ``dataset.split(config.split)``."""
     config = config or TrainConfig()
-    split = dataset.split(config.split) if len(dataset) else _empty_split(dataset)
+    split = split_of(dataset, config)
     check_split(split, config)
     report = progress or (lambda stage, done, total: None)
     seconds: dict[str, float] = {}
@@ -184,11 +196,7 @@ def train(
     booster = fit_lightgbm(split.train, split.validation, config, progress=report)
     seconds["lightgbm"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    report("baseline", 0, 1)
-    baseline = fit_baseline(split.train, config)
-    report("baseline", 1, 1)
-    seconds["baseline"] = time.perf_counter() - started
+    baseline = timed_baseline(split.train, config, report, seconds)
 
     started = time.perf_counter()
     report("calibrate", 0, 1)
@@ -204,19 +212,12 @@ def train(
         calibration=calibration,
         horizon_s=dataset.spec.horizon_s,
         feature_names=tuple(dataset.feature_names),
-        data={**asdict(dataset.spec), "split": list(config.split)},
+        data=model_data(dataset, config),
     )
-    started = time.perf_counter()
-    test = split.test
-    raw_test = _predict_raw(booster, test.X)
-    probabilities = {
-        "model": calibration.apply(raw_test),
-        "model_raw": raw_test,
-        "baseline": baseline.predict_proba(test.X),
-        "heuristic": HeuristicScorer(horizon_s=dataset.spec.horizon_s).score(test.X).probability,
-    }
-    metrics = {name: evaluate(test.y, p, test.w) for name, p in probabilities.items()}
-    seconds["evaluation"] = time.perf_counter() - started
+    raw_test = _predict_raw(booster, split.test.X)
+    probabilities, metrics = timed_comparison(
+        split.test, baseline, seconds, model=calibration.apply(raw_test), model_raw=raw_test
+    )
     return TrainResult(
         classifier=classifier,
         baseline=baseline,
@@ -228,8 +229,53 @@ def train(
         seconds=seconds,
         config=config,
         gains=np.asarray(booster.feature_importance(importance_type="gain"), dtype=np.float64),
-        reference=_reference(split.train, dataset.feature_names, config),
+        reference=fit_reference(split.train, dataset.feature_names, config),
     )
+
+
+def model_data(dataset: Dataset, config: TrainConfig) -> dict[str, Any]:
+    """How the training rows were made (the dataset spec and the split), as a model keeps
+    it: the promotion's holdout is rebuilt from it (``training.promote.holdout_spec``)."""
+    return {**asdict(dataset.spec), "split": list(config.split)}
+
+
+def timed_baseline(
+    rows: Dataset, config: TrainConfig, report: StageProgress, seconds: dict[str, float]
+) -> Baseline:
+    """:func:`fit_baseline`, reported as the ``baseline`` stage and timed into ``seconds``."""
+    started = time.perf_counter()
+    report("baseline", 0, 1)
+    baseline = fit_baseline(rows, config)
+    report("baseline", 1, 1)
+    seconds["baseline"] = time.perf_counter() - started
+    return baseline
+
+
+def side_by_side(test: Dataset, baseline: Baseline, **models: Floats) -> dict[str, Floats]:
+    """The test slice's probabilities of ``models`` (by name; ``model`` first), of the
+    baseline and of the heuristic, all for the dataset's horizon."""
+    return {
+        **models,
+        "baseline": baseline.predict_proba(test.X),
+        "heuristic": HeuristicScorer(horizon_s=test.spec.horizon_s).score(test.X).probability,
+    }
+
+
+def timed_comparison(
+    test: Dataset, baseline: Baseline, seconds: dict[str, float], **models: Floats
+) -> tuple[dict[str, Floats], dict[str, ModelMetrics]]:
+    """The test slice's :func:`side_by_side` probabilities and their metrics, timed into
+    ``seconds`` as the ``evaluation`` stage."""
+    started = time.perf_counter()
+    probabilities = side_by_side(test, baseline, **models)
+    metrics = evaluate_each(test, probabilities)
+    seconds["evaluation"] = time.perf_counter() - started
+    return probabilities, metrics
+
+
+def evaluate_each(test: Dataset, probabilities: Mapping[str, Floats]) -> dict[str, ModelMetrics]:
+    """:func:`training.evaluate.evaluate` of each named set of probabilities on ``test``."""
+    return {name: evaluate(test.y, p, test.w) for name, p in probabilities.items()}
 
 
 def fit_lightgbm(
@@ -298,7 +344,7 @@ def fit_booster(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
-def _reference(
+def fit_reference(
     rows: Dataset, feature_names: tuple[str, ...], config: TrainConfig
 ) -> FeatureReference:
     """The features' training reference over the rows of the users the service scores
@@ -369,5 +415,7 @@ def _predict_raw(booster: Any, features: Floats) -> Floats:
     return out
 
 
-def _empty_split(dataset: Dataset) -> Split:
-    return Split(dataset, dataset, dataset)
+def split_of(dataset: Dataset, config: TrainConfig) -> Split:
+    """``dataset.split(config.split)``; three empty slices for an empty dataset (which
+    :func:`check_split` refuses with its reason)."""
+    return dataset.split(config.split) if len(dataset) else Split(dataset, dataset, dataset)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
+from models.model_types import ModelType
 from provisioner import wiring
 from provisioner.cli.common import console, parse_time, print_json, settings_of
 from provisioner.cli.progress import TRAINING_STAGES, JobProgress
@@ -51,6 +52,14 @@ SinceOption = Annotated[
 UntilOption = Annotated[
     str | None, typer.Option(help="Events before this time (unix s or ISO 8601).")
 ]
+ModelTypeOption = Annotated[
+    ModelType | None,
+    typer.Option(
+        help="What to train (default: PROVISIONER_MODEL_TYPE): the one-window classifier, or "
+        "a time-to-connect curve (a discrete-time hazard model), registered in the same "
+        "model and gated on its probability at the horizon."
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -69,11 +78,13 @@ def train(
         float | None,
         typer.Option(min=1.0, help=HORIZON_HELP),
     ] = None,
+    model_type: ModelTypeOption = None,
 ) -> None:
     """Train on a range of events (default: the whole event log) and register a version.
 
     Prints the version, the data and the test-slice metrics of the model, the baseline
-    and the heuristic. Does not promote: see `provisioner promote`.
+    and the heuristic (a curve's at the horizon, and its metrics at each horizon). Does
+    not promote: see `provisioner promote`.
     """
     settings = settings_of(ctx)
     started = time.perf_counter()
@@ -91,6 +102,7 @@ def train(
             progress=progress,
             tags={"job": "train"},
             horizon=chosen,
+            model_type=model_type or settings.model_type,
         )
     summary = trained.as_dict() | {"seconds": round(time.perf_counter() - started, 3)}
     print_json(summary)
@@ -242,6 +254,7 @@ def retrain(
             "too few: it trains. Healthy: exit 0 without training.",
         ),
     ] = False,
+    model_type: ModelTypeOption = None,
 ) -> None:
     """Train on the recent window of the event log, register, and promote if the gates pass.
 
@@ -284,6 +297,7 @@ def retrain(
             dry_run=dry_run,
             progress=progress,
             horizon=chosen,
+            model_type=model_type or settings.model_type,
         )
     summary = outcome.as_dict() | {
         "action": "trained",
@@ -402,11 +416,21 @@ def _errors() -> Iterator[None]:
 
 def _show_table(trained: TrainedVersion) -> None:
     from training.evaluate import table
+    from training.train_curve import CurveTrainResult
 
+    result = trained.result
     console.print(
         f"version {trained.logged.version} of {trained.logged.model_name!r} "
-        f"(run {trained.logged.run_id}), {trained.horizon.describe()}; test slice:",
+        f"(run {trained.logged.run_id}), a {result.model_type}, {trained.horizon.describe()}; "
+        "test slice:",
         highlight=False,
         soft_wrap=True,
     )
-    console.print(table(trained.result.metrics), markup=False, highlight=False)
+    console.print(table(result.metrics), markup=False, highlight=False)
+    if isinstance(result, CurveTrainResult):
+        curve = result.curve.metrics
+        console.print(
+            f"curve over {len(curve['horizons_s'])} horizons: integrated Brier "
+            f"{curve['integrated_brier']:.4g}, mean log loss {curve['mean_log_loss']:.4g}",
+            highlight=False,
+        )

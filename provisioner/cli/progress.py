@@ -37,6 +37,7 @@ TRAINING_STAGES: Final[dict[str, str]] = {
     "read": "read events",
     "features": "features (rows)",
     "lightgbm": "LightGBM (trees)",
+    "hazard": "hazard model (trees)",
     "baseline": "baseline",
     "calibrate": "calibrate",
     "log": "log to MLflow",

@@ -14,6 +14,7 @@ from models.connect_curve import (
     curve_from_hazards,
     median_wait,
     non_decreasing,
+    regrid,
     within,
 )
 from models.scoring import Scores
@@ -53,6 +54,17 @@ def test_the_curve_is_linear_between_horizons_and_constant_hazard_beyond() -> No
     assert within(curve, grid, 80.0)[0] == pytest.approx(1 - 0.64**2)
     np.testing.assert_allclose(constant_hazard(np.array([0.36]), 40.0, 20.0), [0.2])
     np.testing.assert_allclose(constant_hazard(np.array([0.36]), 40.0, 40.0), [0.36])
+
+
+def test_a_curve_is_read_at_another_grid_s_horizons() -> None:
+    """How a curve champion is measured at a curve candidate's horizons."""
+    grid = CurveGrid.even(40.0, 2)
+    curve = np.array([[0.2, 0.36], [0.0, 0.5]])
+    assert regrid(curve, grid, CurveGrid.even(40.0, 2)) is curve
+    np.testing.assert_allclose(
+        regrid(curve, grid, CurveGrid((10.0, 20.0, 40.0, 80.0))),
+        [[0.1, 0.2, 0.36, 1 - 0.64**2], [0.0, 0.0, 0.5, 0.75]],
+    )
 
 
 def test_the_median_wait_is_where_the_curve_reaches_one_half() -> None:

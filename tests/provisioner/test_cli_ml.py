@@ -19,6 +19,7 @@ from features.eventlog import EventLog, LogKeys
 from features.events import UserActivity
 from features.trace import write_jsonl
 from models.horizon import HorizonChoice, HorizonSource, horizon_from_boots
+from models.model_types import DEFAULT_MODEL_TYPE, ModelType
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
 from provisioner import wiring
 from provisioner.cli import app
@@ -40,6 +41,13 @@ def env(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def registry_of(home: Path) -> ModelRegistry:
     return ModelRegistry(f"sqlite:///{home / 'mlflow.db'}", "connect-likelihood")
+
+
+def bound_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's HTTP retries bounded for the commands run in this process (restored after
+    the test, where ``wiring.quiet_mlflow`` would leave them set)."""
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, os.environ.get(name, "2"))
 
 
 def invoke(*args: str, env: dict[str, str], code: int = 0) -> dict[str, Any]:
@@ -75,8 +83,7 @@ def test_train_promote_retrain_rollback(
     assert (home / "mlflow.db").exists() and any((home / "mlartifacts").iterdir())
 
     # The rest of the cycle in this process (the same commands; seconds of imports saved).
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
-        monkeypatch.setenv(name, os.environ.get(name, "2"))  # restored after the test
+    bound_retries(monkeypatch)
     dry = invoke("promote", "--trace", str(trace), "--dry-run", env=env)
     assert dry["decision"] == "would promote" and registry_of(home).aliases() == {}
 
@@ -97,6 +104,45 @@ def test_train_promote_retrain_rollback(
     assert registry_of(home).aliases() == {CHAMPION: "1"}
     nothing = invoke("rollback", env=env, code=1)
     assert nothing["kind"] == "NothingToRollBack"
+
+
+@pytest.mark.slow
+def test_a_curve_is_trained_promoted_retrained_by_the_setting_and_rolled_back(
+    env: dict[str, str], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bound_retries(monkeypatch)
+    trace = tmp_path / "seed.jsonl"
+    write_jsonl(trace, generate("seed", hours=3, seed=1))
+
+    trained, said = invoked("train", "--trace", str(trace), "--model-type", "curve", env=env)
+    assert trained["version"] == "1" and trained["model_type"] == "curve"
+    curve = trained["curve_metrics"]
+    assert curve["horizons_s"] == [5.0 * k for k in range(1, 9)]
+    assert len(curve["per_horizon"]) == 8 and 0 < curve["integrated_brier"] < 0.05
+    assert (
+        trained["test_metrics"]["model"]["log_loss"]
+        < trained["test_metrics"]["heuristic"]["log_loss"]
+    )
+    assert "a curve" in said and "integrated Brier" in said
+    assert registry_of(home).version_info("1").tags["model_type"] == "curve"
+
+    promoted = invoke("promote", "--trace", str(trace), env=env)
+    assert promoted["decision"] == "promoted" and promoted["reference"] == "heuristic"
+
+    # cron runs `retrain` bare: the setting says which type it trains.
+    retrained = invoke(
+        "retrain", "--trace", str(trace), env=env | {"PROVISIONER_MODEL_TYPE": "curve"}
+    )
+    assert retrained["trained"]["model_type"] == "curve"
+    promotion = retrained["promotion"]
+    assert promotion["decision"] == "promoted" and promotion["reference"] == "version 1"
+    assert "integrated_brier" in {g["metric"] for g in promotion["gates"]}
+    assert promotion["curves"]["horizons_s"] == curve["horizons_s"]
+    assert registry_of(home).aliases() == {CHAMPION: "2", PREVIOUS: "1"}
+
+    rolled = invoke("rollback", env=env)
+    assert (rolled["from_version"], rolled["to_version"]) == ("2", "1")
+    assert registry_of(home).load_alias(CHAMPION).curve_model is not None
 
 
 @pytest.mark.integration
@@ -142,8 +188,7 @@ def test_train_chooses_the_horizon_from_the_logged_boots_or_says_there_are_none(
 ) -> None:
     """On the embedded server only (two trainings): the choice from the log's boots is
     tested on both servers in tests/training/test_retrain.py."""
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
-        monkeypatch.setenv(name, os.environ.get(name, "2"))  # restored after the test
+    bound_retries(monkeypatch)
     # Three hours of users; nodes booting in 40-59 s from the second half on.
     half = DEFAULT_START + 1.5 * HOUR
     nodes = fleet_boots("uniform:40:59", [half + 60.0 * k for k in range(90)])
@@ -170,8 +215,7 @@ def test_train_chooses_the_horizon_from_the_logged_boots_or_says_there_are_none(
 def test_an_explicit_horizon_wins_over_the_boots(
     env: dict[str, str], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
-        monkeypatch.setenv(name, os.environ.get(name, "2"))
+    bound_retries(monkeypatch)
     trace = tmp_path / "seed.jsonl"
     nodes = fleet_boots("fixed:55", [DEFAULT_START + 60.0 * k for k in range(180)])
     write_jsonl(trace, merged(generate("seed", hours=3, seed=1), nodes.events))
@@ -205,6 +249,11 @@ def test_the_help_does_not_import_mlflow() -> None:
     code = "import sys, provisioner.cli; print('mlflow' in sys.modules, 'lightgbm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_model_type_setting_defaults_to_the_classifier() -> None:
+    assert Settings().model_type is DEFAULT_MODEL_TYPE is ModelType.CLASSIFIER
+    assert Settings(model_type="curve").model_type is ModelType.CURVE  # type: ignore[arg-type]
 
 
 def test_dataset_settings_default_to_the_dataset_spec() -> None:

@@ -8,6 +8,7 @@ from features.eventlog import EventLog, LogKeys
 from features.events import UserConnect, UserDisconnect
 from features.table import EventTable
 from models.horizon import HorizonSource, choose_horizon, horizon_from_boots
+from models.model_types import ModelType
 from models.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
 from simulation.workloads import DEFAULT_START, generate
 from tests.lifecycle import (
@@ -17,6 +18,7 @@ from tests.lifecycle import (
     fleet_boots,
     merged,
     register,
+    retrain_seed,
     trace_source,
     trained,
 )
@@ -30,12 +32,8 @@ from training.tracking import TrackingConfig
 from training.train import BadTrainingData, TrainConfig
 
 
-def run_retrain(
-    source: EventSource, tracking: TrackingConfig, registry: ModelRegistry
-) -> tuple[str, bool]:
-    outcome = retrain(
-        source, DatasetSpec(), FAST, tracking, registry, tolerances=Tolerances(), actor="cron"
-    )
+def run_retrain(tracking: TrackingConfig, registry: ModelRegistry) -> tuple[str, bool]:
+    outcome = retrain_seed(tracking, registry)
     summary = outcome.as_dict()
     assert summary["trained"]["version"] == outcome.trained.logged.version
     return outcome.trained.logged.version, outcome.decision.promote
@@ -47,20 +45,13 @@ def test_retrain_registers_and_promotes_then_keeps_the_previous(
     tracking: TrackingConfig, registry: ModelRegistry
 ) -> None:
     stages: list[str] = []
-    outcome = retrain(
-        trace_source(),
-        DatasetSpec(),
-        FAST,
-        tracking,
-        registry,
-        tolerances=Tolerances(),
-        actor="cron",
-        progress=lambda stage, done, total: stages.append(stage),
+    outcome = retrain_seed(
+        tracking, registry, progress=lambda stage, done, total: stages.append(stage)
     )
     assert outcome.decision.promote and outcome.decision.reference == "heuristic"
     assert {"features", "lightgbm", "baseline", "calibrate", "log", "promote"} <= set(stages)
     # Same data, same seed: the same model, no worse than the champion: promoted too.
-    assert run_retrain(trace_source(), tracking, registry) == ("2", True)
+    assert run_retrain(tracking, registry) == ("2", True)
     assert registry.aliases() == {CHAMPION: "2", PREVIOUS: "1"}
     assert registry.version_info("2").tags["promotion.note"] == "retrain"
 
@@ -68,16 +59,7 @@ def test_retrain_registers_and_promotes_then_keeps_the_previous(
 def test_a_dry_run_registers_but_moves_nothing(
     tracking: TrackingConfig, registry: ModelRegistry
 ) -> None:
-    outcome = retrain(
-        trace_source(),
-        DatasetSpec(),
-        FAST,
-        tracking,
-        registry,
-        tolerances=Tolerances(),
-        actor="cron",
-        dry_run=True,
-    )
+    outcome = retrain_seed(tracking, registry, dry_run=True)
     assert outcome.decision.verdict == "would promote"
     assert registry.latest_version() == "1" and registry.aliases() == {}
 
@@ -100,12 +82,17 @@ def no_connects() -> EventSource:
     ],
     ids=["empty", "single-class", "tiny"],
 )
+@pytest.mark.parametrize("model_type", list(ModelType))
 def test_bad_data_registers_nothing(
-    tracking: TrackingConfig, registry: ModelRegistry, source: object, message: str
+    tracking: TrackingConfig,
+    registry: ModelRegistry,
+    source: object,
+    message: str,
+    model_type: ModelType,
 ) -> None:
     assert callable(source)
     with pytest.raises(BadTrainingData, match=message):
-        train_and_register(source(), DatasetSpec(), FAST, tracking)
+        train_and_register(source(), DatasetSpec(), FAST, tracking, model_type=model_type)
     assert registry.latest_version() is None and registry.aliases() == {}
     experiment = mlflow.MlflowClient(tracking.tracking_uri).get_experiment_by_name(
         tracking.experiment
