@@ -20,6 +20,7 @@ from features.events import (
     UserDisconnect,
 )
 from features.online import OnlineFeatures
+from models.connect_curve import CurveGrid
 from models.heuristic import HeuristicScorer
 from models.scoring import Floats, Scores, Source
 from service.commands import Command, RequestNode, TerminateNode
@@ -434,3 +435,41 @@ def test_waits_tighten_the_target_in_force_and_serving_loosens_it() -> None:
     off = Shell(engine(min_ready=0, feedback_gain=0.0))
     off.event(UserConnect(T0, "w"))
     assert off.engine.status(T0).feedback.target_in_force == 0.99
+
+
+@dataclass
+class LateCurve:
+    """A curve model whose users connect, if at all, in the last quarter of its horizon."""
+
+    horizon_s: float = 40.0
+
+    def score(self, features: Floats) -> Scores:
+        n = len(features)
+        grid = CurveGrid.even(self.horizon_s, 4)
+        curves = np.tile([0.0, 0.0, 0.0, 0.6], (n, 1))
+        return Scores(
+            np.full(n, 0.6), np.ones(n, dtype=bool), "3", self.horizon_s, curves=(grid, curves)
+        )
+
+
+def test_the_plan_spreads_each_user_s_probability_as_the_curve_says() -> None:
+    config = ServiceConfig(
+        min_ready=0, lead_time_s=40.0, plan_moments=4, calibrate=False, size_on_first_sight=False
+    )
+    engine = Engine(LateCurve(), config)
+    shell = Shell(engine)
+    for i in range(6):
+        shell.event(UserActivity(T0 + i, f"u{i}", int(T0 + i)))
+    shell.tick(T0 + 10)
+    scores = engine.last_scores
+    assert scores.timed.shape == (6, 4)
+    assert scores.timed[:, :3] == pytest.approx(0.0)  # nobody before the last quarter
+    assert scores.demand_probability == pytest.approx(0.6)
+    assert scores.timed[:, -1] == pytest.approx(scores.demand_probability)
+    decision = engine.last_decision
+    assert decision is not None and decision.request > 0 and "for +40s" in decision.reason
+
+
+def test_plan_moments_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="plan_moments must be in"):
+        ServiceConfig(plan_moments=0)
