@@ -108,18 +108,21 @@ class BootTimes:
         weights = np.concatenate((weights, np.ones(len(slow), dtype=np.float64)))
         return _weighted_quantile(values, weights, q)
 
-    def ready_within(self, ages_s: Sequence[float], within_s: float) -> Floats:
-        """Per node booting for ``a`` seconds, P(ready within ``within_s`` more | not yet)."""
+    def ready_within(self, ages_s: Sequence[float], within_s: float | Floats) -> Floats:
+        """Per node booting for ``a`` seconds, P(ready within ``within_s`` more | not yet):
+        one value per node, or ``(nodes, len(within_s))`` for an array of times."""
         ages = np.asarray(ages_s, dtype=np.float64)
+        ends = _ends(ages, within_s)
         if not len(ages):
-            return np.zeros(0, dtype=np.float64)
+            return ends
         values, weights = self._sample()
         order = np.argsort(values, kind="stable")
         values, weights = values[order], weights[order]
         below = np.concatenate(([0.0], np.cumsum(weights)))  # weight of boots < values[i]
         total = below[-1]
         longer = total - below[np.searchsorted(values, ages, side="right")]  # boots > a
-        by_then = total - below[np.searchsorted(values, ages + within_s, side="right")]
+        longer = longer.reshape(ages.shape + (1,) * (ends.ndim - ages.ndim))
+        by_then = total - below[np.searchsorted(values, ends, side="right")]
         probability: Floats = np.where(
             longer > 0, (longer - by_then) / np.where(longer > 0, longer, 1.0), 0.0
         )
@@ -169,6 +172,13 @@ def _weighted_quantile(values: Floats, weights: Floats, q: float) -> float:
     cumulative = np.cumsum(weights[order])
     index = int(np.searchsorted(cumulative, q * cumulative[-1], side="left"))
     return float(values[order][min(index, len(values) - 1)])
+
+
+def _ends(ages: Floats, within_s: float | Floats) -> Floats:
+    """``ages + within_s``: one per age for a number, ``(ages, times)`` for an array."""
+    within = np.asarray(within_s, dtype=np.float64)
+    ends: Floats = ages[:, None] + within[None, :] if within.ndim else ages + within
+    return ends
 
 
 def boot_durations(events: Iterable[Event]) -> list[float]:

@@ -58,9 +58,8 @@ afresh. ``live`` reports it under ``health``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -571,21 +570,18 @@ class Engine(PoolCore):
         disconnects will free (credited, ``free_credit``), and the coming nodes by their
         chance of being ready by then."""
         config = self.config
-        boots = self.boot_times
         moments = self._moments()
         frees: Floats | None = None
         if config.free_credit > 0.0:
             ages = np.array(self.pool.busy_session_ages(now), dtype=np.float64)
-            frees = config.free_credit * _by_moment(
-                partial(self.sessions.end_probability, ages), moments, len(ages)
-            )
+            frees = config.free_credit * self.sessions.end_probability(ages, moments)
         return plan(
             timed,
             moments=moments,
             baseline_rate=self.calibration.baseline_rate() if config.calibrate else 0.0,
             frees=frees,
-            ready=_by_moment(partial(boots.ready_within, coming), moments, len(coming)),
-            in_time=_by_moment(partial(boots.ready_within, [0.0]), moments, 1)[0],
+            ready=self.boot_times.ready_within(coming, moments),
+            in_time=self.boot_times.ready_within([0.0], moments)[0],
             support=config.max_nodes + 1,
             exact=config.exact_users,
         )
@@ -698,10 +694,3 @@ class Engine(PoolCore):
 
 
 _COMING = (NodeState.REQUESTED, NodeState.BOOTING)
-
-
-def _by_moment(per_moment: Callable[[float], Floats], moments: Floats, rows: int) -> Floats:
-    """``(rows, moments)``: ``per_moment(t)`` (``rows`` values) at each moment ``t``."""
-    if rows == 0:
-        return np.zeros((0, len(moments)), dtype=np.float64)
-    return np.column_stack([per_moment(float(t)) for t in moments])

@@ -49,16 +49,21 @@ class SessionLengths:
         self._counts[min(int(length_s // self.bin_s), self.bins)] += 1.0
         self.seen += 1
 
-    def end_probability(self, ages_s: Floats, within_s: float) -> Floats:
+    def end_probability(self, ages_s: Floats, within_s: float | Floats) -> Floats:
         """P(a session of age ``a`` ends within ``within_s`` more seconds), per age, for the
-        sessions going on now (their ages also count: each lasts at least that long)."""
+        sessions going on now (their ages also count: each lasts at least that long): one
+        value per age, or ``(ages, len(within_s))`` for an array of times."""
         ages = np.maximum(np.asarray(ages_s, dtype=np.float64), 0.0)
+        within = np.asarray(within_s, dtype=np.float64)
+        shape = (len(ages), *within.shape)
         if self.seen < self.min_sessions or not len(ages):
-            return np.zeros(len(ages), dtype=np.float64)
+            return np.zeros(shape, dtype=np.float64)
         survival = self._survival(ages)
         now = np.minimum((ages // self.bin_s).astype(np.int64), self.bins)
-        later = np.minimum(((ages + within_s) // self.bin_s).astype(np.int64), self.bins)
-        alive, still = survival[now], survival[later]
+        ends = ages[:, None] + within[None, :] if within.ndim else ages + within
+        later = np.minimum((ends // self.bin_s).astype(np.int64), self.bins)
+        alive = survival[now].reshape(len(ages), *([1] * within.ndim))
+        still = survival[later]
         probability = np.where(alive > 0, (alive - still) / np.where(alive > 0, alive, 1.0), 0.0)
         clipped: Floats = np.clip(probability, 0.0, 1.0)
         return clipped

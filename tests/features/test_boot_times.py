@@ -94,3 +94,16 @@ def test_boot_durations_come_from_logged_node_events() -> None:
 def test_the_lead_time_is_one_tick_plus_the_boot() -> None:
     assert lead_time_s(29.0, 10.0) == 39.0
     assert np.isclose(lead_time_s(0.0, 10.0), 10.0)
+
+
+def test_ready_within_many_times_is_each_time_s_column() -> None:
+    boots = BootTimes(prior_s=30.0)
+    rng = random.Random(3)
+    for _ in range(200):
+        boots.add(rng.uniform(60.0, 180.0))
+    ages, times = [0.0, 50.0, 150.0], np.array([20.0, 90.0, 184.0])
+    table = boots.ready_within(ages, times)
+    assert table.shape == (3, 3)
+    for k, t in enumerate(times):
+        assert table[:, k] == pytest.approx(boots.ready_within(ages, float(t)))
+    assert boots.ready_within([], times).shape == (0, 3)

@@ -56,3 +56,16 @@ def test_bad_lengths_are_ignored() -> None:
     lengths.add(float("nan"))
     lengths.add(-5.0)
     assert lengths.seen == 0
+
+
+def test_end_probability_at_many_times_is_each_time_s_column() -> None:
+    sessions = SessionLengths(min_sessions=5)
+    for length in range(60, 600, 7):
+        sessions.add(float(length))
+    ages, times = np.array([0.0, 100.0, 400.0]), np.array([30.0, 120.0, 240.0])
+    table = sessions.end_probability(ages, times)
+    assert table.shape == (3, 3)
+    for k, t in enumerate(times):
+        assert table[:, k] == pytest.approx(sessions.end_probability(ages, float(t)))
+    assert sessions.end_probability(np.zeros(0), times).shape == (0, 3)
+    assert SessionLengths().end_probability(ages, times).shape == (3, 3)  # nothing seen yet
