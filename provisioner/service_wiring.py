@@ -53,6 +53,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         target_instant_rate=settings.target_instant_rate,
         max_nodes=settings.max_nodes,
         lead_time_s=settings.lead_time_s,
+        plan_moments=settings.plan_moments,
         boot_prior_s=settings.boot_prior_s,
         tick_interval_s=settings.tick_interval_s,
         user_retention_s=settings.user_retention_hours * 3600.0,

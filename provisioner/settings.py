@@ -19,7 +19,7 @@ from features.eventlog import LogKeys
 from features.events import Limits
 from models.defaults import DEFAULT_MODEL_NAME
 from models.model_types import DEFAULT_MODEL_TYPE, ModelType
-from service.config import ServiceConfig
+from service.config import MAX_PLAN_MOMENTS, ServiceConfig
 from service.defaults import DEFAULT_LIVE_LOG_S, DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
 from training.defaults import (
@@ -253,6 +253,12 @@ class Settings(BaseSettings):
         default=default_of(ServiceConfig, "lead_time_s"),
         gt=0,
         description="Time warm nodes must cover; unset: a tick plus the learned boot time.",
+    )
+    plan_moments: int = Field(
+        default=default_of(ServiceConfig, "plan_moments"),
+        ge=1,
+        le=MAX_PLAN_MOMENTS,
+        description="Moments up to the lead time the warm pool is planned for (1: one window).",
     )
     boot_prior_s: float = Field(
         default=default_of(ServiceConfig, "boot_prior_s"),

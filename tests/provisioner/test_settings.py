@@ -73,3 +73,14 @@ def test_the_live_knobs_default_to_the_engines(monkeypatch: pytest.MonkeyPatch) 
     ):
         monkeypatch.delenv(f"PROVISIONER_{name}", raising=False)
     assert service_config(Settings()) == ServiceConfig()
+
+
+def test_plan_moments_reach_the_engine_and_out_of_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROVISIONER_PLAN_MOMENTS", "4")
+    assert service_config(Settings()).plan_moments == 4
+    for bad in ("0", "33"):
+        monkeypatch.setenv("PROVISIONER_PLAN_MOMENTS", bad)
+        with pytest.raises(ValidationError, match="plan_moments"):
+            Settings()
