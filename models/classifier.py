@@ -25,7 +25,7 @@ import json
 import math
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
@@ -228,7 +228,7 @@ def log_model(
     features' training ``reference`` when given."""
     import mlflow.lightgbm
 
-    with _description_files(classifier, reference) as extra:
+    with _extra_files(classifier, reference) as extra:
         info: ModelInfo = mlflow.lightgbm.log_model(
             classifier.booster,
             name=name,
@@ -247,23 +247,38 @@ def save_model(
     """Write the directory :func:`log_model` logs, to a local ``path`` (must not exist)."""
     import mlflow.lightgbm
 
-    with _description_files(classifier, reference) as extra:
+    with _extra_files(classifier, reference) as extra:
         mlflow.lightgbm.save_model(
             classifier.booster, str(path), **_model_options(classifier, input_example, extra)
         )
 
 
-@contextmanager
-def _description_files(
+def _extra_files(
     classifier: ConnectClassifier, reference: FeatureReference | None
+) -> AbstractContextManager[list[Path]]:
+    return description_files(
+        CLASSIFIER_FILE, classifier.describe(), classifier.feature_names, reference
+    )
+
+
+@contextmanager
+def description_files(
+    name: str,
+    description: Mapping[str, Any],
+    feature_names: Sequence[str],
+    reference: FeatureReference | None,
 ) -> Iterator[list[Path]]:
-    with tempfile.TemporaryDirectory(prefix="classifier-") as folder:
-        path = Path(folder) / CLASSIFIER_FILE
-        path.write_text(json.dumps(classifier.describe(), indent=1))
+    """The extra files of a model directory, written to a temporary folder for MLflow to
+    copy: the description ``name`` (``classifier.json``, ``curve.json``) and, when given,
+    the features' training ``reference`` as ``reference.json`` (it must describe
+    ``feature_names``, the model's)."""
+    with tempfile.TemporaryDirectory(prefix="model-") as folder:
+        path = Path(folder) / name
+        path.write_text(json.dumps(description, indent=1))
         files = [path]
         if reference is not None:
-            if reference.feature_names != classifier.feature_names:
-                raise ValueError("the reference's features are not the classifier's")
+            if reference.feature_names != tuple(feature_names):
+                raise ValueError("the reference's features are not the model's")
             files.append(Path(folder) / REFERENCE_FILE)
             files[-1].write_text(json.dumps(reference.to_dict()))
         yield files
@@ -320,24 +335,27 @@ def load_model(path: Path) -> SavedModel:
             f"{CLASSIFIER_FILE}'s {list(classifier.feature_names)}"
         )
     matrix = read_input_example(model, path, classifier.feature_names)
-    reference = _read_reference(path / "extra_files" / REFERENCE_FILE)
-    if reference is not None and reference.feature_names != classifier.feature_names:
-        raise ClassifierFormatError(f"{REFERENCE_FILE} describes other features")
-    return SavedModel(classifier, matrix, reference)
+    return SavedModel(classifier, matrix, read_reference(path, classifier.feature_names))
 
 
-def _read_reference(path: Path) -> FeatureReference | None:
-    """The reference saved beside the booster; None when the model has none."""
+def read_reference(path: Path, feature_names: Sequence[str]) -> FeatureReference | None:
+    """The training reference of the model directory ``path`` (``extra_files/reference.json``);
+    None when it has none (saved before references were). :class:`ClassifierFormatError`
+    when the file is unreadable, malformed or describes features other than
+    ``feature_names``, the model's."""
     try:
-        text = path.read_text()
+        text = (path / "extra_files" / REFERENCE_FILE).read_text()
     except FileNotFoundError:
         return None
     except OSError as e:
         raise ClassifierFormatError(f"unreadable {REFERENCE_FILE}: {e}") from e
     try:
-        return FeatureReference.from_dict(json.loads(text))
+        reference = FeatureReference.from_dict(json.loads(text))
     except ValueError as e:  # JSON errors included
         raise ClassifierFormatError(f"{REFERENCE_FILE}: {e}") from e
+    if reference.feature_names != tuple(feature_names):
+        raise ClassifierFormatError(f"{REFERENCE_FILE} describes other features")
+    return reference
 
 
 def load_booster(path: Path, flavor: Mapping[str, Any] | None, sha256: object) -> Any:

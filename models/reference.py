@@ -18,7 +18,8 @@ with both shares floored at :data:`PSI_FLOOR` (an empty bin would give an infini
 The usual reading: below 0.1 stable, 0.1 to 0.25 a moderate shift, above 0.25 drifted.
 
 Serialised as JSON-safe dicts (:meth:`FeatureReference.to_dict`), stored with each model
-version as ``reference.json`` (``models.classifier``).
+version as ``reference.json`` (``models.classifier``, written and read there for either model
+type).
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ class LoadedModel:
     loaded_at: float = 0.0
     load_seconds: float = 0.0
     reference: FeatureReference | None = None
-    """The features' training reference (None: trained before references were stored)."""
+    """The features' training reference, of either model type (None: trained before
+    references were stored with the model)."""
 
     @property
     def horizon_s(self) -> float:
@@ -446,7 +447,7 @@ def _load_directory(
     input example and its features' training reference."""
     if is_curve_model(path):
         curve = load_curve_model(path)
-        return curve.model, curve.input_example, None
+        return curve.model, curve.input_example, curve.reference
     saved = load_model(path)
     return saved.classifier, saved.input_example, saved.reference
 

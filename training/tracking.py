@@ -26,7 +26,8 @@ One run holds:
 A time-to-connect model (``training.train_curve``) records the same, its figures at the
 horizon as ``test_model_*``, and what ``training.curve_tracking`` adds (its grid, metrics
 at each horizon, the integrated Brier score, a reliability diagram per horizon); its model
-directory is ``models.curve_files``' and its version tags add ``curve_metrics``.
+directory is ``models.curve_files``' (``curve.json`` and ``reference.json`` beside the
+booster) and its version tags add ``curve_metrics``.
 
 Everything is logged before the model is registered: a run that fails registers nothing.
 """
@@ -202,7 +203,10 @@ def _log_model(result: JobResult, model_name: str) -> Any:
     """Log the model of either type to the active run and register it as a new version."""
     if isinstance(result, CurveTrainResult):
         return log_curve_model(
-            result.model, _input_example(result), registered_model_name=model_name
+            result.model,
+            _input_example(result),
+            registered_model_name=model_name,
+            reference=result.reference,
         )
     return log_model(
         result.classifier,

@@ -13,8 +13,9 @@ from models.classifier import ClassifierFormatError
 from models.connect_curve import CurveKind
 from models.curve_files import CURVE_FILE, load_curve_model, log_curve_model, save_curve_model
 from models.model_scorer import ModelScorer
+from models.reference import REFERENCE_FILE, FeatureReference
 from models.registry import CHAMPION, ModelRegistry
-from tests.lifecycle import FAST, seed_dataset
+from tests.lifecycle import FAST, seed_dataset, trained_curve
 from training.curve import CurveResult, fit_curve
 from training.tracking import TrackingConfig, active, experiment_id
 
@@ -37,6 +38,40 @@ def test_a_saved_curve_scores_as_the_fitted_one(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.model.curve(X), model.curve(X))
     assert loaded.model.grid == model.grid and loaded.model.kind is CurveKind.HAZARD
     np.testing.assert_array_equal(loaded.input_example, seed_dataset().X[:5])
+
+
+def test_a_curve_saved_with_its_reference_loads_it_and_one_saved_before_loads_without(
+    tmp_path: Path,
+) -> None:
+    result = trained_curve()
+    assert result.reference is not None
+    assert result.reference.feature_names == result.model.feature_names
+    assert result.reference.rows == len(result.split.train)
+    example = result.split.test.X[:3]
+    save_curve_model(result.model, tmp_path / "model", example, result.reference)
+    assert load_curve_model(tmp_path / "model").reference == result.reference
+    # Saved as every curve before references were stored with it: no reference.json.
+    save_curve_model(result.model, tmp_path / "old", example)
+    assert not (tmp_path / "old" / "extra_files" / REFERENCE_FILE).exists()
+    old = load_curve_model(tmp_path / "old")
+    assert old.reference is None
+    np.testing.assert_allclose(old.model.curve(example), result.model.curve(example))
+
+
+def test_a_malformed_or_foreign_reference_is_refused(tmp_path: Path) -> None:
+    result = trained_curve()
+    assert result.reference is not None
+    others = FeatureReference.fit(np.zeros((4, 1)), ["other"])
+    with pytest.raises(ValueError, match="features are not the model's"):
+        save_curve_model(result.model, tmp_path / "x", result.split.test.X[:3], others)
+    save_curve_model(result.model, tmp_path / "model", result.split.test.X[:3], result.reference)
+    stored = tmp_path / "model" / "extra_files" / REFERENCE_FILE
+    stored.write_text("{}")
+    with pytest.raises(ClassifierFormatError, match=REFERENCE_FILE):
+        load_curve_model(tmp_path / "model")
+    stored.write_text(json.dumps(others.to_dict()))
+    with pytest.raises(ClassifierFormatError, match="other features"):
+        load_curve_model(tmp_path / "model")
 
 
 def test_only_the_hazard_kind_is_saved(tmp_path: Path) -> None:
@@ -75,6 +110,8 @@ def test_a_description_of_another_format_or_kind_is_refused(tmp_path: Path) -> N
 def test_the_registry_loads_a_registered_curve_model_and_the_scorer_serves_its_curves(
     tracking: TrackingConfig, registry: ModelRegistry
 ) -> None:
+    """Logged without a reference, as curves were before they stored one: it loads and
+    serves, with no reference."""
     import mlflow
 
     model = fitted().model
@@ -96,3 +133,4 @@ def test_the_registry_loads_a_registered_curve_model_and_the_scorer_serves_its_c
     assert scores.curves is not None
     np.testing.assert_allclose(scores.curves[1], model.curve(X))
     np.testing.assert_allclose(scores.probability, model.curve(X)[:, -1])
+    assert scores.reference is None

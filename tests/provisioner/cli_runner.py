@@ -1,4 +1,5 @@
-"""Runs the real ``provisioner`` command in a subprocess, as a user would."""
+"""Runs the real ``provisioner`` command in a subprocess, as a user would; and bounds
+MLflow's HTTP retries for commands a test runs in its own process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 
 def run_cli(
@@ -40,3 +43,10 @@ def last_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 def home_env(home: Path) -> dict[str, str]:
     return {"PROVISIONER_HOME": str(home)}
+
+
+def bound_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's HTTP retries bounded for the commands run in this process (restored after
+    the test, where ``wiring.quiet_mlflow`` would leave them set)."""
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, os.environ.get(name, "2"))

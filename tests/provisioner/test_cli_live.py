@@ -3,7 +3,6 @@ line, on the default SQLite store under ``PROVISIONER_HOME``."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from provisioner.cli import app
 from provisioner.cli.ml import EXIT_NO_EVIDENCE, EXIT_REJECTED
 from simulation.workloads import generate
 from tests.lifecycle import HOURS, register
+from tests.provisioner.cli_runner import bound_retries
 from tests.provisioner.test_cli_ml import env, invoke, registry_of
 from training.tracking import TrackingConfig
 
@@ -28,8 +28,7 @@ GOOD = {"n": 1000, "log_loss": 0.070, "brier": 0.0210, "degraded": 0}
 def test_challenger_live_promotion_and_retraining_when_degraded(
     env: dict[str, str], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
-        monkeypatch.setenv(name, os.environ.get(name, "2"))  # restored after the test
+    bound_retries(monkeypatch)
     trace = tmp_path / "seed.jsonl"
     write_jsonl(trace, generate("seed", hours=HOURS, seed=1))
     tracking = TrackingConfig(

@@ -4,7 +4,6 @@ the default SQLite store under ``PROVISIONER_HOME`` and the embedded Redis."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from provisioner.embedded_redis import EmbeddedRedis
 from provisioner.settings import Settings
 from simulation.workloads import DEFAULT_START, generate
 from tests.lifecycle import fleet_boots, merged
-from tests.provisioner.cli_runner import home_env, last_json, run_cli
+from tests.provisioner.cli_runner import bound_retries, home_env, last_json, run_cli
 from training.dataset import DatasetSpec
 
 HOUR = 3600.0
@@ -41,13 +40,6 @@ def env(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def registry_of(home: Path) -> ModelRegistry:
     return ModelRegistry(f"sqlite:///{home / 'mlflow.db'}", "connect-likelihood")
-
-
-def bound_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """MLflow's HTTP retries bounded for the commands run in this process (restored after
-    the test, where ``wiring.quiet_mlflow`` would leave them set)."""
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
-        monkeypatch.setenv(name, os.environ.get(name, "2"))
 
 
 def invoke(*args: str, env: dict[str, str], code: int = 0) -> dict[str, Any]:

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from models.classifier import SigmoidCalibration
+from models.model_scorer import ModelScorer
 from models.model_types import ModelType
+from models.reference import REFERENCE_FILE, FeatureReference
 from models.registry import CHAMPION, PREVIOUS, ModelRegistry
 from tests.lifecycle import (
     BOTH_STORES,
@@ -119,6 +121,24 @@ def test_a_curve_run_records_its_metrics_at_each_horizon_and_registers_a_curve(
     assert loaded.model_type is ModelType.CURVE and loaded.curve_model is not None
     test = result.split.test
     np.testing.assert_allclose(loaded.predict_proba(test.X), result.test_probability["model"])
+
+
+def test_a_registered_curve_serves_its_training_reference(
+    tracking: TrackingConfig, registry: ModelRegistry
+) -> None:
+    result = trained_curve()
+    assert result.reference is not None
+    logged = register(tracking, result)
+    stored = mlflow.artifacts.load_dict(f"{logged.artifact_uri}/{REFERENCE_FILE}")
+    assert FeatureReference.from_dict(stored) == result.reference  # the run's, as before
+    registry.set_alias(CHAMPION, logged.version)
+    scorer = ModelScorer.from_registry(registry)
+    assert scorer.model is not None and scorer.model.model_type is ModelType.CURVE
+    assert scorer.model.reference == result.reference
+    scores = scorer.score(result.split.test.X[:200])
+    assert scores.from_model.all() and scores.curves is not None
+    assert scores.model_version == logged.version
+    assert scores.reference == result.reference
 
 
 def test_a_classifier_run_and_version_say_their_type(
