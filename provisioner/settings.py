@@ -19,8 +19,9 @@ from features.eventlog import LogKeys
 from features.events import Limits
 from models.defaults import DEFAULT_MODEL_NAME
 from models.model_types import DEFAULT_MODEL_TYPE, ModelType
-from service.config import MAX_PLAN_MOMENTS, ServiceConfig
+from service.config import ServiceConfig
 from service.defaults import DEFAULT_LIVE_LOG_S, DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
+from service.plan import MAX_PLAN_MOMENTS
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
 from training.defaults import (
     DEFAULT_AUC_TOLERANCE,
@@ -254,11 +255,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Time warm nodes must cover; unset: a tick plus the learned boot time.",
     )
-    plan_moments: int = Field(
+    plan_moments: int | None = Field(
         default=default_of(ServiceConfig, "plan_moments"),
         ge=1,
         le=MAX_PLAN_MOMENTS,
-        description="Moments up to the lead time the warm pool is planned for (1: one window).",
+        description="Moments up to the lead time the warm pool is planned for (1: one "
+        "window; unset: one per four ticks of the lead time).",
     )
     boot_prior_s: float = Field(
         default=default_of(ServiceConfig, "boot_prior_s"),

@@ -14,9 +14,7 @@ from typing import Any
 from features.boot_times import DEFAULT_BOOT_PRIOR_S, DEFAULT_BOOT_QUANTILE, DEFAULT_TICK_INTERVAL_S
 from models.defaults import DEFAULT_RECENT_CUTOFF_S
 from service.feedback import DEFAULT_FEEDBACK_GAIN
-
-MAX_PLAN_MOMENTS = 32
-"""Each moment of the plan costs one demand distribution per decision."""
+from service.plan import MAX_PLAN_MOMENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +61,12 @@ class ServiceConfig:
     sizing counts on. Like a booting node, a node freed within the window serves the connects
     after it; both count in full, and the service-level feedback corrects the level. 0 counts
     on none."""
-    plan_moments: int = 1
+    plan_moments: int | None = None
     """Moments, evenly up to the lead time, the scaler plans the warm pool for
     (``service.plan``): nodes are asked for when a moment a node asked for now reaches in
     time needs them, and terminated only when every moment can spare them. 1 sizes over
-    the lead time as one window."""
+    the lead time as one window; None (the default): one moment per four ticks of the lead
+    time (``service.plan.moment_count``)."""
     replace_at_once: bool = True
     """After a connect takes a warm node, size again at once (requests only) instead of at
     the next tick, so the node taken is replaced within a boot time."""
@@ -153,7 +152,7 @@ class ServiceConfig:
             )
         if not (math.isfinite(self.feedback_gain) and self.feedback_gain >= 0):
             problems.append(f"feedback_gain must be a finite number >= 0, not {self.feedback_gain}")
-        if not 1 <= self.plan_moments <= MAX_PLAN_MOMENTS:
+        if self.plan_moments is not None and not 1 <= self.plan_moments <= MAX_PLAN_MOMENTS:
             problems.append(
                 f"plan_moments must be in [1, {MAX_PLAN_MOMENTS}], not {self.plan_moments}"
             )

@@ -77,7 +77,7 @@ from service.config import ServiceConfig
 from service.core import PoolCore
 from service.feedback import FeedbackReport, ServiceLevelFeedback
 from service.model_health import ModelHealth
-from service.plan import Moment, moments_s, plan, spread
+from service.plan import Moment, moment_count, moments_s, plan, spread
 from service.pool import ConnectResult, NodePool, NodeState, PoolCounts
 from service.prediction_log import HEURISTIC, PredictionLog, sample
 from service.scaler import Decision, Refusal, decide
@@ -124,6 +124,22 @@ class LastScores:
     timed: Floats
     """``(rows, moments)``: the calibrated probability of a connect within each moment of
     the plan (``service.plan``), the lead time last."""
+    moments: Floats
+    """The plan's moments (seconds from ``at``) the columns of ``timed`` are about."""
+
+    @classmethod
+    def empty(cls, ids: Sequence[str]) -> LastScores:
+        """No scores yet (or none since the rows were renumbered)."""
+        return cls(
+            None,
+            np.zeros(0, dtype=np.intp),
+            ids,
+            np.zeros(0, dtype=np.float64),
+            np.zeros(0, dtype=np.bool_),
+            None,
+            np.zeros((0, 1), dtype=np.float64),
+            np.full(1, np.nan),
+        )
 
     @property
     def demand_probability(self) -> Floats:
@@ -211,9 +227,7 @@ FORGET_AT_LEAST = 256
 """Stale users (``ServiceConfig.user_retention_s``) are forgotten in batches: once at least
 this many, and at least an eighth of the rows, are stale (each batch copies the arrays)."""
 
-_EMPTY_INTS: Ints = np.zeros(0, dtype=np.intp)
 _EMPTY_FLOATS: Floats = np.zeros(0, dtype=np.float64)
-_NO_TIMED: Floats = np.zeros((0, 1), dtype=np.float64)
 UNVERSIONED = "model"
 """The label of model rows whose scorer names no version."""
 
@@ -270,9 +284,7 @@ class Engine(PoolCore):
         """Seen: any user event."""
         self.forgotten_users = 0
         """Users forgotten since the start: not seen for ``user_retention_s``."""
-        self._last_scores = LastScores(
-            None, _EMPTY_INTS, self.users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _NO_TIMED
-        )
+        self._last_scores = LastScores.empty(self.users.ids)
         self._adopt_feature_users()
 
     # -- events ----------------------------------------------------------------------------
@@ -326,8 +338,9 @@ class Engine(PoolCore):
         self._forget_stale_users(now)
         coming = self._coming_ages(now)
         self.lead_time_s = self._lead_time(coming)
-        rows, probability, from_model, version, timed = self._score(now)
-        decision = self._decide(self._plan(timed, now, coming), now)
+        moments = self._moments()
+        rows, probability, from_model, version, timed = self._score(now, moments)
+        decision = self._decide(self._plan(timed, moments, now, coming), now)
         commands: list[Command] = []
         for _ in range(decision.request):
             commands.append(self._request(now))
@@ -336,7 +349,7 @@ class Engine(PoolCore):
         self.last_decision = decision
         self.last_tick = now
         self._last_scores = LastScores(
-            now, rows, self.users.ids, probability, from_model, version, timed
+            now, rows, self.users.ids, probability, from_model, version, timed, moments
         )
         return commands
 
@@ -444,9 +457,10 @@ class Engine(PoolCore):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _score(self, now: float) -> tuple[Ints, Floats, Bools, str | None, Floats]:
+    def _score(self, now: float, moments: Floats) -> tuple[Ints, Floats, Bools, str | None, Floats]:
         """The candidates' rows, the scorer's probabilities, which came from the model, its
-        version, and each row's calibrated probability within each moment of the plan."""
+        version, and each row's calibrated probability within each of the plan's
+        ``moments``."""
         config = self.config
         users = self.users
         n = len(users)
@@ -459,7 +473,7 @@ class Engine(PoolCore):
                 self.calibration.record(
                     now, rows, _EMPTY_FLOATS, np.zeros(0, bool), n, None, self.lead_time_s
                 )
-            empty = np.zeros((0, config.plan_moments), dtype=np.float64)
+            empty = np.zeros((0, len(moments)), dtype=np.float64)
             return rows, _EMPTY_FLOATS, np.zeros(0, bool), None, empty
         now_ms = to_ms(now)
         if 2 * len(rows) >= n and len(self.features) == n:
@@ -483,7 +497,13 @@ class Engine(PoolCore):
             calibrated = self.calibration.calibrated(lead, from_model)
         else:
             calibrated = lead
-        return rows, probability, from_model, scores.model_version, self._spread(scores, calibrated)
+        return (
+            rows,
+            probability,
+            from_model,
+            scores.model_version,
+            self._spread(scores, calibrated, moments),
+        )
 
     def _log_scores(
         self, now: float, rows: Ints, probability: Floats, from_model: Bools, scores: Scores
@@ -551,26 +571,28 @@ class Engine(PoolCore):
         )
 
     def _moments(self) -> Floats:
-        """The moments the scaler plans for (``ServiceConfig.plan_moments``), up to the lead
-        time."""
-        return moments_s(self.lead_time_s, self.config.plan_moments)
+        """The moments the scaler plans for, up to the lead time (``ServiceConfig.plan_moments``,
+        ``service.plan.moment_count``)."""
+        config = self.config
+        count = moment_count(self.lead_time_s, config.tick_interval_s, config.plan_moments)
+        return moments_s(self.lead_time_s, count)
 
-    def _spread(self, scores: Scores, calibrated: Floats) -> Floats:
+    def _spread(self, scores: Scores, calibrated: Floats, moments: Floats) -> Floats:
         """Each scored user's calibrated probability of a connect within each moment, spread
         over the moments as the scorer's curve says (``service.plan.spread``)."""
-        moments = self._moments()
         if len(moments) == 1:
             return calibrated[:, None]
         raw = np.column_stack([scores.within(float(t)) for t in moments])
         return spread(calibrated, raw, moments / moments[-1])
 
-    def _plan(self, timed: Floats, now: float, coming: list[float]) -> tuple[Moment, ...]:
+    def _plan(
+        self, timed: Floats, moments: Floats, now: float, coming: list[float]
+    ) -> tuple[Moment, ...]:
         """The timed plan (``service.plan``): per moment, the users' calibrated probabilities
         (``timed``: ``(users, moments)``), the baseline of unforeseen connects, the nodes
         disconnects will free (credited, ``free_credit``), and the coming nodes by their
         chance of being ready by then."""
         config = self.config
-        moments = self._moments()
         frees: Floats | None = None
         if config.free_credit > 0.0:
             ages = np.array(self.pool.busy_session_ages(now), dtype=np.float64)
@@ -594,7 +616,8 @@ class Engine(PoolCore):
         if not self.config.replace_at_once or last.at is None:
             return []
         still_out = ~self.users.connected[last.rows]
-        decision = self._decide(self._plan(last.timed[still_out], now, self._coming_ages(now)), now)
+        moments = self._plan(last.timed[still_out], last.moments, now, self._coming_ages(now))
+        decision = self._decide(moments, now)
         return [self._request(now) for _ in range(decision.request)]
 
     def _decide(self, moments: tuple[Moment, ...], now: float) -> Decision:
@@ -671,9 +694,7 @@ class Engine(PoolCore):
         # forgotten, and the pending ones follow their users' new rows
         self.calibration.compact(keep)
         self.predictions.remap(new_row)
-        self._last_scores = LastScores(
-            None, _EMPTY_INTS, users.ids, _EMPTY_FLOATS, np.zeros(0, bool), None, _NO_TIMED
-        )
+        self._last_scores = LastScores.empty(users.ids)
         self.forgotten_users += count
 
     def _adopt_feature_users(self) -> None:

@@ -25,7 +25,9 @@ Pure: arrays in, moments out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +35,14 @@ import numpy.typing as npt
 from service.demand import Demand, demand
 
 Floats = npt.NDArray[np.float64]
+
+MAX_PLAN_MOMENTS: Final = 32
+"""Each moment of a plan costs one demand distribution per decision."""
+TICKS_PER_MOMENT: Final = 4
+"""Unless configured, a plan has one moment per this many ticks of lead time, at least one:
+a 40 s lead time (10-29 s boots) is one window, 186 s (60-180 s boots) four moments.
+Measured on the seed workload: four moments over a 40 s lead time cost 0.005 of efficiency
+at a 99.5 % instant rate; over 186 s they gained 0.01-0.015 at 99 %."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,15 @@ class Moment:
     """Nodes on their way not expected ready by then (in nodes)."""
     in_time: float = 1.0
     """The chance that a node asked for now is ready by then."""
+
+
+def moment_count(lead_time_s: float, tick_interval_s: float, configured: int | None) -> int:
+    """The moments of a plan: the configured count, else one per :data:`TICKS_PER_MOMENT`
+    ticks of the lead time (1 to :data:`MAX_PLAN_MOMENTS`)."""
+    if configured is not None:
+        return configured
+    count = math.floor(lead_time_s / (TICKS_PER_MOMENT * tick_interval_s))
+    return max(1, min(MAX_PLAN_MOMENTS, count))
 
 
 def moments_s(lead_time_s: float, count: int) -> Floats:

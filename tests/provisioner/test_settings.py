@@ -78,6 +78,7 @@ def test_the_live_knobs_default_to_the_engines(monkeypatch: pytest.MonkeyPatch) 
 def test_plan_moments_reach_the_engine_and_out_of_range_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    assert service_config(Settings()).plan_moments is None  # one per four ticks of lead
     monkeypatch.setenv("PROVISIONER_PLAN_MOMENTS", "4")
     assert service_config(Settings()).plan_moments == 4
     for bad in ("0", "33"):

@@ -326,8 +326,10 @@ class DegenerateOnce(Engine):
 
     broken = False
 
-    def _plan(self, timed: Floats, now: float, coming: list[float]) -> tuple[Moment, ...]:
-        sound = super()._plan(timed, now, coming)
+    def _plan(
+        self, timed: Floats, moments: Floats, now: float, coming: list[float]
+    ) -> tuple[Moment, ...]:
+        sound = super()._plan(timed, moments, now, coming)
         if not self.broken:
             return sound
         broken = [
@@ -473,3 +475,15 @@ def test_the_plan_spreads_each_user_s_probability_as_the_curve_says() -> None:
 def test_plan_moments_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="plan_moments must be in"):
         ServiceConfig(plan_moments=0)
+
+
+def test_a_lead_time_of_minutes_is_planned_at_several_moments_unless_configured() -> None:
+    for lead_s, configured, count in ((186.0, None, 4), (40.0, None, 1), (186.0, 1, 1)):
+        config = ServiceConfig(lead_time_s=lead_s, plan_moments=configured)
+        engine = Engine(ModelLike(), config)
+        shell = Shell(engine)
+        shell.event(UserActivity(T0, "u0", int(T0)))
+        shell.tick(T0 + 10)
+        scores = engine.last_scores
+        assert len(scores.moments) == count and scores.moments[-1] == lead_s
+        assert scores.timed.shape == (1, count)

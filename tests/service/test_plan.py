@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from models.connect_curve import constant_hazard
 from service.demand import demand
-from service.plan import moments_s, plan, spread
+from service.plan import MAX_PLAN_MOMENTS, moment_count, moments_s, plan, spread
 
 
 def test_moments_are_even_up_to_the_lead_time() -> None:
@@ -98,3 +98,11 @@ def test_nothing_coming_and_nothing_busy_is_a_plan_too() -> None:
         exact=256,
     )
     assert only.demand.mean == 0.0 and only.late == 0.0
+
+
+def test_unless_configured_a_plan_has_a_moment_per_four_ticks_of_lead_time() -> None:
+    assert moment_count(40.0, 10.0, None) == 1  # 10-29 s boots: the one window
+    assert moment_count(186.0, 10.0, None) == 4  # 60-180 s boots
+    assert moment_count(5.0, 10.0, None) == 1
+    assert moment_count(1e6, 10.0, None) == MAX_PLAN_MOMENTS
+    assert moment_count(186.0, 10.0, 1) == 1 and moment_count(40.0, 10.0, 8) == 8
