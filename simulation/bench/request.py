@@ -25,7 +25,7 @@ def parse_override(text: str) -> tuple[str, float | int | bool]:
     kinds = {f.name: str(f.type) for f in fields(ServiceConfig)}
     if not sep or key not in kinds:
         raise BenchError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(kinds)}")
-    kind = kinds[key]
+    kind = kinds[key].removesuffix(" | None")  # an optional field takes its type's values
     try:
         if kind == "bool":
             if raw.lower() not in ("true", "false", "1", "0"):

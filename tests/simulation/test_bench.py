@@ -26,7 +26,7 @@ from simulation.bench.history import (
 from simulation.bench.model import TrainedModel, bench_horizon, train_model
 from simulation.bench.plot import plot_frontier
 from simulation.bench.policy_run import PolicyResult, _scorer, run_policy, warm_features
-from simulation.bench.request import BenchRequest
+from simulation.bench.request import BenchRequest, parse_override
 from simulation.bench.run import run_bench
 from simulation.bench.setup import BenchSetup, prepare
 from simulation.bench.sweep import best_at, frontiers, run_sweep
@@ -426,3 +426,15 @@ def test_frontier_keeps_the_points_nothing_beats() -> None:
     best = best_at(points, "static", 0.98)
     assert best is not None and best.policy == "static:2"
     assert best_at(points, "static", 0.9995) is None
+
+
+def test_a_config_override_is_typed_as_its_field() -> None:
+    assert parse_override("max_idle_s=60") == ("max_idle_s", 60.0)
+    assert parse_override("min_ready=3") == ("min_ready", 3)
+    assert parse_override("calibrate=false") == ("calibrate", False)
+    key, value = parse_override("plan_moments=4")  # an optional int
+    assert (key, value) == ("plan_moments", 4) and isinstance(value, int)
+    assert isinstance(parse_override("lead_time_s=190")[1], float)
+    for bad in ("plan_moments=4.5", "nope=1", "min_ready"):
+        with pytest.raises(BenchError):
+            parse_override(bad)
