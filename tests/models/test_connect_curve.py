@@ -94,6 +94,22 @@ def test_a_hazard_model_reads_each_period_start() -> None:
     np.testing.assert_allclose(model.curve(np.zeros((2, 1))), expected, atol=1e-9)
 
 
+class _RowAndPeriod:
+    """A booster whose hazard is the row's feature plus the period's start / 100."""
+
+    def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        return np.clip(X[:, 0] + X[:, -1] / 100.0, 0.0, 1.0)
+
+
+def test_each_row_gets_its_own_hazards_from_one_pass_over_all_periods() -> None:
+    grid = CurveGrid.even(30.0, 3)  # period starts 0, 10, 20
+    identity = tuple(SigmoidCalibration(1.0, 0.0) for _ in grid.horizons_s)
+    model = ConnectCurveModel(CurveKind.HAZARD, grid, (_RowAndPeriod(),), identity, ("x",))
+    rows = np.array([[0.0], [0.5], [0.01]])
+    hazards = np.array([[0.0, 0.1, 0.2], [0.5, 0.6, 0.7], [0.01, 0.11, 0.21]])
+    np.testing.assert_allclose(model.raw_curve(rows), curve_from_hazards(hazards))
+
+
 def test_a_model_needs_its_boosters_and_calibrations() -> None:
     grid = CurveGrid.even(40.0, 2)
     one = (SigmoidCalibration(1.0, 0.0),)
