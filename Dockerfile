@@ -77,11 +77,15 @@ RUN groupadd --system --gid "${GID}" provisioner \
 
 COPY --from=builder /opt/venv /opt/venv
 
+# glibc hands buffers of 128 KiB and more (LightGBM's and numpy's per tick) back to the
+# system when freed instead of keeping them in its heap: the long soak's resident growth
+# fell from +5.4 to +3.0 MB a week with it (docs/deploy.md, "Running for months").
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PROVISIONER_HOME=/data
+    PROVISIONER_HOME=/data \
+    MALLOC_MMAP_THRESHOLD_=131072
 
 WORKDIR /data
 VOLUME ["/data"]
