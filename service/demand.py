@@ -8,8 +8,8 @@ squared small probabilities), truncated to the warm counts that can matter.
 
 Nodes freed by disconnects within the lead time are supply too: ``F`` is their number (a
 Poisson-binomial of the given free probabilities), and the connects that find no node are
-``(D - F - s)+``. Callers pass thinned free probabilities: a node freed late in the window
-only serves the connects after it.
+``(D - F - s)+``. A node freed late in the window only serves the connects after it: the
+plan (``service.plan``) asks for the demand at several moments, each with the frees by then.
 
 With ``s`` warm nodes, the expected shortfall is ``E[(D - F - s)+]``: the connects expected
 to find no warm node. :meth:`Demand.need` is the warm count at which that shortfall is at most

@@ -12,7 +12,9 @@ updates use each event's own ``ts``. The simulation passes the event time as ``n
   seen (any user event) within ``recent_cutoff_s`` (default 1 h: older users get
   probability 0, and their rare connects are covered by the baseline of unforeseen
   connects), converts the scores to the lead time, calibrates them (``service.calibration``),
-  builds the demand distribution (``service.demand``) and lets the scaler decide
+  spreads them over the plan's moments up to the lead time as the scorer's curve says,
+  builds the plan (``service.plan``: per moment the demand distribution of
+  ``service.demand``, the frees and the late nodes) and lets the scaler decide
   (``service.scaler``) for the target the service-level feedback puts in force
   (``service.feedback``, fed by every connect's outcome). Vectorised over users.
 - The lead time is learned unless configured: one tick plus the ``boot_quantile`` of the
@@ -32,7 +34,8 @@ the shell to log (:meth:`Engine.take_refusals`).
 The engine owns its ``OnlineFeatures``: one handed in (rebuilt from the event log on a
 restart) is indexed as it is, and from then on only the engine feeds it.
 
-A scorer's probability about its own horizon ``H`` becomes one about the lead time ``L`` as
+A scorer's probability about its own horizon ``H`` becomes one about the lead time ``L``
+read off its curve when it gives one (a time-to-connect model), else as
 ``1 - (1 - p) ** (L / H)`` (a constant hazard); with ``H == L`` it is unchanged.
 
 The engine logs its predictions (``service.prediction_log``): at each tick the scorer's raw
@@ -616,15 +619,15 @@ class Engine(PoolCore):
         if not self.config.replace_at_once or last.at is None:
             return []
         still_out = ~self.users.connected[last.rows]
-        moments = self._plan(last.timed[still_out], last.moments, now, self._coming_ages(now))
-        decision = self._decide(moments, now)
+        planned = self._plan(last.timed[still_out], last.moments, now, self._coming_ages(now))
+        decision = self._decide(planned, now)
         return [self._request(now) for _ in range(decision.request)]
 
-    def _decide(self, moments: tuple[Moment, ...], now: float) -> Decision:
-        """The scaler's decision for the target in force, holding the last sound need when
-        it refuses one."""
+    def _decide(self, planned: tuple[Moment, ...], now: float) -> Decision:
+        """The scaler's decision on the plan for the target in force, holding the last sound
+        need when it refuses one."""
         decision = decide(
-            moments,
+            planned,
             self.pool.view(),
             self.config,
             now,
