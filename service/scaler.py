@@ -140,7 +140,7 @@ def decide(
     target: float | None = None,
 ) -> Decision:
     """What to request or terminate now (see the module doc). ``plan``: the coming moments,
-    the lead time last (``service.plan``; :func:`window` makes the one window of a demand);
+    the lead time last (``service.plan``; one moment is the one window over the lead time);
     ``held_need`` is the last sound need, acted on instead of an unsound one; ``target`` the
     instant rate to size for (the configured one when None)."""
     if not plan:
@@ -209,12 +209,6 @@ def decide(
         shed = stale[: math.floor(slack + 1e-9)]
         return decision(0, shed, f"retire {len(shed)} idle >= {config.max_idle_s:.0f}s; {detail}")
     return decision(0, (), f"hold; {detail}")
-
-
-def window(demand: Demand, late: float = 0.0) -> tuple[Moment]:
-    """The one-window plan of a demand over the lead time (``late``: the coming nodes not
-    expected ready within it)."""
-    return (Moment(math.nan, demand, late),)
 
 
 def _when(plan: Sequence[Moment], binding: int) -> str:

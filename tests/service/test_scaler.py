@@ -14,7 +14,7 @@ from service.config import ServiceConfig
 from service.demand import Demand, demand
 from service.plan import Moment
 from service.pool import PoolCounts, PoolView
-from service.scaler import IN_TIME, Decision, RefusalReason, band, check_need, decide, window
+from service.scaler import IN_TIME, Decision, RefusalReason, band, check_need, decide
 
 NOW = 1_732_500_000.0
 
@@ -46,6 +46,11 @@ def certain(k: int, support: int = 60) -> Demand:
 
 
 CONFIG = ServiceConfig()
+
+
+def window(demand: Demand, late: float = 0.0) -> tuple[Moment]:
+    """The one-window plan of a demand over the lead time."""
+    return (Moment(math.nan, demand, late),)
 
 
 # --- the thresholds ------------------------------------------------------------------------
