@@ -368,6 +368,9 @@ class LiveMetricsBody(Answer):
 class PoolStatus(Answer):
     at: float
     counts: PoolCountsBody
+    decided_at: float | None
+    """The time of the tick that decided ``desired_warm``, ``need``, ``reason`` and
+    ``expected_demand`` (null before the first tick; old on a replica that does not lead)."""
     desired_warm: int | None
     need: float | None
     reason: str

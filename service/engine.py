@@ -181,6 +181,9 @@ class EngineStatus:
 
     at: float
     counts: PoolCounts
+    decided_at: float | None
+    """The time of the tick that made the decision below (None before the first): a
+    replica that does not tick, or a stalled tick loop, shows an old one."""
     desired_warm: int | None
     need: float | None
     reason: str
@@ -205,6 +208,7 @@ class EngineStatus:
         return {
             "at": self.at,
             "counts": self.counts.to_dict(),
+            "decided_at": self.decided_at,
             "desired_warm": self.desired_warm,
             "need": self.need,
             "reason": self.reason,
@@ -380,6 +384,7 @@ class Engine(PoolCore):
         return EngineStatus(
             at=now,
             counts=self.pool.counts(),
+            decided_at=None if decision is None else self.last_tick,
             desired_warm=None if decision is None else decision.desired_warm,
             need=None if decision is None else decision.need,
             reason="no tick yet" if decision is None else decision.reason,

@@ -204,6 +204,22 @@ def test_status_is_plain_data() -> None:
     assert isinstance(status["reason"], str) and status["desired_warm"] >= 2
 
 
+def test_status_says_which_tick_decided() -> None:
+    shell = Shell(engine())
+    assert shell.engine.status(T0).decided_at is None
+    shell.event(UserActivity(T0, "a", int(T0)))
+    shell.tick(T0 + 1)
+    shell.event(UserActivity(T0 + 3, "a", int(T0 + 3)))
+    status = shell.engine.status(T0 + 5)
+    assert status.decided_at == T0 + 1 and status.at == T0 + 5
+    shell.tick(T0 + 11)
+    assert shell.engine.status(T0 + 12).to_dict()["decided_at"] == T0 + 11
+    # A restored engine keeps when it last ticked, not the decision: it decided nothing yet.
+    restored = Engine.from_dict(shell.engine.to_dict(), HeuristicScorer())
+    assert restored.last_tick == T0 + 11
+    assert restored.status(T0 + 13).decided_at is None
+
+
 def trace(seed: int, steps: int = 120) -> list[tuple[str, float, str]]:
     rng = np.random.default_rng(seed)
     out: list[tuple[str, float, str]] = []

@@ -47,6 +47,7 @@ def status(t: float, *, ready: int = 2, waiting: int = 0, connects: int = 0) -> 
     return EngineStatus(
         at=t,
         counts=counts,
+        decided_at=t,
         desired_warm=4,
         need=3.5,
         reason="hold",
