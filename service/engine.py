@@ -587,10 +587,15 @@ class Engine(PoolCore):
 
     def _spread(self, scores: Scores, calibrated: Floats, moments: Floats) -> Floats:
         """Each scored user's calibrated probability of a connect within each moment, spread
-        over the moments as the scorer's curve says (``service.plan.spread``)."""
+        over the moments as the scorer's curve says (``service.plan.spread``); a scorer
+        without curves (the classifier, the heuristic) by a constant hazard."""
         if len(moments) == 1:
             return calibrated[:, None]
-        raw = np.column_stack([scores.within(float(t)) for t in moments])
+        raw = (
+            None
+            if scores.curves is None
+            else np.column_stack([scores.within(float(t)) for t in moments])
+        )
         return spread(calibrated, raw, moments / moments[-1])
 
     def _plan(

@@ -76,25 +76,29 @@ def moments_s(lead_time_s: float, count: int) -> Floats:
     return moments
 
 
-def spread(lead: Floats, raw: Floats, fractions: Floats) -> Floats:
+def spread(lead: Floats, raw: Floats | None, fractions: Floats) -> Floats:
     """Each user's probability of a connect within each moment, ``(users, moments)``.
 
     ``lead`` is the (calibrated) probability within the last moment; ``raw`` the scorer's
-    own probabilities within each moment (its curve); ``fractions`` each moment over the
-    last. The calibrated probability is spread as the scorer's cumulative hazard
-    ``-log(1 - raw)`` grows: ``1 - (1 - lead) ** (Lambda(t) / Lambda(L))``, which is ``lead``
-    at the last moment and non-decreasing. A row whose raw curve says nothing (0 at the last
-    moment) is spread by a constant hazard (``Lambda(t) / Lambda(L) = t / L``)."""
+    own probabilities within each moment (its curve), None for a scorer without curves;
+    ``fractions`` each moment over the last. The calibrated probability is spread as the
+    scorer's cumulative hazard ``-log(1 - raw)`` grows: ``1 - (1 - lead) ** (Lambda(t) /
+    Lambda(L))``, which is ``lead`` at the last moment and non-decreasing. Without curves, or
+    for a row whose curve says nothing (0 at the last moment), the hazard is constant:
+    ``Lambda(t) / Lambda(L) = t / L``."""
     lead = np.clip(np.nan_to_num(np.asarray(lead, dtype=np.float64)), 0.0, 1.0)
-    raw = np.clip(np.nan_to_num(np.asarray(raw, dtype=np.float64)), 0.0, 1.0 - 1e-12)
-    hazard = -np.log1p(-np.maximum.accumulate(raw, axis=1))
-    whole = hazard[:, -1:]
-    share = np.divide(
-        hazard,
-        whole,
-        out=np.broadcast_to(fractions, hazard.shape).copy(),
-        where=whole > 0,
-    )
+    if raw is None:
+        share = np.broadcast_to(fractions, (len(lead), len(fractions)))
+    else:
+        raw = np.clip(np.nan_to_num(np.asarray(raw, dtype=np.float64)), 0.0, 1.0 - 1e-12)
+        hazard = -np.log1p(-np.maximum.accumulate(raw, axis=1))
+        whole = hazard[:, -1:]
+        share = np.divide(
+            hazard,
+            whole,
+            out=np.broadcast_to(fractions, hazard.shape).copy(),
+            where=whole > 0,
+        )
     spread_: Floats = 1.0 - (1.0 - lead[:, None]) ** np.clip(share, 0.0, 1.0)
     return spread_
 

@@ -41,6 +41,19 @@ def test_a_row_without_a_curve_is_spread_by_a_constant_hazard() -> None:
     assert timed[0] == pytest.approx(expected)
 
 
+def test_without_curves_the_spread_is_the_constant_hazard_of_the_scores() -> None:
+    """A scorer without curves carries its probability by a constant hazard (``Scores.within``):
+    spreading needs no curve to be computed for it, and comes out the same."""
+    lead = np.array([0.0, 0.05, 0.6, 1.0])
+    horizon, moments = 40.0, np.array([10.0, 20.0, 30.0, 40.0])
+    carried = np.column_stack([constant_hazard(np.array([0.3] * 4), horizon, t) for t in moments])
+    fractions = moments / moments[-1]
+    timed = spread(lead, None, fractions)
+    assert timed == pytest.approx(spread(lead, carried, fractions), abs=1e-12)
+    assert timed[2].tolist() == pytest.approx([1 - 0.4**f for f in fractions])
+    assert timed[3].tolist() == [1.0] * 4 and timed[0].tolist() == [0.0] * 4
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
