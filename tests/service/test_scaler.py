@@ -305,10 +305,26 @@ def test_a_node_an_earlier_moment_needs_is_not_terminated() -> None:
 
 
 def test_a_plan_of_one_moment_is_the_window() -> None:
-    for k, ready in ((5, 2), (2, 6), (3, 3)):
+    """One moment is sized as the one window over the lead time, whatever its time and its
+    chance of a node in time: up to the band's floor, down to its ceiling (oldest idle
+    first), else hold."""
+    expected = {
+        (5, 2): (3, (), 4.95, "up 3"),  # need 4.95: band [5, 6]
+        (2, 6): (0, ("r0", "r1", "r2"), 1.98, "down 3"),  # band [2, 3]
+        (3, 3): (0, (), 2.97, "hold"),  # band [3, 4]
+    }
+    for (k, ready), (request, terminate, need, verb) in expected.items():
         one = decide(window(certain(k)), make_view(ready=ready), CONFIG, NOW)
-        plan = decide((moment(184.0, k),), make_view(ready=ready), CONFIG, NOW)
-        assert (one.request, one.terminate, one.need) == (plan.request, plan.terminate, plan.need)
+        assert (one.request, one.terminate) == (request, terminate)
+        assert one.need == pytest.approx(need) and one.reason.startswith(f"{verb};")
+        for plan in ((moment(184.0, k),), (moment(184.0, k, in_time=0.2),)):
+            d = decide(plan, make_view(ready=ready), CONFIG, NOW)
+            assert (d.request, d.terminate, d.need, d.reason) == (
+                one.request,
+                one.terminate,
+                one.need,
+                one.reason,
+            )
 
 
 def test_a_refused_moment_holds_the_last_sound_need_for_the_whole_plan() -> None:
