@@ -26,10 +26,10 @@ Around ``d`` lies a hysteresis band ``[low, high]`` of whole nodes:
 **Over the plan's moments.** Each moment ``t`` has its own need (the demand by ``t``, net of
 the nodes freed by ``t``), its band and its warm count (minus the coming nodes not ready by
 ``t``). Nodes are requested for the largest shortfall among the moments a node asked for now
-reaches in time (:data:`IN_TIME`): not for a sooner one, which it would miss, nor for one
-beyond the lead time, which a later tick can still serve. A node is terminated, or retired
-for idling, only when every moment can spare it: a node freed now and needed again before
-the lead time is out is kept rather than booted again.
+reaches in time (``ServiceConfig.plan_in_time``): not for a sooner one, which it would miss,
+nor for one beyond the lead time, which a later tick can still serve. A node is terminated,
+or retired for idling, only when every moment can spare it: a node freed now and needed
+again before the lead time is out is kept rather than booted again.
 
 **Unsound needs are refused.** A need that is not a finite number, or that lies above what
 the demand can support (:meth:`service.demand.Demand.bound`: no distribution with that mean
@@ -53,19 +53,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
 from service.config import ServiceConfig
 from service.demand import Demand
 from service.plan import Moment
 from service.pool import PoolView
-
-IN_TIME: Final = 0.9
-"""Nodes are asked for now only for the moments of the plan that a node asked for now reaches
-with at least this chance; a shortfall sooner than that is left to the nodes already coming
-(a node asked for now would come after it), and one later to the next ticks. Measured on the
-seed workload with 60-180 s boots: at 0.5 the requests for moments most boots miss created
-half as many nodes again, for nothing."""
 
 
 class RefusalReason(StrEnum):
@@ -185,7 +178,9 @@ def decide(
         return decision(
             0, shed, f"over budget {live}/{config.max_nodes}: shed {len(shed)}; {detail}"
         )
-    asked = [k for k, moment in enumerate(plan) if moment.in_time >= IN_TIME] or [len(plan) - 1]
+    asked = [k for k, moment in enumerate(plan) if moment.in_time >= config.plan_in_time] or [
+        len(plan) - 1
+    ]
     binding = max(asked, key=lambda k: bands[k][0] - supplies[k])
     short = bands[binding][0] - supplies[binding]
     if short > 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -488,9 +489,12 @@ def test_the_plan_spreads_each_user_s_probability_as_the_curve_says() -> None:
     assert decision is not None and decision.request > 0 and "for +40s" in decision.reason
 
 
-def test_plan_moments_out_of_range_is_refused() -> None:
+def test_plan_settings_out_of_range_are_refused() -> None:
     with pytest.raises(ValueError, match="plan_moments must be in"):
         ServiceConfig(plan_moments=0)
+    for bad in (0.0, 1.5, math.nan):
+        with pytest.raises(ValueError, match="plan_in_time must be in"):
+            ServiceConfig(plan_in_time=bad)
 
 
 def test_a_lead_time_of_minutes_is_planned_at_several_moments_unless_configured() -> None:

@@ -14,7 +14,7 @@ from service.config import ServiceConfig
 from service.demand import Demand, demand
 from service.plan import Moment
 from service.pool import PoolCounts, PoolView
-from service.scaler import IN_TIME, Decision, RefusalReason, band, check_need, decide
+from service.scaler import Decision, RefusalReason, band, check_need, decide
 
 NOW = 1_732_500_000.0
 
@@ -288,9 +288,18 @@ def test_a_shortfall_no_node_asked_now_reaches_in_time_asks_for_nothing() -> Non
     d = decide((soon, lead), make_view(booting=4), config, NOW)
     assert d.request == 0 and d.terminate == ()
     # the same shortfall at a moment a node asked for now reaches is asked for
-    reached = moment(150.0, 6, late=0.0, in_time=IN_TIME)
+    reached = moment(150.0, 6, late=0.0, in_time=CONFIG.plan_in_time)
     up = decide((soon, reached, lead), make_view(booting=4), config, NOW)
     assert up.request == 2 and "for +150s" in up.reason
+
+
+def test_plan_in_time_says_which_moments_a_request_now_is_for() -> None:
+    soon = moment(90.0, 5, in_time=0.5)  # half the boots are done by then
+    lead = moment(180.0, 2, in_time=1.0)
+    view = make_view(ready=2)
+    assert decide((soon, lead), view, ServiceConfig(min_ready=0), NOW).request == 0
+    eager = decide((soon, lead), view, ServiceConfig(min_ready=0, plan_in_time=0.5), NOW)
+    assert eager.request == 3 and "for +90s" in eager.reason
 
 
 def test_a_node_an_earlier_moment_needs_is_not_terminated() -> None:
