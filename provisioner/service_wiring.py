@@ -171,6 +171,7 @@ async def running_service(settings: Settings, redis_url: str) -> AsyncIterator[R
             warm_history_s=settings.warm_history_hours * 3600.0,
             model_check_every_s=settings.model_check_s,
             live_log_every_s=settings.live_log_s,
+            release_memory_every_s=settings.release_memory_s,
         ),
         watcher=watcher,
         challenger=challenger,

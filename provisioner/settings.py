@@ -20,7 +20,12 @@ from features.events import Limits
 from models.defaults import DEFAULT_MODEL_NAME
 from models.model_types import DEFAULT_MODEL_TYPE, ModelType
 from service.config import ServiceConfig
-from service.defaults import DEFAULT_LIVE_LOG_S, DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
+from service.defaults import (
+    DEFAULT_LIVE_LOG_S,
+    DEFAULT_MODEL_CHECK_S,
+    DEFAULT_RELEASE_MEMORY_S,
+    DEFAULT_WARM_HISTORY_S,
+)
 from service.plan import MAX_PLAN_MOMENTS
 from simulation.nodes.boot import DEFAULT_BOOT_SPEC
 from training.defaults import (
@@ -282,6 +287,13 @@ class Settings(BaseSettings):
         default=DEFAULT_MODEL_CHECK_S,
         gt=0,
         description="How often the service looks for a new champion.",
+    )
+
+    release_memory_s: float = Field(
+        default=DEFAULT_RELEASE_MEMORY_S,
+        ge=0,
+        description="How often (wall seconds) the service gives the memory it freed back to "
+        "the system (glibc's malloc_trim; 0: never).",
     )
 
     user_retention_hours: float = Field(

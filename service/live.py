@@ -17,6 +17,8 @@ worker threads. Tasks:
 - **model**: when a model watcher is given, let it check the registry now and then; a
   second watcher may follow the ``challenger`` alias (its scorer is the engine's shadow);
   it never holds readiness back, and no challenger is a normal state;
+- **release-memory**: every ``release_memory_every_s`` of wall time, give the memory the
+  process freed back to the system (``service.allocator``: glibc only);
 - **evidence**: when an evidence sink (the model registry) is given, the leader logs the
   champion's and the challenger's live metrics over the shortest live window to their runs
   every ``live_log_every_s`` of the clock (``service.evidence_log``: in a worker thread,
@@ -60,11 +62,17 @@ from features.definitions import FEATURE_NAMES
 from features.eventlog import EventLog
 from features.table import to_ms
 from models.scoring import Scores, Source
+from service.allocator import can_release_free_memory, release_free_memory
 from service.breaker import CircuitBreaker
 from service.commands import Command, TerminateNode
 from service.connect_windows import ServiceLevel
 from service.consumer import StreamConsumer
-from service.defaults import DEFAULT_LIVE_LOG_S, DEFAULT_MODEL_CHECK_S, DEFAULT_WARM_HISTORY_S
+from service.defaults import (
+    DEFAULT_LIVE_LOG_S,
+    DEFAULT_MODEL_CHECK_S,
+    DEFAULT_RELEASE_MEMORY_S,
+    DEFAULT_WARM_HISTORY_S,
+)
 from service.engine import Engine, EngineStatus
 from service.evidence_log import EvidenceLog, EvidenceSink
 from service.node_commands import NodeCommands
@@ -149,6 +157,9 @@ class LiveOptions:
     """How often (clock seconds) the live evidence is logged to the registry."""
     max_backoff_s: float = 2.0
     """Longest wait (wall seconds) between two attempts to reach an unreachable event log."""
+    release_memory_every_s: float = DEFAULT_RELEASE_MEMORY_S
+    """How often (wall seconds) freed memory goes back to the system (``service.allocator``;
+    0: never)."""
 
 
 class LiveService:
@@ -245,6 +256,11 @@ class LiveService:
             self._spawn(self._model_loop(), "model")
         if self.evidence is not None:
             self._spawn(self._evidence_loop(), "evidence")
+        if self.options.release_memory_every_s > 0:
+            if can_release_free_memory():
+                self._spawn(self._release_memory_loop(), "release-memory")
+            else:
+                log.info("freed memory stays with the C allocator: it is not glibc")
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self.commands.running()]
@@ -406,6 +422,11 @@ class LiveService:
             with contextlib.suppress(redis.RedisError):
                 await self._save()
             self._dispatch(commands)
+
+    async def _release_memory_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.release_memory_every_s)
+            await asyncio.to_thread(release_free_memory)
 
     async def _reconcile_loop(self) -> None:
         while True:
