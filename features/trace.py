@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,6 +28,9 @@ from features.events import (
     parse_trace_record,
     trace_record,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MAX_LINE_BYTES = 64 * 1024
 
@@ -82,17 +85,11 @@ def parse_lines(
 PARQUET_COLUMNS = ("ts", "channel", "user_id", "node_id", "status", "timestamp")
 
 
-def write_parquet(path: Path, events: Iterable[Event]) -> int:
-    """Write ``events`` as flat typed columns: ts, channel, user_id, node_id, status, timestamp."""
+def parquet_schema() -> pa.Schema:
+    """The columns of a Parquet trace (:data:`PARQUET_COLUMNS`) and their types."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    columns: dict[str, list[Any]] = {name: [] for name in PARQUET_COLUMNS}
-    for event in events:
-        row = _flat(event)
-        for name in PARQUET_COLUMNS:
-            columns[name].append(row.get(name))
-    schema = pa.schema(
+    return pa.schema(
         [
             ("ts", pa.float64()),
             ("channel", pa.string()),
@@ -102,17 +99,40 @@ def write_parquet(path: Path, events: Iterable[Event]) -> int:
             ("timestamp", pa.int64()),
         ]
     )
-    pq.write_table(pa.table(columns, schema=schema), path)
-    return len(columns["ts"])
+
+
+def events_table(events: Iterable[Event]) -> pa.Table:
+    """``events`` as flat typed columns (:func:`parquet_schema`), in their order."""
+    import pyarrow as pa
+
+    columns: dict[str, list[Any]] = {name: [] for name in PARQUET_COLUMNS}
+    for event in events:
+        row = _flat(event)
+        for name in PARQUET_COLUMNS:
+            columns[name].append(row.get(name))
+    return pa.table(columns, schema=parquet_schema())
+
+
+def table_events(table: pa.Table) -> Iterator[Event]:
+    """The events of a table of :func:`events_table`'s layout (trusted: no validation)."""
+    for row in table.select(list(PARQUET_COLUMNS)).to_pylist():
+        yield _from_flat(row)
+
+
+def write_parquet(path: Path, events: Iterable[Event]) -> int:
+    """Write ``events`` as flat typed columns: ts, channel, user_id, node_id, status, timestamp."""
+    import pyarrow.parquet as pq
+
+    table = events_table(events)
+    pq.write_table(table, path)
+    return int(table.num_rows)
 
 
 def read_parquet(path: Path) -> Iterator[Event]:
     """Events from a file written by :func:`write_parquet` (trusted: no validation)."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=list(PARQUET_COLUMNS))
-    for row in table.to_pylist():
-        yield _from_flat(row)
+    yield from table_events(pq.read_table(path, columns=list(PARQUET_COLUMNS)))
 
 
 def _flat(event: Event) -> dict[str, Any]:
