@@ -42,6 +42,7 @@ CORE: Final = (
     "features/table.py",
     "features/labels.py",
     "features/boot_times.py",
+    "features/partitions.py",
     "models/scoring.py",
     "models/heuristic.py",
     "models/connect_curve.py",
