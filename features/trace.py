@@ -113,8 +113,9 @@ def events_table(events: Iterable[Event]) -> pa.Table:
     return pa.table(columns, schema=parquet_schema())
 
 
-def table_events(table: pa.Table) -> Iterator[Event]:
-    """The events of a table of :func:`events_table`'s layout (trusted: no validation)."""
+def table_events(table: pa.Table | pa.RecordBatch) -> Iterator[Event]:
+    """The events of a table (or record batch) of :func:`events_table`'s layout, in its
+    order (trusted: no validation)."""
     for row in table.select(list(PARQUET_COLUMNS)).to_pylist():
         yield _from_flat(row)
 

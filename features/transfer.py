@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from features.eventlog import DeadLetter, EventLog, PipelinedAppender, batched
 from features.events import Event
+from features.partitioned import Manifest, read_partitioned, write_partitioned
 from features.trace import (
     RejectedLine,
     parse_lines,
@@ -23,6 +25,13 @@ Progress = Callable[[int], None]
 
 class UnsupportedFormat(ValueError):
     """A trace file name whose extension is neither .jsonl nor .parquet."""
+
+
+class TraceFormat(StrEnum):
+    JSONL = "jsonl"
+    """One JSON event per line (``features.trace``)."""
+    PARQUET = "parquet"
+    """Flat typed columns (``features.trace.parquet_schema``)."""
 
 
 @dataclass(slots=True)
@@ -46,12 +55,13 @@ class ImportReport:
         }
 
 
-def trace_format(path: Path) -> str:
+def trace_format(path: Path) -> TraceFormat:
+    """The format of a trace file, by its extension."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
+        return TraceFormat.JSONL
     if suffix in (".parquet", ".pq"):
-        return "parquet"
+        return TraceFormat.PARQUET
     raise UnsupportedFormat(f"{path.name}: use a .jsonl or .parquet file")
 
 
@@ -63,15 +73,17 @@ def import_trace(
     batch_size: int = 2000,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Append every event of a trace file to the log, in file order.
+    """Append every event of a trace file to the log, in file order; or of a partitioned
+    export's directory (``features.partitioned``), merged back in time order.
 
     Lines that are not events are dead-lettered (source ``trace:<file>:<line>``) and the
     import goes on; the report counts both.
     """
     report = ImportReport()
-    parquet = trace_format(path) == "parquet"
     with PipelinedAppender(log) as appender:
-        if parquet:
+        if path.is_dir():
+            _import_events(appender, read_partitioned(path), report, batch_size, progress)
+        elif trace_format(path) is TraceFormat.PARQUET:
             _import_events(appender, read_parquet(path), report, batch_size, progress)
         else:
             _import_lines(
@@ -176,6 +188,24 @@ def export_trace(
 ) -> int:
     """Write the log's events in ``[since, until)`` to a .jsonl or .parquet file."""
     events = logged_events(log, since, until, progress=progress)
-    if trace_format(path) == "parquet":
+    if trace_format(path) is TraceFormat.PARQUET:
         return write_parquet(path, events)
     return write_jsonl(path, events)
+
+
+def export_partitioned(
+    log: EventLog,
+    directory: Path,
+    partitions: int,
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    exported_at: float,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Write the log's events in ``[since, until)`` to ``directory``, partitioned by user
+    (``features.partitioned``: the layout, and what is refused)."""
+    events = logged_events(log, since, until, progress=progress)
+    return write_partitioned(
+        directory, events, partitions, since=since, until=until, exported_at=exported_at
+    )
