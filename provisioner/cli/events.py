@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from features.transfer import TraceFormat
 from provisioner import wiring
 from provisioner.cli.common import (
     console,
@@ -18,7 +19,7 @@ from provisioner.cli.common import (
     print_json,
     settings_of,
 )
-from provisioner.cli.progress import JobProgress, in_bytes
+from provisioner.cli.progress import JobProgress, counted, in_bytes
 
 events_app = typer.Typer(help="The event log: import, export and inspect.", no_args_is_help=True)
 
@@ -31,29 +32,35 @@ def register(app: typer.Typer) -> None:
 @events_app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    file: Annotated[Path, typer.Argument(exists=True, readable=True)],
     strict: Annotated[
         bool, typer.Option(help="Exit with code 1 when any line was rejected.")
     ] = False,
 ) -> None:
-    """Append the events of a trace file (.jsonl or .parquet) to the event log.
+    """Append the events of a trace file (.jsonl or .parquet), or of the directory of a
+    partitioned export (merged back in time order), to the event log.
 
     Lines that are not valid events go to the dead-letter stream with their reason;
     the import goes on and the summary counts them.
     """
+    from features.partitioned import IncompleteExport, read_manifest
     from features.transfer import UnsupportedFormat, import_trace, trace_format
 
     settings = settings_of(ctx)
     try:
-        trace_format(file)
-    except UnsupportedFormat as e:
+        if file.is_dir():
+            total, figures = read_manifest(file).rows, counted
+        else:
+            trace_format(file)
+            total, figures = file.stat().st_size, in_bytes
+    except (UnsupportedFormat, IncompleteExport) as e:
         raise typer.BadParameter(str(e), param_hint="FILE") from e
     clock = wiring.clock(settings)
     started = time.perf_counter()
     label = f"import {file.name}"
-    with wiring.redis_client(settings) as client, JobProgress("events", in_bytes) as progress:
+    with wiring.redis_client(settings) as client, JobProgress("events", figures) as progress:
         log = wiring.event_log(settings, client)
-        progress(label, 0, file.stat().st_size)
+        progress(label, 0, total)
         report = import_trace(
             log, file, now=clock.now(), progress=lambda n: progress.advance(label, n)
         )
@@ -72,23 +79,59 @@ def import_(
 @events_app.command("export")
 def export(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="Output file, .jsonl or .parquet.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output file, .jsonl or .parquet; with --partitions, a new or empty directory.",
+        ),
+    ],
     since: Annotated[
         str | None, typer.Option(help="Events at or after this time (unix s or ISO 8601).")
     ] = None,
     until: Annotated[
         str | None, typer.Option(help="Events before this time (unix s or ISO 8601).")
     ] = None,
+    format_: Annotated[
+        TraceFormat | None,
+        typer.Option(
+            "--format",
+            help="Default: the file's extension; parquet with --partitions (the only one).",
+        ),
+    ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Write a directory of N user partitions (user_partition=K/part-*.parquet, "
+            "node events in nodes/, _manifest.json last) instead of one file.",
+        ),
+    ] = None,
 ) -> None:
-    """Write the events of the log (optionally a time range) to a trace file."""
-    from features.transfer import UnsupportedFormat, export_trace, trace_format
+    """Write the events of the log (optionally a time range) to a trace file, or to a
+    directory partitioned by user."""
+    from features.transfer import UnsupportedFormat, trace_format
 
-    settings = settings_of(ctx)
+    start, end = parse_time(since), parse_time(until)
+    if partitions is not None:
+        _export_partitioned(ctx, out, format_, partitions, start, end)
+        return
     try:
-        trace_format(out)
+        kind = trace_format(out)
     except UnsupportedFormat as e:
         raise typer.BadParameter(str(e), param_hint="--out") from e
-    start, end = parse_time(since), parse_time(until)
+    if format_ is not None and format_ is not kind:
+        raise typer.BadParameter(
+            f"{out.name} is a .{kind} name; --format {format_} needs a .{format_} file",
+            param_hint="--format",
+        )
+    _export_file(ctx, out, start, end)
+
+
+def _export_file(ctx: typer.Context, out: Path, start: float | None, end: float | None) -> None:
+    from features.transfer import export_trace
+
+    settings = settings_of(ctx)
     started = time.perf_counter()
     label = f"export {out.name}"
     with wiring.redis_client(settings) as client, JobProgress("events") as progress:
@@ -99,6 +142,67 @@ def export(
         {
             "exported": count,
             "file": str(out),
+            "since": start,
+            "until": end,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+
+
+def _export_partitioned(
+    ctx: typer.Context,
+    out: Path,
+    format_: TraceFormat | None,
+    partitions: int,
+    start: float | None,
+    end: float | None,
+) -> None:
+    from features.partitioned import ExportExists, check_partitions, check_target
+    from features.transfer import UnsupportedFormat, export_partitioned, trace_format
+
+    if format_ is TraceFormat.JSONL:
+        raise typer.BadParameter(
+            "a partitioned export is Parquet only: --format parquet, or leave --format out",
+            param_hint="--format",
+        )
+    try:
+        named = trace_format(out)
+    except UnsupportedFormat:
+        named = None
+    if named is TraceFormat.JSONL:
+        raise typer.BadParameter(
+            f"{out.name} names a .jsonl file; --partitions writes a directory of Parquet files",
+            param_hint="--out",
+        )
+    try:
+        check_partitions(partitions)
+        check_target(out)
+    except ExportExists as e:
+        raise typer.BadParameter(str(e), param_hint="--out") from e
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--partitions") from e
+    settings = settings_of(ctx)
+    started = time.perf_counter()
+    label = f"export {out.name} ({partitions} partitions)"
+    with wiring.redis_client(settings) as client, JobProgress("events") as progress:
+        log = wiring.event_log(settings, client)
+        progress(label, 0, log.length())
+        manifest = export_partitioned(
+            log,
+            out,
+            partitions,
+            start,
+            end,
+            exported_at=time.time(),
+            progress=lambda n: progress.advance(label, n),
+        )
+    print_json(
+        {
+            "exported": manifest.rows,
+            "directory": str(out),
+            "partitions": partitions,
+            "rows_per_partition": list(manifest.user_rows),
+            "node_rows": manifest.node_rows,
             "since": start,
             "until": end,
             "seconds": round(time.perf_counter() - started, 3),

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from features.partitioned import read_manifest
 from features.trace import write_jsonl
 from tests.features.factories import random_events
 from tests.provisioner.cli_runner import home_env, last_json, run_cli
@@ -79,3 +80,49 @@ def test_clear_errors_for_bad_arguments(home: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
+
+
+def test_partitioned_export_and_import_of_the_directory(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "trace.jsonl"
+    events = random_events(2000, seed=12)
+    write_jsonl(source, events)
+    env = {"REDIS_URL": redis_url, "PROVISIONER_KEY_PREFIX": key_prefix}
+    run_cli("events", "import", str(source), env=env)
+    out = tmp_path / "by-user"
+    summary = last_json(
+        run_cli("events", "export", "--out", str(out), "--partitions", "3", env=env)
+    )
+    manifest = read_manifest(out)
+    assert summary["exported"] == 2000 and summary["directory"] == str(out)
+    assert summary["partitions"] == 3 and summary["rows_per_partition"] == list(manifest.user_rows)
+    assert sum(manifest.user_rows) + manifest.node_rows == 2000
+    again = {"REDIS_URL": redis_url, "PROVISIONER_KEY_PREFIX": key_prefix + "again:"}
+    imported = last_json(run_cli("events", "import", str(out), env=again))
+    assert imported["imported"] == 2000 and imported["rejected"] == 0
+
+
+def test_clear_errors_for_a_partitioned_export(home: Path, tmp_path: Path) -> None:
+    wide = home_env(home) | {"COLUMNS": "1000"}  # rich's error box wraps at the width
+
+    def refused(*args: str) -> str:
+        result = run_cli("events", "export", *args, env=wide, check=False)
+        assert result.returncode == 2, result.stderr
+        return result.stderr
+
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    assert "is not empty" in refused("--out", str(used), "--partitions", "2")
+    assert (used / "keep.txt").read_text() == "mine"
+    assert ".jsonl file" in refused("--out", str(tmp_path / "x.jsonl"), "--partitions", "2")
+    jsonl = refused("--out", str(tmp_path / "d"), "--partitions", "2", "--format", "jsonl")
+    assert "Parquet only" in jsonl
+    assert "from 1 to 256" in refused("--out", str(tmp_path / "d"), "--partitions", "300")
+    assert "--partitions" in refused("--out", str(tmp_path / "d"), "--partitions", "0")
+    mismatch = refused("--out", str(tmp_path / "x.jsonl"), "--format", "parquet")
+    assert "needs a .parquet file" in mismatch
+    assert not (tmp_path / "d").exists()
+    incomplete = run_cli("events", "import", str(used), env=wide, check=False)
+    assert incomplete.returncode == 2 and "did not finish" in incomplete.stderr
