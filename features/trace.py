@@ -129,6 +129,13 @@ def write_parquet(path: Path, events: Iterable[Event]) -> int:
     return int(table.num_rows)
 
 
+def parquet_rows(path: Path) -> int:
+    """How many events a Parquet trace holds (from its footer, without reading them)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.read_metadata(path).num_rows)
+
+
 def read_parquet(path: Path) -> Iterator[Event]:
     """Events from a file written by :func:`write_parquet` (trusted: no validation)."""
     import pyarrow.parquet as pq

@@ -20,7 +20,8 @@ from features.trace import (
 )
 
 Progress = Callable[[int], None]
-"""Called with how much more work is done (bytes for import, events for export)."""
+"""Called with how much more work is done (bytes for the import of a JSON-lines trace,
+events for the import of Parquet and for export)."""
 
 
 class UnsupportedFormat(ValueError):

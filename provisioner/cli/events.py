@@ -44,14 +44,16 @@ def import_(
     the import goes on and the summary counts them.
     """
     from features.partitioned import IncompleteExport, read_manifest
+    from features.trace import parquet_rows
     from features.transfer import UnsupportedFormat, import_trace, trace_format
 
     settings = settings_of(ctx)
-    try:
+    try:  # the amounts import_trace reports: events from Parquet, bytes of JSON lines
         if file.is_dir():
             total, figures = read_manifest(file).rows, counted
+        elif trace_format(file) is TraceFormat.PARQUET:
+            total, figures = parquet_rows(file), counted
         else:
-            trace_format(file)
             total, figures = file.stat().st_size, in_bytes
     except (UnsupportedFormat, IncompleteExport) as e:
         raise typer.BadParameter(str(e), param_hint="FILE") from e

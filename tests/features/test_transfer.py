@@ -7,7 +7,7 @@ import redis
 
 from features.eventlog import EventLog, LogKeys
 from features.events import Event, NodeStatus, NodeStatusChanged, UserActivity, UserConnect
-from features.trace import read_parquet, write_jsonl
+from features.trace import parquet_rows, read_parquet, write_jsonl
 from features.transfer import UnsupportedFormat, export_trace, import_trace
 from tests.features.factories import random_events
 
@@ -41,7 +41,9 @@ def test_parquet_export_and_import(
     assert export_trace(log, out) == 1000
     assert list(read_parquet(out)) == events
     again = EventLog(redis_client, LogKeys(key_prefix + "again:"))
-    assert import_trace(again, out, now=NOW).imported == 1000
+    seen: list[int] = []
+    assert import_trace(again, out, now=NOW, progress=seen.append).imported == 1000
+    assert sum(seen) == parquet_rows(out) == 1000  # the CLI's total for a Parquet import
     assert [e for b in again.read() for e in b.events] == events
 
 
