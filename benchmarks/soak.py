@@ -457,7 +457,10 @@ def run_samples(
     stack: Stack, pid: int, url: str, log: EventLog, args: argparse.Namespace, state_key: str
 ) -> list[Sample]:
     samples: list[Sample] = []
-    end = time.monotonic() + args.minutes * 60
+    started = time.monotonic()
+    end = started + args.minutes * 60
+    report_every = min(args.window_min, args.minutes) * 60
+    reported = started
     client = log.client
     with httpx.Client(base_url=url, timeout=10.0) as http:
         while True:
@@ -488,6 +491,16 @@ def run_samples(
                     forgotten=metric(text, "provisioner_users_forgotten"),
                 )
             )
+            last = samples[-1]
+            if last.t - reported >= report_every:
+                reported = last.t
+                print(
+                    f"{(last.t - started) / 60:.1f} of {args.minutes:g} min: "
+                    f"RSS {last.rss_mb:.1f} MB, {last.consumed:.0f} events, "
+                    f"{last.users_tracked:.0f} users held, "
+                    f"{last.nodes_live} nodes",
+                    file=sys.stderr,
+                )
             if time.monotonic() >= end:
                 return samples
             time.sleep(min(args.sample_s, max(0.0, end - time.monotonic())))
