@@ -35,6 +35,7 @@ from training.defaults import DEFAULT_EVERY_S, DEFAULT_QUIET_AFTER_S, DEFAULT_QU
 
 Floats = npt.NDArray[np.float64]
 Int64s = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
 
 CHUNK_ROWS: Final = 500_000
 
@@ -95,20 +96,22 @@ class Dataset:
 
     def split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Split:
         """Train, validation and test periods, consecutive in time (see module docstring)."""
+        train, validation, test = self.time_split(fractions).masks(self.t_ms)
+        return Split(train=self.rows(train), validation=self.rows(validation), test=self.rows(test))
+
+    def time_split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> TimeSplit:
+        """Where :meth:`split` cuts these rows: applied to any part of them (a partition's
+        rows), its masks pick that part's rows of each slice."""
         if len(fractions) != 3 or any(f <= 0 for f in fractions):
             raise ValueError("three positive fractions: train, validation, test")
         if not len(self):
             raise ValueError("no rows to split")
         start, end = int(self.t_ms.min()), int(self.t_ms.max()) + 1
         total = sum(fractions)
-        first = start + int((end - start) * fractions[0] / total)
-        second = start + int((end - start) * (fractions[0] + fractions[1]) / total)
-        purge = int(self.spec.horizon_s * 1000)
-        t = self.t_ms
-        return Split(
-            train=self.rows(t < first - purge),
-            validation=self.rows((t >= first) & (t < second - purge)),
-            test=self.rows(t >= second),
+        return TimeSplit(
+            first_ms=start + int((end - start) * fractions[0] / total),
+            second_ms=start + int((end - start) * (fractions[0] + fractions[1]) / total),
+            purge_ms=int(self.spec.horizon_s * 1000),
         )
 
     def digest(self) -> str:
@@ -118,6 +121,24 @@ class Dataset:
             h.update(np.ascontiguousarray(array).tobytes())
         h.update(repr((self.spec, self.feature_names)).encode())
         return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSplit:
+    """The cuts of a time split: validation from ``first_ms``, test from ``second_ms``; the
+    rows whose label window (``purge_ms``) reaches into the next period are left out."""
+
+    first_ms: int
+    second_ms: int
+    purge_ms: int
+
+    def masks(self, t_ms: Int64s) -> tuple[Bools, Bools, Bools]:
+        """The train, validation and test rows among rows at ``t_ms``."""
+        return (
+            t_ms < self.first_ms - self.purge_ms,
+            (t_ms >= self.first_ms) & (t_ms < self.second_ms - self.purge_ms),
+            t_ms >= self.second_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +154,15 @@ def build_dataset(
     *,
     rows_since: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    last_event_ms: int | None = None,
 ) -> Dataset:
     """All rows of ``table`` (see the module docstring), or those at ``rows_since`` (unix s)
     and later: the events before only give the features their history (a warm-up);
-    ``progress(done, total)`` per chunk."""
+    ``progress(done, total)`` per chunk. ``last_event_ms``: where the events end, when
+    ``table`` is a part of them (one partition of the users; see :func:`cutoffs`)."""
     spec = spec or DatasetSpec()
     history = BatchHistory(table)
-    users, t_ms, weights = cutoffs(table, spec)
+    users, t_ms, weights = cutoffs(table, spec, last_event_ms=last_event_ms)
     free = ~history.connected(users, t_ms)
     if rows_since is not None:
         free &= t_ms >= to_ms(rows_since)
@@ -157,9 +180,6 @@ def build_dataset(
             progress(min(begin + CHUNK_ROWS, len(t_ms)), len(t_ms))
     u, t, w = users[by_time], t_ms[by_time], weights[by_time]
     wait_s = waits_within(history, u, t, int(spec.horizon_s * 1000))
-    event_range = (
-        (float(table.ts_ms[0]) / 1000, float(table.ts_ms[-1]) / 1000) if len(table) else (0.0, 0.0)
-    )
     return Dataset(
         X,
         np.isfinite(wait_s),
@@ -167,21 +187,32 @@ def build_dataset(
         t,
         u.astype(np.int32),
         spec,
-        event_range,
+        event_range_of(table),
         user_ids=table.user_ids,
         wait_s=wait_s,
     )
 
 
-def cutoffs(table: EventTable, spec: DatasetSpec) -> tuple[Int64s, Int64s, Floats]:
+def event_range_of(table: EventTable) -> tuple[float, float]:
+    """First and last event time (unix s) of ``table``; (0, 0) when empty."""
+    if not len(table):
+        return (0.0, 0.0)
+    return (float(table.ts_ms[0]) / 1000, float(table.ts_ms[-1]) / 1000)
+
+
+def cutoffs(
+    table: EventTable, spec: DatasetSpec, *, last_event_ms: int | None = None
+) -> tuple[Int64s, Int64s, Floats]:
     """Candidate rows ``(user, t_ms, weight)``, by user then time, before the not-connected
-    filter."""
+    filter. The last cutoff is a horizon before ``last_event_ms`` (default: the table's last
+    event): the end of all the events, also when ``table`` holds some users' only."""
     empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
     if not len(table):
         return empty
     every = int(spec.every_s * 1000)
     quiet = int(spec.quiet_after_s * 1000)
-    last_grid = (int(table.ts_ms[-1]) - int(spec.horizon_s * 1000)) // every
+    end = int(table.ts_ms[-1]) if last_event_ms is None else last_event_ms
+    last_grid = (end - int(spec.horizon_s * 1000)) // every
     order = np.argsort(table.user, kind="stable")  # by user, in time order within each
     user = table.user[order].astype(np.int64)
     ts = table.ts_ms[order]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -182,10 +182,31 @@ def check_split(split: Split, config: TrainConfig) -> None:
             raise BadTrainingData(f"the {name} slice holds connects only")
 
 
+class BoosterFit(Protocol):
+    """How :func:`train` fits its booster on ``split`` (``dataset.split(config.split)``):
+    on this machine (:func:`fit_on_split`) or on a Dask cluster (``training.distributed``).
+    Everything after the booster is the same code."""
+
+    def __call__(
+        self, dataset: Dataset, split: Split, config: TrainConfig, progress: StageProgress
+    ) -> Any: ...
+
+
+def fit_on_split(
+    dataset: Dataset, split: Split, config: TrainConfig, progress: StageProgress
+) -> Any:
+    """:func:`fit_lightgbm` on the train slice, early-stopped on the validation slice."""
+    return fit_lightgbm(split.train, split.validation, config, progress=progress)
+
+
 def train(
-    dataset: Dataset, config: TrainConfig | None = None, *, progress: StageProgress | None = None
+    dataset: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    progress: StageProgress | None = None,
+    fit: BoosterFit = fit_on_split,
 ) -> TrainResult:
-    """Fit, calibrate and evaluate on ``dataset.split(config.split)``."""
+    """Fit (with ``fit``), calibrate and evaluate on ``dataset.split(config.split)``."""
     config = config or TrainConfig()
     split = split_of(dataset, config)
     check_split(split, config)
@@ -193,7 +214,7 @@ def train(
     seconds: dict[str, float] = {}
 
     started = time.perf_counter()
-    booster = fit_lightgbm(split.train, split.validation, config, progress=report)
+    booster = fit(dataset, split, config, report)
     seconds["lightgbm"] = time.perf_counter() - started
 
     baseline = timed_baseline(split.train, config, report, seconds)
