@@ -26,3 +26,5 @@ DEFAULT_LIVE_BRIER_TOLERANCE: Final = 0.01
 """Relative live Brier-score increase a challenger may show (its live log loss may show none)."""
 DEFAULT_LIVE_MAX_AGE_S: Final = 3600.0
 """Live evidence older than this is stale: ``retrain --when-degraded`` trains."""
+DEFAULT_DASK_TIMEOUT_S: Final = 10.0
+"""Seconds to wait for a Dask scheduler to answer and to have a worker (``training.cluster``)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.horizon import HorizonChoice, HorizonSource
 from models.model_types import DEFAULT_MODEL_TYPE, ModelType
@@ -42,9 +42,13 @@ from training.tracking import LoggedRun, TrackingConfig, log_training
 from training.train import TrainConfig, train
 from training.train_curve import CurveTrainResult, JobResult, train_curve
 
+if TYPE_CHECKING:
+    from training.distributed import DaskTraining
+
 JobProgress = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: ``features`` (rows), ``lightgbm`` or ``hazard`` (trees),
-``baseline``, ``calibrate``, ``log`` (MLflow), ``promote``."""
+"""``progress(stage, done, total)``: ``features`` (rows) or ``partitions`` (user partitions
+built on Dask), ``lightgbm`` or ``hazard`` (trees), ``baseline``, ``calibrate``, ``log``
+(MLflow), ``promote``."""
 
 
 @dataclass(frozen=True)
@@ -107,23 +111,36 @@ def train_and_register(
     tags: dict[str, str] | None = None,
     horizon: HorizonChoice | None = None,
     model_type: ModelType = DEFAULT_MODEL_TYPE,
+    dask: DaskTraining | None = None,
 ) -> TrainedVersion:
     """Build the dataset of ``source``, train a model of ``model_type`` on it, record the
-    run and register the version."""
+    run and register the version. With ``dask``, the rows are built and the booster is
+    fitted on a Dask cluster (``training.distributed``; the classifier only)."""
     started = time.perf_counter()
     chosen = checked_horizon(spec, horizon)
+    if dask is not None and model_type is not ModelType.CLASSIFIER:
+        raise ValueError(f"Dask trains the {ModelType.CLASSIFIER} only, not a {model_type}")
     report = progress or (lambda stage, done, total: None)
-    dataset = build_dataset(
-        source.table,
-        spec,
-        rows_since=source.rows_since,
-        progress=lambda done, total: report("features", done, total),
-    )
     result: JobResult
-    if model_type is ModelType.CURVE:
-        result = train_curve(dataset, config, progress=report)
+    if dask is not None:
+        dataset = dask.build_dataset(
+            source.table,
+            spec,
+            rows_since=source.rows_since,
+            progress=lambda done, total: report("partitions", done, total),
+        )
+        result = train(dataset, config, progress=report, fit=dask.fit)
     else:
-        result = train(dataset, config, progress=report)
+        dataset = build_dataset(
+            source.table,
+            spec,
+            rows_since=source.rows_since,
+            progress=lambda done, total: report("features", done, total),
+        )
+        if model_type is ModelType.CURVE:
+            result = train_curve(dataset, config, progress=report)
+        else:
+            result = train(dataset, config, progress=report)
     report("log", 0, 1)
     logged = log_training(result, dataset, source, tracking, tags=tags, horizon=chosen)
     report("log", 1, 1)
@@ -145,6 +162,7 @@ def retrain(
     progress: JobProgress | None = None,
     horizon: HorizonChoice | None = None,
     model_type: ModelType = DEFAULT_MODEL_TYPE,
+    dask: DaskTraining | None = None,
 ) -> RetrainOutcome:
     """Train a model of ``model_type`` and register it on ``source``, then promote it if
     the gates pass against the champion, of either type (see module)."""
@@ -157,6 +175,7 @@ def retrain(
         tags={"job": "retrain"},
         horizon=horizon,
         model_type=model_type,
+        dask=dask,
     )
     report = progress or (lambda stage, done, total: None)
     report("promote", 0, 1)

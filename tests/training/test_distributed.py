@@ -1,0 +1,167 @@
+"""Training on a Dask cluster (``training.cluster``, ``training.distributed``,
+``training.dask_booster``): the same rows and, within tolerance, the same model as on one
+machine, on a local cluster of two worker processes shared by the module."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from features.partitions import user_partition
+from features.table import EventTable
+from simulation.workloads import generate
+from training.cluster import BadDaskAddress, DaskAddress, DaskUnavailable, dask_client
+from training.dataset import Dataset, DatasetSpec, build_dataset
+from training.distributed import DaskTraining, user_partitions
+from training.retrain import train_and_register
+from training.sources import EventSource
+from training.tracking import TrackingConfig
+from training.train import TrainConfig, train
+
+WORKERS = 2
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    with dask_client(DaskAddress.parse(f"local:{WORKERS}")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def table() -> EventTable:
+    return EventTable.from_events(generate("seed", hours=3, seed=1))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("text", "scheduler", "workers"),
+    [("local:2", None, 2), (" tcp://10.0.0.5:8786 ", "tcp://10.0.0.5:8786", None)],
+)
+def test_addresses_are_a_scheduler_or_local_workers(
+    text: str, scheduler: str | None, workers: int | None
+) -> None:
+    address = DaskAddress.parse(text)
+    assert (address.scheduler, address.local_workers) == (scheduler, workers)
+    assert str(address) == text.strip()
+
+
+@pytest.mark.parametrize(
+    "text", ["local:0", "local:", "local:two", "foo", "tcp://host", "http://host:8786", ""]
+)
+def test_a_bad_address_says_the_forms(text: str) -> None:
+    with pytest.raises(BadDaskAddress, match=r"local:N|tcp://HOST:PORT"):
+        DaskAddress.parse(text)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error() -> None:
+    address = DaskAddress.parse(f"tcp://127.0.0.1:{free_port()}")
+    with (
+        pytest.raises(DaskUnavailable, match=f"no Dask scheduler answered at {address}"),
+        dask_client(address, timeout_s=0.5),
+    ):
+        pass
+
+
+def test_every_user_is_in_one_partition_with_the_table_s_codes(table: EventTable) -> None:
+    parts = user_partitions(table, 3)
+    assert sum(len(p) for p in parts) == len(table)
+    for k, part in enumerate(parts):
+        assert part.user_ids == table.user_ids
+        assert np.all(np.diff(part.ts_ms) >= 0)
+        assert {user_partition(table.user_ids[u], 3) for u in set(part.user.tolist())} <= {k}
+
+
+def same_rows(got: Dataset, expected: Dataset) -> None:
+    for name in ("X", "y", "w", "t_ms", "user", "wait_s"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+    assert (got.user_ids, got.event_range, got.spec) == (
+        expected.user_ids,
+        expected.event_range,
+        expected.spec,
+    )
+    assert got.digest() == expected.digest()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("partitions", [WORKERS, 5])
+def test_the_rows_built_on_dask_are_the_single_machine_rows(
+    client: Any, table: EventTable, partitions: int
+) -> None:
+    spec = DatasetSpec()
+    rows_since = float(table.ts_ms[0]) / 1000 + 1800  # a warm-up: rows after half an hour
+    built: list[tuple[int, int]] = []
+    on_dask = DaskTraining(client, partitions).build_dataset(
+        table, spec, rows_since=rows_since, progress=lambda done, total: built.append((done, total))
+    )
+    same_rows(on_dask, build_dataset(table, spec, rows_since=rows_since))
+    assert built[0] == (0, partitions) and built[-1] == (partitions, partitions)
+
+
+@pytest.mark.slow
+def test_the_model_trained_on_dask_scores_as_the_single_machine_one(
+    client: Any, table: EventTable
+) -> None:
+    spec, config = DatasetSpec(), TrainConfig()
+    local = train(build_dataset(table, spec), config)
+    job = DaskTraining(client, WORKERS)
+    dataset = job.build_dataset(table, spec)
+    stages: list[tuple[str, int, int]] = []
+    on_dask = train(dataset, config, fit=job.fit, progress=lambda *stage: stages.append(stage))
+    for name in ("train", "validation", "test"):  # the same time split
+        same_rows(getattr(on_dask.split, name), getattr(local.split, name))
+    got, expected = on_dask.metrics["model"], local.metrics["model"]
+    assert abs(got.roc_auc - expected.roc_auc) <= 0.005
+    assert got.log_loss <= expected.log_loss * 1.03 and expected.log_loss <= got.log_loss * 1.03
+    assert 1 <= on_dask.trees < config.max_trees  # early-stopped
+    assert ("lightgbm", on_dask.trees, on_dask.trees) in stages
+    assert on_dask.classifier.feature_names == local.classifier.feature_names
+
+
+def test_a_build_comes_before_a_fit(client: Any, table: EventTable) -> None:
+    dataset = build_dataset(table, DatasetSpec())
+    with pytest.raises(RuntimeError, match="build_dataset first"):
+        DaskTraining(client, WORKERS).fit(
+            dataset, dataset.split(), TrainConfig(), lambda *stage: None
+        )
+
+
+@pytest.mark.slow
+def test_a_version_trained_on_dask_is_registered_and_loads(
+    client: Any, table: EventTable, tracking: TrackingConfig
+) -> None:
+    from models.registry import ModelRegistry
+
+    source = EventSource(table, "trace", "seed.jsonl")
+    trained = train_and_register(
+        source, DatasetSpec(), TrainConfig(), tracking, dask=DaskTraining(client, WORKERS)
+    )
+    loaded = ModelRegistry(tracking.tracking_uri, tracking.model_name).load(trained.logged.version)
+    test = trained.result.split.test
+    np.testing.assert_allclose(
+        loaded.predict_proba(test.X), trained.result.test_probability["model"], rtol=1e-9
+    )
+
+
+def test_dask_trains_the_classifier_only(client: Any, table: EventTable) -> None:
+    from models.model_types import ModelType
+
+    source = EventSource(table, "trace", "seed.jsonl")
+    with pytest.raises(ValueError, match="the classifier only"):
+        train_and_register(
+            source,
+            DatasetSpec(),
+            TrainConfig(),
+            TrackingConfig("sqlite:///unused.db", model_name="unused"),
+            model_type=ModelType.CURVE,
+            dask=DaskTraining(client, WORKERS),
+        )
