@@ -32,6 +32,7 @@ from training.defaults import (
     DEFAULT_AUC_TOLERANCE,
     DEFAULT_BRIER_TOLERANCE,
     DEFAULT_CALIBRATION,
+    DEFAULT_DASK_TIMEOUT_S,
     DEFAULT_EVERY_S,
     DEFAULT_EXPERIMENT,
     DEFAULT_LIVE_BRIER_TOLERANCE,
@@ -166,6 +167,16 @@ class Settings(BaseSettings):
     )
     retrain_window_hours: float = Field(
         default=168.0, gt=0, description="`retrain` trains on this many hours up to the last event."
+    )
+    dask: str | None = Field(
+        default=None,
+        description="Where `train` and `retrain` train (`--dask` wins): `tcp://HOST:PORT`, a "
+        "Dask scheduler, or `local:N`, N worker processes started here; unset: this process.",
+    )
+    dask_timeout_s: float = Field(
+        default=DEFAULT_DASK_TIMEOUT_S,
+        gt=0,
+        description="Seconds a Dask scheduler has to answer and to have a worker.",
     )
     promote_log_loss_tolerance: float = Field(
         default=DEFAULT_LOG_LOSS_TOLERANCE,

@@ -25,6 +25,8 @@ from provisioner.cli.progress import TRAINING_STAGES, JobProgress
 if TYPE_CHECKING:
     from models.horizon import HorizonChoice
     from provisioner.settings import Settings
+    from training.cluster import DaskAddress
+    from training.distributed import DaskTraining
     from training.retrain import TrainedVersion
     from training.sources import EventSource
 
@@ -61,6 +63,18 @@ ModelTypeOption = Annotated[
     ),
 ]
 
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        metavar="ADDRESS",
+        help="Train on a Dask cluster (default: PROVISIONER_DASK): tcp://HOST:PORT, a "
+        "scheduler whose workers have this package installed, or local:N, N worker "
+        "processes started here for the job. The rows are built per user partition and the "
+        "booster fitted on the workers; the same model. The classifier only.",
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
@@ -79,6 +93,7 @@ def train(
         typer.Option(min=1.0, help=HORIZON_HELP),
     ] = None,
     model_type: ModelTypeOption = None,
+    dask: DaskOption = None,
 ) -> None:
     """Train on a range of events (default: the whole event log) and register a version.
 
@@ -91,7 +106,13 @@ def train(
     wiring.quiet_mlflow()
     from training.retrain import train_and_register
 
-    with _errors(), JobProgress("train", names=TRAINING_STAGES) as progress:
+    kind = model_type or settings.model_type
+    address = _dask_address(settings, dask, kind)
+    with (
+        _errors(),
+        JobProgress("train", names=TRAINING_STAGES) as progress,
+        _on_dask(settings, address) as on_dask,
+    ):
         source = _read(settings, trace, parse_time(since), parse_time(until), None, progress)
         chosen = _horizon(settings, horizon, source)
         trained = train_and_register(
@@ -102,7 +123,8 @@ def train(
             progress=progress,
             tags={"job": "train"},
             horizon=chosen,
-            model_type=model_type or settings.model_type,
+            model_type=kind,
+            dask=on_dask,
         )
     summary = trained.as_dict() | {"seconds": round(time.perf_counter() - started, 3)}
     print_json(summary)
@@ -255,6 +277,7 @@ def retrain(
         ),
     ] = False,
     model_type: ModelTypeOption = None,
+    dask: DaskOption = None,
 ) -> None:
     """Train on the recent window of the event log, register, and promote if the gates pass.
 
@@ -270,6 +293,8 @@ def retrain(
     from training.retrain import retrain as run_retrain
 
     window = window_hours if window_hours is not None else settings.retrain_window_hours
+    kind = model_type or settings.model_type
+    address = _dask_address(settings, dask, kind)
     health = None
     if when_degraded:
         with _errors():
@@ -283,7 +308,11 @@ def retrain(
             console.print(f"{health.reason}: not retraining", highlight=False)
             return
         console.print(f"{health.reason}: retraining", highlight=False)
-    with _errors(), JobProgress("retrain", names=TRAINING_STAGES) as progress:
+    with (
+        _errors(),
+        JobProgress("retrain", names=TRAINING_STAGES) as progress,
+        _on_dask(settings, address) as on_dask,
+    ):
         source = _read(settings, trace, None, None, window, progress)
         chosen = _horizon(settings, horizon, source)
         outcome = run_retrain(
@@ -297,7 +326,8 @@ def retrain(
             dry_run=dry_run,
             progress=progress,
             horizon=chosen,
-            model_type=model_type or settings.model_type,
+            model_type=kind,
+            dask=on_dask,
         )
     summary = outcome.as_dict() | {
         "action": "trained",
@@ -381,6 +411,47 @@ def _horizon(settings: Settings, given_s: float | None, source: EventSource) -> 
     return chosen
 
 
+def _dask_address(
+    settings: Settings, given: str | None, model_type: ModelType
+) -> DaskAddress | None:
+    """The Dask address asked for (``--dask``, else the setting), checked: a bad one is bad
+    usage, before anything is read."""
+    from training.cluster import BadDaskAddress, DaskAddress
+
+    text = given if given is not None else settings.dask
+    if text is None:
+        return None
+    hint = "--dask" if given is not None else "PROVISIONER_DASK"
+    if model_type is not ModelType.CLASSIFIER:
+        raise typer.BadParameter(
+            f"Dask trains the {ModelType.CLASSIFIER} only, not a {model_type}", param_hint=hint
+        )
+    try:
+        return DaskAddress.parse(text)
+    except BadDaskAddress as e:
+        raise typer.BadParameter(str(e), param_hint=hint) from e
+
+
+@contextmanager
+def _on_dask(settings: Settings, address: DaskAddress | None) -> Iterator[DaskTraining | None]:
+    """The job's training on the cluster at ``address``, connected (a local one started)
+    for the job and closed after; None: on this process."""
+    if address is None:
+        yield None
+        return
+    from training.cluster import dask_client, worker_count
+    from training.distributed import DaskTraining
+
+    console.print(f"connecting to Dask at {address}", highlight=False)
+    with dask_client(address, timeout_s=settings.dask_timeout_s) as client:
+        workers = worker_count(client)
+        console.print(
+            f"Dask at {address}: {workers} worker(s), the rows in {workers} user partition(s)",
+            highlight=False,
+        )
+        yield DaskTraining(client, workers)
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Known failures: a message on stderr, a JSON line on stdout, exit code 1."""
@@ -389,6 +460,7 @@ def _errors() -> Iterator[None]:
 
     from models.registry import RegistryError
     from service.redact import scrub
+    from training.cluster import DaskError
     from training.promote import NoLiveEvidence, PromotionError
     from training.sources import NoEvents
     from training.train import BadTrainingData
@@ -406,6 +478,7 @@ def _errors() -> Iterator[None]:
         RegistryError,
         MlflowException,
         RedisConnectionError,
+        DaskError,
     ) as e:
         kind = type(e).__name__
         message = scrub(str(e))  # errors quote the store's URI, credentials included

@@ -36,6 +36,7 @@ Figures = Callable[[float, float], str]
 TRAINING_STAGES: Final[dict[str, str]] = {
     "read": "read events",
     "features": "features (rows)",
+    "partitions": "features (user partitions, on Dask)",
     "lightgbm": "LightGBM (trees)",
     "hazard": "hazard model (trees)",
     "baseline": "baseline",

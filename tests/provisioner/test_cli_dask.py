@@ -1,0 +1,129 @@
+"""``provisioner train|retrain --dask``: a version trained on a local Dask cluster, in the
+default SQLite store under ``PROVISIONER_HOME``, that the service's scorer loads; bad
+addresses refused before anything is registered."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from features.table import EventTable
+from features.trace import write_jsonl
+from models.model_scorer import ModelScorer
+from models.registry import CHAMPION, ModelRegistry
+from provisioner.cli import app
+from simulation.workloads import generate
+from tests.provisioner.cli_runner import bound_retries, home_env, last_json, run_cli
+from training.dataset import DatasetSpec, build_dataset
+
+
+@pytest.fixture
+def env(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PROVISIONER_DASK", raising=False)
+    return home_env(home) | {"PROVISIONER_ACTOR": "ci"}
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    path = tmp_path / "seed.jsonl"
+    write_jsonl(path, generate("seed", hours=3, seed=1))
+    return path
+
+
+def registry_of(home: Path) -> ModelRegistry:
+    return ModelRegistry(f"sqlite:///{home / 'mlflow.db'}", "connect-likelihood")
+
+
+def invoked(*args: str, env: dict[str, str], code: int) -> tuple[dict[str, Any], str]:
+    wide = env | {"COLUMNS": "1000"}  # rich's error box wraps at the width
+    result = CliRunner().invoke(app, list(args), env=wide)
+    assert result.exit_code == code, f"{args}: {result.exit_code}\n{result.stderr}"
+    lines = result.stdout.strip().splitlines()
+    return (json.loads(lines[-1]) if lines else {}), result.stderr
+
+
+@pytest.mark.slow
+def test_a_version_trained_on_dask_is_one_the_service_loads(
+    env: dict[str, str], home: Path, trace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_cli("train", "--trace", str(trace), "--dask", "local:2", env=env, timeout=240)
+    assert len(result.stdout.strip().splitlines()) == 1  # the workers print to stderr
+    trained = last_json(result)
+    assert trained["version"] == "1" and trained["model_type"] == "classifier"
+    assert "Dask at local:2: 2 worker(s)" in result.stderr
+    assert "features (user partitions, on Dask)" in result.stderr
+    metrics = trained["test_metrics"]
+    assert metrics["model"]["log_loss"] < metrics["heuristic"]["log_loss"]
+
+    # The rows are the single-machine rows: the same data digest as a train without Dask.
+    table = EventTable.from_events(generate("seed", hours=3, seed=1))
+    rows = build_dataset(table, DatasetSpec(horizon_s=trained["horizon_s"]))
+    assert trained["data_digest"] == rows.digest()
+
+    # retrain --dask (the setting, in this process), promoted: the scorer serves it.
+    bound_retries(monkeypatch)
+    retrained, said = invoked(
+        "retrain", "--trace", str(trace), env=env | {"PROVISIONER_DASK": "local:2"}, code=0
+    )
+    assert retrained["trained"]["version"] == "2" and "Dask at local:2" in said
+    registry = registry_of(home)
+    assert registry.alias_version(CHAMPION) == "2"
+    scorer = ModelScorer.from_registry(registry)
+    assert scorer.model_version == "2"
+    scores = scorer.score(rows.X[:500])
+    assert scores.from_model.all() and np.all((scores.probability > 0) & (scores.probability < 1))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [("local:0", "N of local:N must be a whole number >= 1"), ("foo", "is not a Dask address")],
+)
+def test_a_bad_address_is_bad_usage(
+    env: dict[str, str], home: Path, trace: Path, address: str, said: str
+) -> None:
+    _, stderr = invoked("train", "--trace", str(trace), "--dask", address, env=env, code=2)
+    assert said in stderr
+    _, stderr = invoked(
+        "retrain", "--trace", str(trace), env=env | {"PROVISIONER_DASK": address}, code=2
+    )
+    assert "PROVISIONER_DASK" in stderr and not (home / "mlflow.db").exists()
+
+
+def test_an_unreachable_scheduler_fails_and_registers_nothing(
+    env: dict[str, str], home: Path, trace: Path
+) -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = env | {"PROVISIONER_DASK_TIMEOUT_S": "0.5"}
+    error, said = invoked("train", "--trace", str(trace), "--dask", address, env=env, code=1)
+    assert error["kind"] == "DaskUnavailable" and f"connecting to Dask at {address}" in said
+    assert error["error"].startswith(f"no Dask scheduler answered at {address} within 0.5 s")
+    assert not (home / "mlflow.db").exists()
+
+
+def test_dask_trains_the_classifier_only(env: dict[str, str], trace: Path) -> None:
+    _, stderr = invoked(
+        "train",
+        "--trace",
+        str(trace),
+        "--dask",
+        "local:2",
+        "--model-type",
+        "curve",
+        env=env,
+        code=2,
+    )
+    assert "Dask trains the classifier only, not a curve" in stderr
