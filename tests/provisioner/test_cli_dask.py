@@ -5,7 +5,6 @@ addresses refused before anything is registered."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from models.registry import CHAMPION, ModelRegistry
 from provisioner.cli import app
 from simulation.workloads import generate
 from tests.provisioner.cli_runner import bound_retries, home_env, last_json, run_cli
+from tests.servers import free_port
 from training.dataset import DatasetSpec, build_dataset
 
 
@@ -79,13 +79,6 @@ def test_a_version_trained_on_dask_is_one_the_service_loads(
     assert scorer.model_version == "2"
     scores = scorer.score(rows.X[:500])
     assert scores.from_model.all() and np.all((scores.probability > 0) & (scores.probability < 1))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize(

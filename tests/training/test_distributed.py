@@ -4,7 +4,6 @@ machine, on a local cluster of two worker processes shared by the module."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from features.partitions import user_partition
 from features.table import EventTable
 from simulation.workloads import generate
+from tests.servers import free_port
 from training.cluster import BadDaskAddress, DaskAddress, DaskUnavailable, dask_client
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.distributed import DaskTraining, user_partitions
@@ -34,13 +34,6 @@ def client() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def table() -> EventTable:
     return EventTable.from_events(generate("seed", hours=3, seed=1))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize(
