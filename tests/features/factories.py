@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+import redis
+
+from features.eventlog import EventLog, LogKeys
 from features.events import (
     Event,
     NodeStatus,
@@ -33,3 +36,10 @@ def random_events(n: int, seed: int = 0) -> list[Event]:
         else:
             events.append(NodeStatusChanged(ts, f"node-{rng.randrange(99)}", NodeStatus.READY))
     return events
+
+
+def logged(client: redis.Redis, prefix: str, events: list[Event]) -> EventLog:
+    """An event log under ``prefix`` holding ``events``."""
+    log = EventLog(client, LogKeys(prefix))
+    log.append_many(events)
+    return log

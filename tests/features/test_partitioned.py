@@ -25,7 +25,7 @@ from features.partitioned import (
 from features.partitions import PARTITION_FUNCTION, user_partition
 from features.trace import read_parquet
 from features.transfer import export_partitioned, import_trace
-from tests.features.factories import random_events
+from tests.features.factories import logged, random_events
 
 NOW = 1_800_000_000.0
 EXPORTED_AT = 1_790_000_000.0
@@ -47,8 +47,7 @@ def test_log_to_partitions_and_back(
     redis_client: redis.Redis, key_prefix: str, tmp_path: Path
 ) -> None:
     events = random_events(3000, seed=21)
-    log = EventLog(redis_client, LogKeys(key_prefix))
-    log.append_many(events)
+    log = logged(redis_client, key_prefix, events)
     out = tmp_path / "export"
     seen: list[int] = []
     manifest = export_partitioned(log, out, 4, exported_at=EXPORTED_AT, progress=seen.append)
@@ -71,8 +70,7 @@ def test_a_time_range_is_exported_and_recorded(
     redis_client: redis.Redis, key_prefix: str, tmp_path: Path
 ) -> None:
     events = random_events(2000, seed=4)
-    log = EventLog(redis_client, LogKeys(key_prefix))
-    log.append_many(events)
+    log = logged(redis_client, key_prefix, events)
     since, until = events[500].ts, events[1500].ts
     out = tmp_path / "range"
     manifest = export_partitioned(log, out, 2, since, until, exported_at=EXPORTED_AT)

@@ -9,7 +9,7 @@ from features.eventlog import EventLog, LogKeys
 from features.events import Event, NodeStatus, NodeStatusChanged, UserActivity, UserConnect
 from features.trace import parquet_rows, read_parquet, write_jsonl
 from features.transfer import UnsupportedFormat, export_trace, import_trace
-from tests.features.factories import random_events
+from tests.features.factories import logged, random_events
 
 NOW = 1_800_000_000.0
 
@@ -35,8 +35,7 @@ def test_parquet_export_and_import(
     redis_client: redis.Redis, key_prefix: str, tmp_path: Path
 ) -> None:
     events = random_events(1000, seed=2)
-    log = EventLog(redis_client, LogKeys(key_prefix))
-    log.append_many(events)
+    log = logged(redis_client, key_prefix, events)
     out = tmp_path / "out.parquet"
     assert export_trace(log, out) == 1000
     assert list(read_parquet(out)) == events
@@ -49,8 +48,7 @@ def test_parquet_export_and_import(
 
 def test_export_time_range(redis_client: redis.Redis, key_prefix: str, tmp_path: Path) -> None:
     events = random_events(2000, seed=4)
-    log = EventLog(redis_client, LogKeys(key_prefix))
-    log.append_many(events)
+    log = logged(redis_client, key_prefix, events)
     since, until = events[500].ts, events[1500].ts
     out = tmp_path / "part.parquet"
     count = export_trace(log, out, since, until)
