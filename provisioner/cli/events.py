@@ -5,12 +5,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from features.eventlog import EventLog
 from features.transfer import TraceFormat
 from provisioner import wiring
 from provisioner.cli.common import (
@@ -130,25 +132,32 @@ def export(
     _export_file(ctx, out, start, end)
 
 
-def _export_file(ctx: typer.Context, out: Path, start: float | None, end: float | None) -> None:
-    from features.transfer import export_trace
+Exporting = Callable[[EventLog, Callable[[int], None]], dict[str, Any]]
+"""Writes the log's events (telling the progress how many) and says what it wrote."""
 
+
+def _export(
+    ctx: typer.Context, label: str, start: float | None, end: float | None, write: Exporting
+) -> None:
+    """Run ``write`` on the log with a progress bar over its entries; print its summary with
+    the range and the time taken."""
     settings = settings_of(ctx)
     started = time.perf_counter()
-    label = f"export {out.name}"
     with wiring.redis_client(settings) as client, JobProgress("events") as progress:
         log = wiring.event_log(settings, client)
         progress(label, 0, log.length())
-        count = export_trace(log, out, start, end, progress=lambda n: progress.advance(label, n))
-    print_json(
-        {
-            "exported": count,
-            "file": str(out),
-            "since": start,
-            "until": end,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-    )
+        summary = write(log, lambda n: progress.advance(label, n))
+    seconds = round(time.perf_counter() - started, 3)
+    print_json(summary | {"since": start, "until": end, "seconds": seconds})
+
+
+def _export_file(ctx: typer.Context, out: Path, start: float | None, end: float | None) -> None:
+    from features.transfer import export_trace
+
+    def write(log: EventLog, advance: Callable[[int], None]) -> dict[str, Any]:
+        return {"exported": export_trace(log, out, start, end, progress=advance), "file": str(out)}
+
+    _export(ctx, f"export {out.name}", start, end, write)
 
 
 def _export_partitioned(
@@ -183,33 +192,20 @@ def _export_partitioned(
         raise typer.BadParameter(str(e), param_hint="--out") from e
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--partitions") from e
-    settings = settings_of(ctx)
-    started = time.perf_counter()
-    label = f"export {out.name} ({partitions} partitions)"
-    with wiring.redis_client(settings) as client, JobProgress("events") as progress:
-        log = wiring.event_log(settings, client)
-        progress(label, 0, log.length())
+
+    def write(log: EventLog, advance: Callable[[int], None]) -> dict[str, Any]:
         manifest = export_partitioned(
-            log,
-            out,
-            partitions,
-            start,
-            end,
-            exported_at=time.time(),
-            progress=lambda n: progress.advance(label, n),
+            log, out, partitions, start, end, exported_at=time.time(), progress=advance
         )
-    print_json(
-        {
+        return {
             "exported": manifest.rows,
             "directory": str(out),
             "partitions": partitions,
             "rows_per_partition": list(manifest.user_rows),
             "node_rows": manifest.node_rows,
-            "since": start,
-            "until": end,
-            "seconds": round(time.perf_counter() - started, 3),
         }
-    )
+
+    _export(ctx, f"export {out.name} ({partitions} partitions)", start, end, write)
 
 
 @events_app.command("stats")
