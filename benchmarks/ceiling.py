@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import emit
-from features.events import Event, UserActivity, UserConnect
+from features.events import Event, UserActivity, UserConnect, UserDisconnect, UserEvent
 from features.online import OnlineFeatures
 from models.heuristic import HeuristicScorer
 from models.scoring import Floats
@@ -63,11 +63,11 @@ from simulation.workloads.base import UserKind
 from simulation.workloads.seed import SEED_PARAMS, SeedParams, seed_population
 
 
-def connect_times(events: Iterable[Event]) -> dict[str, list[float]]:
-    """Each user's connect times, in order."""
+def event_times(events: Iterable[Event], kind: type[UserEvent]) -> dict[str, list[float]]:
+    """Each user's times of the events of ``kind``, in order."""
     times: dict[str, list[float]] = {}
     for event in events:
-        if isinstance(event, UserConnect):
+        if isinstance(event, kind):
             times.setdefault(event.user_id, []).append(event.ts)
     return times
 
@@ -218,26 +218,17 @@ def seed_rules(request: BenchRequest, scored: History) -> SeedRules:
     """The seed simulator's rules, each user's kind and the scored events, per user."""
     if request.workload != "seed" or request.history_hours or request.trace is not None:
         raise SystemExit("--knows rules: the seed workload only, without --history")
-    activities: dict[str, list[float]] = {}
-    connects: dict[str, list[float]] = {}
-    disconnects: dict[str, list[float]] = {}
-    for event in scored.events:
-        kind = (
-            activities
-            if isinstance(event, UserActivity)
-            else connects
-            if isinstance(event, UserConnect)
-            else disconnects
-        )
-        kind.setdefault(event.user_id, []).append(event.ts)
     population = seed_population(request.seed, request.users)
     ranges = {UserKind.FAST: SEED_PARAMS.fast_wait_s, UserKind.SLOW: SEED_PARAMS.slow_wait_s}
     low, high = SEED_PARAMS.activity_delay_ms
     return SeedRules(
         start=scored.start,
-        activities={user: np.array(times) for user, times in activities.items()},
-        connects=connects,
-        disconnects=disconnects,
+        activities={
+            user: np.array(times)
+            for user, times in event_times(scored.events, UserActivity).items()
+        },
+        connects=event_times(scored.events, UserConnect),
+        disconnects=event_times(scored.events, UserDisconnect),
         waits={u.user_id: ranges[u.kind] for u in population if u.kind in ranges},
         params=SEED_PARAMS,
         rate=1000.0 / ((low + high) / 2.0 * len(population)),
@@ -253,7 +244,7 @@ def ceiling(
     """The ceiling run at each target, as the bench's figures."""
     setup = prepare(request)
     knowledge: Knowledge = (
-        NextConnect(connect_times(setup.scored.events))
+        NextConnect(event_times(setup.scored.events, UserConnect))
         if knows == "connects"
         else seed_rules(request, setup.scored)
     )

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.ceiling import SeedRules, ceiling, connect_times, seed_rules
+from benchmarks.ceiling import SeedRules, ceiling, event_times, seed_rules
+from features.events import UserConnect
 from simulation.bench.request import BenchRequest
 from simulation.bench.run import run_bench
 from simulation.bench.setup import prepare
@@ -82,7 +83,7 @@ def test_the_rules_probabilities_are_calibrated_on_the_seed_workload() -> None:
     request = BenchRequest(hours=3, seed=2, boot="uniform:10:29")
     setup = prepare(request)
     knowledge = seed_rules(request, setup.scored)
-    connects = connect_times(setup.scored.events)
+    connects = event_times(setup.scored.events, UserConnect)
     lead = np.array([40.0])
     predicted, happened = [], []
     for now in np.arange(setup.scored.start + 300.0, setup.scored.end - 60.0, 20.0).tolist():
