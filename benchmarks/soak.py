@@ -846,12 +846,15 @@ def window_row(a: Sample, b: Sample, t0: float) -> dict[str, Any]:
 
 def trend(points: list[tuple[float, float]]) -> dict[str, Any]:
     """Least-squares slope per hour, its standard error, the mean level, and the slope as a
-    share of the level per hour; ``flat``: the slope within two standard errors of 0, or
-    under 1 % of the level per hour."""
+    share of the level per hour; the range of the points and their standard deviation from
+    the line (how much they jump about it); ``flat``: the slope within two standard errors
+    of 0, or under 1 % of the level per hour."""
     n = len(points)
     if n < 3:
         return {"n": n}
-    b, my, se = least_squares([((x - points[0][0]) / 3600.0, y) for x, y in points])
+    hours = [((x - points[0][0]) / 3600.0, y) for x, y in points]
+    b, my, se = least_squares(hours)
+    mx = statistics.fmean(x for x, _ in hours)
     share = b / my if my else None
     return {
         "n": n,
@@ -860,6 +863,9 @@ def trend(points: list[tuple[float, float]]) -> dict[str, Any]:
         "stderr_per_h": round(se, 4),
         "slope_share_per_h": None if share is None else round(share, 5),
         "flat": abs(b) <= 2 * se or (share is not None and abs(share) < 0.01),
+        "min": round(min(y for _, y in points), 4),
+        "max": round(max(y for _, y in points), 4),
+        "residual_sd": round(statistics.pstdev(y - (my + b * (x - mx)) for x, y in hours), 4),
     }
 
 

@@ -16,6 +16,7 @@ from benchmarks.soak import (
     refit,
     sample_from_row,
     sample_row,
+    trend,
     week_over_week,
 )
 
@@ -87,6 +88,17 @@ def test_too_short_a_run_has_no_week_over_week() -> None:
     assert (
         week_over_week(soak_samples(0.0, minutes=60), WEEK_S, warm_s=WARM_S, window_s=600) is None
     )
+
+
+def test_a_trend_says_how_far_the_points_jump_about_its_line() -> None:
+    # 2 MB an hour, alternately 1 MB above and below the line, one point a minute
+    points = [(60.0 * i, 300.0 + 2.0 * i / 60 + (1.0 if i % 2 else -1.0)) for i in range(120)]
+    fit = trend(points)
+    assert fit["slope_per_h"] == pytest.approx(2.0, abs=0.05)
+    assert fit["residual_sd"] == pytest.approx(1.0, abs=0.01)
+    assert (fit["min"], fit["max"]) == (299.0, pytest.approx(304.97, abs=0.01))
+    smooth = trend([(60.0 * i, 300.0 + 2.0 * i / 60) for i in range(120)])
+    assert smooth["residual_sd"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_refit_makes_the_fits_again_from_the_samples(tmp_path: Path) -> None:
