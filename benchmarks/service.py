@@ -1,21 +1,25 @@
 """Online service throughput and latency. Prints one JSON object.
 
 - ``consume``: events/s from the event log through the consumer group into the decision
-  core (read, decode, apply, save state, acknowledge), one process;
+  core (read, decode, apply, save state, acknowledge), one process; once per count of
+  ``--tracked``: that many more users tracked (and ticked on) before the events (several
+  counts: ``consume`` is a list);
 - ``tick``: one scaling decision for 100k tracked users, all recently active, scored by a
   trained LightGBM model (features, model, calibration, demand, scaler, prediction log,
   the champion's health against its training reference): without the prediction log (and
   so without the health it feeds), with it (the service as it ships), and with a second
   model as a shadow challenger too; the saved engine state per user, and that of a prediction log
-  holding a full day of live-metric buckets for two versions;
+  holding a full day of live-metric buckets for two versions; the process's resident
+  memory per user once the users are tracked, and once one engine has ticked on them too.
+  ``--users`` takes several counts: each runs in a fresh process, and ``tick`` is a list;
 - ``state``: online state per user, bytes;
 - ``predict``: ``POST /v1/predict`` for one user over a real socket against
   ``provisioner serve``, at a fixed request rate, latency percentiles.
 
 Uses ``REDIS_URL`` when set, else an embedded server in a temporary folder.
 
-    .venv/bin/python benchmarks/service.py [--events 500000] [--users 100000] [--rps 200]
-        [--parts consume,tick,predict]
+    .venv/bin/python benchmarks/service.py [--events 500000] [--users 100000[,300000...]]
+        [--tracked 0[,1000000...]] [--rps 200] [--parts consume,tick,predict]
 """
 
 from __future__ import annotations
@@ -30,11 +34,15 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse
 import asyncio
+import gc
+import multiprocessing
 import os
 import random
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import httpx
@@ -44,17 +52,18 @@ import redis
 
 from benchmarks.common import emit, free_port, redis_server
 from features.eventlog import EventLog, LogKeys
-from features.events import Event
+from features.events import Event, UserEvent
 from features.online import OnlineFeatures
 from features.table import ACTIVITY, CONNECT, DISCONNECT, EventTable
 from models.model_scorer import ModelScorer
 from models.registry import LoadedModel
+from service.allocator import release_free_memory
 from service.config import ServiceConfig
 from service.consumer import StreamConsumer
 from service.engine import Engine
 from service.prediction_log import PredictionLog
 from service.state_store import StateStore
-from simulation.workloads import generate
+from simulation.workloads import DEFAULT_START, generate
 from training.dataset import build_dataset
 from training.train import TrainConfig, train
 
@@ -75,7 +84,11 @@ class UnloggedPredictions(PredictionLog):
         return None
 
 
-def bench_consume(url: str, n: int) -> dict[str, Any]:
+def bench_consume(url: str, n: int, tracked: int = 0) -> dict[str, Any]:
+    """With ``tracked`` > 0, the engine first tracks that many more users (:func:`track`,
+    the hour before the events) and the habits users themselves (so that none is new: a
+    new user's first event would tick), and ticks five times, 10 s apart, as the service
+    would have: the state it saves after every read holds its ticks' pending records."""
     client = redis.Redis.from_url(url)
     prefix = f"bench:{os.getpid()}:"
     try:
@@ -90,7 +103,17 @@ def bench_consume(url: str, n: int) -> dict[str, Any]:
         consumer = StreamConsumer(log, "bench", "c1", count=1000)
         consumer.ensure_group("0")
         store = StateStore(client, f"{prefix}state")
-        engine = Engine(trained_scorer(), ServiceConfig())
+        if tracked:
+            features = OnlineFeatures(capacity=tracked + users)
+            start_ms = int(DEFAULT_START * 1000) - 3_600_000
+            track(features, tracked, start_ms)
+            for user in sorted({e.user_id for e in events if isinstance(e, UserEvent)}):
+                features.apply(ACTIVITY, user, start_ms + 3_000_000)
+            engine = Engine(trained_scorer(), ServiceConfig(), features=features)
+            for k in range(5):
+                engine.tick(start_ms / 1000 + 3_000 + 10 * k)
+        else:
+            engine = Engine(trained_scorer(), ServiceConfig())
         watermark: str | None = None
         applied = 0
         started = time.perf_counter()
@@ -109,7 +132,9 @@ def bench_consume(url: str, n: int) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         return {
             "events": applied,
+            "tracked": tracked,
             "users": len(engine.features),
+            "saved_state_bytes": len(orjson.dumps(engine.to_dict())),
             "seconds": round(seconds, 2),
             "events_per_s": round(applied / seconds),
         }
@@ -152,10 +177,10 @@ def _log_day_bytes(n_users: int, config: ServiceConfig) -> int:
     return len(orjson.dumps(log.to_dict()))
 
 
-def bench_tick(n_users: int, repeats: int = 9) -> dict[str, Any]:
+def track(features: OnlineFeatures, n_users: int, start_ms: int) -> None:
+    """Track ``n_users`` users, all active within the 3000 s from ``start_ms``: four
+    activity events each, and a session for one in three."""
     rng = random.Random(1)
-    features = OnlineFeatures(capacity=n_users)
-    start_ms = 1_732_492_800_000
     for i in range(n_users):
         user = f"user-{i:06d}"
         for _ in range(4):
@@ -163,15 +188,35 @@ def bench_tick(n_users: int, repeats: int = 9) -> dict[str, Any]:
         if i % 3 == 0:
             features.apply(CONNECT, user, start_ms + 1_000_000)
             features.apply(DISCONNECT, user, start_ms + 1_500_000)
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (Linux /proc)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def bench_tick(n_users: int, repeats: int = 9) -> dict[str, Any]:
     champion, challenger = trained_scorer("1", 3), trained_scorer("2", 4)
     config = ServiceConfig(max_nodes=500)
+    start_ms = 1_732_492_800_000
     now = start_ms / 1000 + 3_000
+    gc.collect()
+    release_free_memory()
+    before = rss_bytes()
+    features = OnlineFeatures(capacity=n_users)
+    track(features, n_users, start_ms)
+    tracked = rss_bytes()
     # the same features for every variant: each tick reads them at its own time only
+    logged = Engine(champion, config, features=features)
+    started = time.perf_counter()
+    logged.tick(now - 10)  # the first tick, not timed below: one engine as the service runs
+    first_tick = time.perf_counter() - started
+    with_engine = rss_bytes()
     unlogged = Engine(champion, config, features=features)
     unlogged.predictions = UnloggedPredictions(
         max_per_tick=1, bucket_s=60.0, windows_s=(60.0,), keep_settled=0
     )
-    logged = Engine(champion, config, features=features)
     shadowed = Engine(champion, config, features=features, shadow=challenger)
     # interleaved, so that other work on the machine weighs on each variant alike
     times: dict[str, list[float]] = {"unlogged": [], "logged": [], "shadow": []}
@@ -193,7 +238,10 @@ def bench_tick(n_users: int, repeats: int = 9) -> dict[str, Any]:
         "tick_ms_median_with_shadow_challenger": round(median["shadow"], 1),
         "tick_ms_max_with_shadow_challenger": round(1000 * max(times["shadow"]), 1),
         "prediction_log_and_shadow_overhead": round(median["shadow"] / median["unlogged"] - 1, 3),
+        "first_tick_ms": round(1000 * first_tick, 1),
         "state_bytes_per_user": round(features.bytes_per_user(), 1),
+        "rss_bytes_per_user": round((tracked - before) / n_users, 1),
+        "rss_bytes_per_user_with_engine": round((with_engine - before) / n_users, 1),
         "saved_state_bytes_per_user": round(state / n_users, 1),
         "saved_prediction_log_bytes_per_user": round(log_state / n_users, 1),
         "saved_prediction_log_day_bytes_per_user": round(
@@ -297,10 +345,39 @@ def bench_predict(rps: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def counts(text: str) -> list[int]:
+    """User counts from ``--users`` or ``--tracked``: whole numbers, comma-separated."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not whole numbers, comma-separated: {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"a user count is 0 or more: {text!r}")
+    return values
+
+
+def in_own_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``function(*args)`` in a fresh process: its resident memory starts from nothing of
+    an earlier run."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument(
+        "--users",
+        type=counts,
+        default=[100_000],
+        help="users tracked in the tick part, comma-separated: one run each, in its own process",
+    )
+    parser.add_argument(
+        "--tracked",
+        type=counts,
+        default=[0],
+        help="users tracked before the consume part's events, comma-separated: one run each",
+    )
     parser.add_argument("--rps", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, help="also write the JSON here")
@@ -312,9 +389,11 @@ def main() -> None:
     result: dict[str, Any] = {"benchmark": "service"}
     if "consume" in parts:
         with redis_server() as url:
-            result["consume"] = bench_consume(url, args.events)
+            consumed = [bench_consume(url, args.events, tracked) for tracked in args.tracked]
+        result["consume"] = consumed[0] if len(consumed) == 1 else consumed
     if "tick" in parts:
-        result["tick"] = bench_tick(args.users)
+        ticks = [in_own_process(bench_tick, users) for users in args.users]
+        result["tick"] = ticks[0] if len(ticks) == 1 else ticks
     if "predict" in parts:
         result["predict"] = bench_predict(args.rps, args.seconds)
     emit(result, args.json)
