@@ -80,7 +80,8 @@ class Dataset:
     def positives(self) -> int:
         return int(self.y.sum())
 
-    def rows(self, mask: npt.NDArray[np.bool_]) -> Dataset:
+    def rows(self, mask: npt.NDArray[np.bool_] | slice) -> Dataset:
+        """The rows of ``mask``: copies, or views of these rows' arrays for a slice."""
         return Dataset(
             self.X[mask],
             self.y[mask],
@@ -96,7 +97,12 @@ class Dataset:
 
     def split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Split:
         """Train, validation and test periods, consecutive in time (see module docstring)."""
-        train, validation, test = self.time_split(fractions).masks(self.t_ms)
+        cuts = self.time_split(fractions)
+        if np.all(self.t_ms[1:] >= self.t_ms[:-1]):
+            # In time order (as built), each slice is a run of rows: views, not copies.
+            train, validation, test = cuts.ranges(self.t_ms)
+        else:
+            train, validation, test = cuts.masks(self.t_ms)
         return Split(train=self.rows(train), validation=self.rows(validation), test=self.rows(test))
 
     def time_split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> TimeSplit:
@@ -139,6 +145,19 @@ class TimeSplit:
             (t_ms >= self.first_ms) & (t_ms < self.second_ms - self.purge_ms),
             t_ms >= self.second_ms,
         )
+
+    def ranges(self, t_ms: Int64s) -> tuple[slice, slice, slice]:
+        """:meth:`masks` as runs of rows, for ``t_ms`` in time order."""
+        at = np.searchsorted(
+            t_ms,
+            [
+                self.first_ms - self.purge_ms,
+                self.first_ms,
+                self.second_ms - self.purge_ms,
+                self.second_ms,
+            ],
+        ).tolist()
+        return slice(0, at[0]), slice(at[1], max(at[1], at[2])), slice(at[3], len(t_ms))
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,25 @@ def test_split_is_by_time_with_a_purge_gap() -> None:
     assert parts.train.positives > 0 and parts.test.positives > 0
 
 
+@pytest.mark.parametrize("horizon_s", [40.0, 4 * 3600.0])
+def test_a_split_of_rows_in_time_order_is_views_of_the_mask_s_rows(horizon_s: float) -> None:
+    # A 4 h horizon purges the whole 1.2 h validation period of 6 hours: an empty slice.
+    table = EventTable.from_events(generate("seed", hours=6, seed=2))
+    data = build_dataset(table, DatasetSpec(horizon_s=horizon_s))
+    masks = data.time_split().masks(data.t_ms)
+    shuffled = data.rows(np.random.default_rng(0).permutation(len(data)))
+    names = ("train", "validation", "test")
+    for name, mask in zip(names, masks, strict=True):
+        part, expected = getattr(data.split(), name), data.rows(mask)
+        for column in ("X", "y", "w", "t_ms", "user", "wait_s"):
+            np.testing.assert_array_equal(getattr(part, column), getattr(expected, column))
+            assert np.shares_memory(getattr(part, column), getattr(data, column)) == bool(len(part))
+        # Rows out of time order are picked by mask: the same rows, in their order.
+        of_shuffled = getattr(shuffled.split(), name)
+        assert sorted(of_shuffled.t_ms.tolist()) == expected.t_ms.tolist()
+    assert (len(data.split().validation) == 0) == (horizon_s > 3600)
+
+
 def test_quiet_rows_are_weighted_samples() -> None:
     table = EventTable.from_events(generate("habits", hours=24, seed=4, users=40))
     full = build_dataset(table, DatasetSpec(every_s=30, quiet_after_s=600, quiet_stride=1))
