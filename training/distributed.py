@@ -16,14 +16,14 @@ single-machine code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from features.definitions import FEATURE_NAMES
 from features.partitions import user_partition
-from features.table import EventTable
+from features.table import EventTable, Int32s, Int64s
 from training.dataset import Dataset, DatasetSpec, Split, TimeSplit, build_dataset, event_range_of
 from training.train import Rows, StageProgress, TrainConfig
 
@@ -55,23 +55,49 @@ def build_partition(
     return build_dataset(part, spec, rows_since=rows_since, last_event_ms=last_event_ms)
 
 
-def merge_partitions(parts: Sequence[Dataset], table: EventTable, spec: DatasetSpec) -> Dataset:
+def row_keys(part: Dataset) -> tuple[Int64s, Int32s]:
+    """A partition's row times and users: what orders the merged rows (a worker's task)."""
+    return part.t_ms, part.user
+
+
+def merge_partitions(
+    parts: Iterable[Dataset],
+    keys: Sequence[tuple[Int64s, Int32s]],
+    table: EventTable,
+    spec: DatasetSpec,
+) -> Dataset:
     """The rows of all ``parts`` in ``build_dataset``'s order (by time, then user), as the
-    dataset of the whole ``table``."""
-    t_ms = np.concatenate([p.t_ms for p in parts])
-    user = np.concatenate([p.user for p in parts])
+    dataset of the whole ``table``. ``keys`` are the parts' :func:`row_keys`, in the same
+    order: the merged rows' places are known before any part's features arrive, so each
+    part is copied to its places and can be let go (``parts`` may yield them one by one),
+    and the merge holds the merged features and one part's."""
+    t_ms = np.concatenate([t for t, _ in keys]) if keys else np.empty(0, dtype=np.int64)
+    user = np.concatenate([u for _, u in keys]) if keys else np.empty(0, dtype=np.int32)
     order = np.lexsort((user, t_ms))
-    X = np.concatenate([p.X for p in parts]).reshape(-1, len(FEATURE_NAMES))
+    place = np.empty(len(order), dtype=np.int64)
+    place[order] = np.arange(len(order))
+    X = np.empty((len(order), len(FEATURE_NAMES)), dtype=np.float64)
+    y = np.empty(len(order), dtype=np.bool_)
+    w = np.empty(len(order), dtype=np.float64)
+    wait_s = np.empty(len(order), dtype=np.float64)
+    start = 0
+    for part, (part_t_ms, _) in zip(parts, keys, strict=True):
+        if len(part) != len(part_t_ms):
+            raise ValueError(f"a part of {len(part)} rows whose keys are {len(part_t_ms)}")
+        at = place[start : start + len(part)]
+        X[at] = part.X.reshape(-1, len(FEATURE_NAMES))
+        y[at], w[at], wait_s[at] = part.y, part.w, part.wait_s
+        start += len(part)
     return Dataset(
-        X[order],
-        np.concatenate([p.y for p in parts])[order],
-        np.concatenate([p.w for p in parts])[order],
+        X,
+        y,
+        w,
         t_ms[order],
         user[order],
         spec,
         event_range_of(table),
         user_ids=table.user_ids,
-        wait_s=np.concatenate([p.wait_s for p in parts])[order],
+        wait_s=wait_s,
     )
 
 
@@ -91,7 +117,7 @@ class DaskTraining:
         self.client = client
         self.partitions = partitions
         self._built: list[Future] = []
-        self._times: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+        self._times: list[Int64s] = []
 
     def build_dataset(
         self,
@@ -114,10 +140,12 @@ class DaskTraining:
         report(0, len(futures))
         for done, _ in enumerate(as_completed(futures), start=1):
             report(done, len(futures))
-        parts: list[Dataset] = self.client.gather(futures)
+        keys = self.client.gather([self.client.submit(row_keys, built) for built in futures])
         self._built = futures
-        self._times = [part.t_ms for part in parts]
-        return merge_partitions(parts, table, spec)
+        self._times = [t_ms for t_ms, _ in keys]
+        # One partition's rows come over at a time, each let go once merged.
+        parts = (self.client.gather(built) for built in futures)
+        return merge_partitions(parts, keys, table, spec)
 
     def fit(
         self, dataset: Dataset, split: Split, config: TrainConfig, progress: StageProgress
