@@ -261,6 +261,7 @@ def _read_jsonl(
 
 
 def _read_parquet(path: Path) -> tuple[EventTable, list[NodeStatusChanged]]:
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -270,7 +271,12 @@ def _read_parquet(path: Path) -> tuple[EventTable, list[NodeStatusChanged]]:
         NodeStatusChanged(float(row["ts"]), str(row["node_id"]), NodeStatus(row["status"]))
         for row in node_rows.select(["ts", "node_id", "status"]).to_pylist()
     ]
-    return EventTable.from_arrow(flat.select(["ts", "channel", "user_id"])), nodes
+    table = EventTable.from_arrow(flat.select(["ts", "channel", "user_id"]))
+    del flat, node_rows
+    # Arrow's allocator keeps what the read and the conversion freed (about 190 MB a
+    # million events): give it back before the dataset is built.
+    pa.default_memory_pool().release_unused()
+    return table, nodes
 
 
 def to_arrow(table: EventTable) -> pa.Table:
