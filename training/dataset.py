@@ -80,8 +80,9 @@ class Dataset:
     def positives(self) -> int:
         return int(self.y.sum())
 
-    def rows(self, mask: npt.NDArray[np.bool_] | slice) -> Dataset:
-        """The rows of ``mask``: copies, or views of these rows' arrays for a slice."""
+    def rows(self, mask: Bools | Int64s | slice) -> Dataset:
+        """The rows of ``mask`` (or at positions): copies, or views of these rows' arrays
+        for a slice."""
         return Dataset(
             self.X[mask],
             self.y[mask],
@@ -98,11 +99,12 @@ class Dataset:
     def split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Split:
         """Train, validation and test periods, consecutive in time (see module docstring)."""
         cuts = self.time_split(fractions)
-        if np.all(self.t_ms[1:] >= self.t_ms[:-1]):
-            # In time order (as built), each slice is a run of rows: views, not copies.
-            train, validation, test = cuts.ranges(self.t_ms)
-        else:
-            train, validation, test = cuts.masks(self.t_ms)
+        # In time order (as built), each slice is a run of rows: views, not copies.
+        in_order = bool(np.all(self.t_ms[1:] >= self.t_ms[:-1]))
+        picks: tuple[Bools | slice, ...] = (
+            cuts.ranges(self.t_ms) if in_order else cuts.masks(self.t_ms)
+        )
+        train, validation, test = picks
         return Split(train=self.rows(train), validation=self.rows(validation), test=self.rows(test))
 
     def time_split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> TimeSplit:
