@@ -98,13 +98,7 @@ class Dataset:
 
     def split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Split:
         """Train, validation and test periods, consecutive in time (see module docstring)."""
-        cuts = self.time_split(fractions)
-        # In time order (as built), each slice is a run of rows: views, not copies.
-        in_order = bool(np.all(self.t_ms[1:] >= self.t_ms[:-1]))
-        picks: tuple[Bools | slice, ...] = (
-            cuts.ranges(self.t_ms) if in_order else cuts.masks(self.t_ms)
-        )
-        train, validation, test = picks
+        train, validation, test = self.time_split(fractions).picks(self.t_ms)
         return Split(train=self.rows(train), validation=self.rows(validation), test=self.rows(test))
 
     def time_split(self, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> TimeSplit:
@@ -147,6 +141,13 @@ class TimeSplit:
             (t_ms >= self.first_ms) & (t_ms < self.second_ms - self.purge_ms),
             t_ms >= self.second_ms,
         )
+
+    def picks(self, t_ms: Int64s) -> tuple[Bools | slice, Bools | slice, Bools | slice]:
+        """:meth:`ranges` for rows in time order (as built: views of their arrays, not
+        copies), else :meth:`masks`."""
+        if np.all(t_ms[1:] >= t_ms[:-1]):
+            return self.ranges(t_ms)
+        return self.masks(t_ms)
 
     def ranges(self, t_ms: Int64s) -> tuple[slice, slice, slice]:
         """:meth:`masks` as runs of rows, for ``t_ms`` in time order."""

@@ -102,9 +102,10 @@ def merge_partitions(
 
 
 def slice_rows(part: Dataset, cuts: TimeSplit, slice_index: int) -> Rows:
-    """A partition's rows of one slice of the split (0 train, 1 validation, 2 test)."""
-    mask = cuts.masks(part.t_ms)[slice_index]
-    return part.X[mask], part.y[mask], part.w[mask]
+    """A partition's rows of one slice of the split (0 train, 1 validation, 2 test): views
+    of the partition's arrays (its rows are in time order)."""
+    rows = cuts.picks(part.t_ms)[slice_index]
+    return part.X[rows], part.y[rows], part.w[rows]
 
 
 class DaskTraining:
