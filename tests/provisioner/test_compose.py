@@ -354,9 +354,7 @@ def test_no_secret_is_hard_coded(services: dict[str, dict[str, Any]]) -> None:
     assert not re.search(r"requirepass|--password|PASSWORD\s*[:=]\s*\S", text)
 
 
-def test_env_example_lists_every_variable_commented_out(
-    services: dict[str, dict[str, Any]],
-) -> None:
+def test_env_example_lists_every_variable_commented_out() -> None:
     example = ENV_EXAMPLE.read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, flags=re.MULTILINE))
     interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", compose_code()))
@@ -365,7 +363,10 @@ def test_env_example_lists_every_variable_commented_out(
     assert not settings - listed, f".env.example lacks {sorted(settings - listed)}"
     assigned = re.findall(r"^[A-Z][A-Z0-9_]*=", example, flags=re.MULTILINE)
     assert not assigned, f"values repeat the defaults: {assigned}"
-    # Used as the .env, it gives the same containers as the defaults.
+
+
+def test_env_example_gives_the_default_containers(services: dict[str, dict[str, Any]]) -> None:
+    """Used as the .env, it gives the same containers as the defaults."""
     with_example = compose_config(ENV_EXAMPLE, "retrain")["services"]
     for name in REQUIRED:
         assert environment(with_example[name]) == environment(services[name]), name
