@@ -205,7 +205,11 @@ def _pmf(p: Floats, baseline: float, exact: int, length: int) -> Floats:
 
 def _poisson_binomial_pmf(p: Floats) -> Floats:
     """The pmf of a sum of Bernoulli(``p``), over 0 .. len(p), from its characteristic
-    function sampled at the ``len(p) + 1`` roots of unity (one FFT; exact to rounding)."""
+    function sampled at the ``len(p) + 1`` roots of unity (one FFT; exact to rounding).
+
+    The probabilities are real, so the characteristic function at a root's conjugate is the
+    conjugate of its value there: it is computed at the first half of the roots only, and the
+    Hermitian FFT (``numpy.fft.hfft``) takes that half."""
     certain = int(np.count_nonzero(p >= 1.0))
     p = p[p < 1.0]
     n = len(p)
@@ -213,9 +217,9 @@ def _poisson_binomial_pmf(p: Floats) -> Floats:
     if n == 0:
         pmf[certain] = 1.0
         return pmf
-    z = _roots_of_unity(n + 1)
+    z = _roots_of_unity(n + 1)[: (n + 1) // 2 + 1]
     characteristic = np.prod(1.0 - p[None, :] + p[None, :] * z[:, None], axis=1)
-    pmf[certain:] = np.maximum(np.fft.fft(characteristic).real / (n + 1), 0.0)
+    pmf[certain:] = np.maximum(np.fft.hfft(characteristic, n + 1) / (n + 1), 0.0)
     return pmf
 
 
