@@ -37,6 +37,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from service.packed import pack, unpack
+
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.intp]
@@ -98,7 +100,7 @@ class _Record:
         return {
             "at": self.at,
             "window_s": self.window_s,
-            "code_of_user": self.code_of_user.tolist(),
+            "code_of_user": pack(self.code_of_user, "<i1"),
             "scored": self.scored.tolist(),
             "score_sum": self.score_sum.tolist(),
             "hits": self.hits.tolist(),
@@ -106,7 +108,12 @@ class _Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], size: int) -> _Record:
-        codes = np.asarray(data["code_of_user"], dtype=np.int8)
+        saved = data["code_of_user"]  # packed; a list of numbers in states saved before
+        codes = (
+            unpack(saved, "<i1", "a pending calibration record's band codes")
+            if isinstance(saved, str)
+            else np.asarray(saved, dtype=np.int8)
+        )
         sums = [np.asarray(data[k], dtype=np.float64) for k in ("scored", "score_sum", "hits")]
         at, window_s = float(data["at"]), float(data["window_s"])
         if any(v.shape != (size,) or not np.isfinite(v).all() for v in sums):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
@@ -153,11 +154,15 @@ def demand(
     mean = float(p.sum()) + baseline
     variance = float((p * (1.0 - p)).sum()) + baseline
     f = _probabilities(frees if frees is not None else np.zeros(0))
-    free_pmf = _pmf(f, 0.0, exact, min(len(f), support) + 1)
-    free_pmf[-1] += max(0.0, 1.0 - float(free_pmf.sum()))  # more frees than that: as many
+    if len(f):
+        free_pmf = _pmf(f, 0.0, exact, min(len(f), support) + 1)
+        free_pmf[-1] += max(0.0, 1.0 - float(free_pmf.sum()))  # more frees than that: as many
+    else:
+        free_pmf = _NO_FREES  # F = 0 for certain: the net is the connects' pmf itself
     width = support + len(free_pmf)  # connects beyond this cannot matter, net of frees
     connect_pmf = _pmf(p, baseline, exact, width + 1)
-    net = np.convolve(connect_pmf, free_pmf[::-1])  # index i: D - F = i - (len(free_pmf) - 1)
+    # index i: D - F = i - (len(free_pmf) - 1)
+    net = np.convolve(connect_pmf, free_pmf[::-1]) if len(f) else connect_pmf
     zero = len(free_pmf) - 1
     positive = net[zero + 1 :]
     tail = np.maximum(1.0 - float(net[: zero + 1].sum()) - np.cumsum(positive[: support - 1]), 0.0)
@@ -168,6 +173,10 @@ def demand(
     return Demand(
         mean=mean, tail=tail, uncovered=uncovered, frees=float(f.sum()), variance=variance
     )
+
+
+_NO_FREES: Final = np.ones(1, dtype=np.float64)
+_NO_FREES.flags.writeable = False
 
 
 def _probabilities(values: Floats) -> Floats:
@@ -196,7 +205,11 @@ def _pmf(p: Floats, baseline: float, exact: int, length: int) -> Floats:
 
 def _poisson_binomial_pmf(p: Floats) -> Floats:
     """The pmf of a sum of Bernoulli(``p``), over 0 .. len(p), from its characteristic
-    function sampled at the ``len(p) + 1`` roots of unity (one FFT; exact to rounding)."""
+    function sampled at the ``len(p) + 1`` roots of unity (one FFT; exact to rounding).
+
+    The probabilities are real, so the characteristic function at a root's conjugate is the
+    conjugate of its value there: it is computed at the first half of the roots only, and the
+    Hermitian FFT (``numpy.fft.hfft``) takes that half."""
     certain = int(np.count_nonzero(p >= 1.0))
     p = p[p < 1.0]
     n = len(p)
@@ -204,18 +217,35 @@ def _poisson_binomial_pmf(p: Floats) -> Floats:
     if n == 0:
         pmf[certain] = 1.0
         return pmf
-    z = np.exp(2j * np.pi * np.arange(n + 1) / (n + 1))
+    z = _roots_of_unity(n + 1)[: (n + 1) // 2 + 1]
     characteristic = np.prod(1.0 - p[None, :] + p[None, :] * z[:, None], axis=1)
-    pmf[certain:] = np.maximum(np.fft.fft(characteristic).real / (n + 1), 0.0)
+    pmf[certain:] = np.maximum(np.fft.hfft(characteristic, n + 1) / (n + 1), 0.0)
     return pmf
 
 
-def _poisson_pmf(lam: float, length: int) -> Floats:
+@lru_cache(maxsize=64)
+def _roots_of_unity(count: int) -> npt.NDArray[np.complex128]:
+    """The ``count`` roots of unity (read-only: shared by every distribution of that size)."""
+    z: npt.NDArray[np.complex128] = np.exp(2j * np.pi * np.arange(count) / count)
+    z.flags.writeable = False
+    return z
+
+
+@lru_cache(maxsize=64)
+def _log_factorials(length: int) -> tuple[Floats, Floats]:
+    """``k`` and ``log k!`` for ``k = 0 .. length - 1`` (read-only, shared)."""
     k = np.arange(length, dtype=np.float64)
+    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(k[1:]))))
+    k.flags.writeable = False
+    log_factorial.flags.writeable = False
+    return k, log_factorial
+
+
+def _poisson_pmf(lam: float, length: int) -> Floats:
     if lam <= 0.0:
         pmf = np.zeros(length, dtype=np.float64)
         pmf[0] = 1.0
         return pmf
-    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(k[1:]))))
+    k, log_factorial = _log_factorials(length)
     result: Floats = np.exp(k * math.log(lam) - lam - log_factorial)
     return result

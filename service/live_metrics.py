@@ -142,11 +142,15 @@ class Aggregate:
     neg: Floats = field(default_factory=_zeros)
     p_sum: Floats = field(default_factory=_zeros)
     """Per fine bin, ``Σw·p``."""
+    _saved: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    """``to_dict``'s last answer, until :meth:`add` or :meth:`merge` changes the sums: a
+    closed bucket is packed once, not at every save of the state."""
 
     def add(self, probability: Floats, outcome: Bools, weight: float) -> None:
         """Predictions (in [0, 1]) and their outcomes, each standing for ``weight`` users."""
         if len(probability) == 0:
             return
+        self._saved = None
         clipped = np.minimum(np.maximum(probability, LOG_LOSS_EPS), 1.0 - LOG_LOSS_EPS)
         losses = np.where(outcome, -np.log(clipped), -np.log1p(-clipped))
         error = probability - outcome
@@ -163,6 +167,7 @@ class Aggregate:
         self.p_sum += weight * np.bincount(bins, weights=probability, minlength=N_FINE)
 
     def merge(self, other: Aggregate) -> None:
+        self._saved = None
         self.n += other.n
         self.weight += other.weight
         self.positives += other.positives
@@ -228,6 +233,11 @@ class Aggregate:
 
     def to_dict(self) -> dict[str, Any]:
         """Sums as JSON numbers (exact); the histogram's non-empty bins packed."""
+        if self._saved is None:
+            self._saved = self._packed()
+        return dict(self._saved)
+
+    def _packed(self) -> dict[str, Any]:
         used = np.flatnonzero((self.pos > 0) | (self.neg > 0) | (self.p_sum > 0))
         return {
             "n": self.n,

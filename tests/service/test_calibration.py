@@ -10,6 +10,7 @@ import pytest
 
 from service.calibration import BASELINE_PRIOR_CONNECTS, EVIDENCE_FLOOR, N_BANDS, Calibration
 from service.config import ServiceConfig
+from service.packed import pack, unpack
 
 T0 = 1_732_492_800.0
 LEAD = 40.0
@@ -163,6 +164,25 @@ def test_pending_scores_are_saved_and_bad_ones_refused() -> None:
     bad["pending"][0]["code_of_user"] = [99, 0, 0]
     with pytest.raises(ValueError, match="band codes"):
         copy.load(bad)
+    bad["pending"][0]["code_of_user"] = pack(np.array([99, 0, 0]), "<i1")
+    with pytest.raises(ValueError, match="band codes"):
+        copy.load(bad)
+
+
+def test_pending_band_codes_are_packed_and_listed_ones_still_load() -> None:
+    """A pending tick's band codes are saved as packed bytes (one per user, not a JSON
+    number each: the state is saved after every read); a state saved with them as a list
+    of numbers loads the same."""
+    cal = calibration()
+    cal.record(T0, np.arange(3), *scores([0.5, 0.2, 0.9]), 3, None, LEAD)
+    saved = cal.to_dict()
+    codes = saved["pending"][0]["code_of_user"]
+    assert isinstance(codes, str)
+    listed = json.loads(json.dumps(saved))
+    listed["pending"][0]["code_of_user"] = unpack(codes, "<i1", "codes").tolist()
+    restored = calibration()
+    restored.load(listed)
+    assert restored.to_dict() == saved
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,26 @@ def test_state_round_trip_gives_the_same_report() -> None:
     assert restored.report(now) == live.report(now)
 
 
+def test_a_bucket_saved_once_is_saved_again_as_it_changes() -> None:
+    """A bucket keeps its packed sums between saves: a later add or merge must show."""
+    p, y = pairs(400, 8)
+    agg = Aggregate()
+    agg.add(p[:100], y[:100], 1.0)
+    first = agg.to_dict()
+    assert agg.to_dict() == first
+    agg.add(p[100:200], y[100:200], 2.0)
+    fresh = Aggregate()
+    fresh.add(p[:100], y[:100], 1.0)
+    fresh.add(p[100:200], y[100:200], 2.0)
+    assert agg.to_dict() == fresh.to_dict() != first
+    other = Aggregate()
+    other.add(p[200:], y[200:], 1.0)
+    agg.merge(other)
+    fresh.merge(other)
+    assert agg.to_dict() == fresh.to_dict()
+    assert Aggregate.from_dict(agg.to_dict()).to_dict() == agg.to_dict()
+
+
 def test_a_new_bucket_size_drops_the_saved_buckets() -> None:
     live = metrics()
     live.add("3", T0, *pairs(10, 7), 1.0)
