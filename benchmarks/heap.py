@@ -7,7 +7,8 @@ tracemalloc traces too) and where. It runs the same service in process (built by
 appends a workload's events (``--workload``, ``seed`` by default) to the event log on an
 accelerated clock, and every ``--every-s`` seconds collects garbage and records the memory
 tracemalloc traces, the process' resident memory (``/proc/self/statm``), the Python heap's
-blocks (``sys.getallocatedblocks``), tracemalloc's own memory and the users the engine holds.
+blocks (``sys.getallocatedblocks``) and the arenas of Python's allocator that hold them,
+tracemalloc's own memory and the users the engine holds.
 A snapshot is taken at the first sample after warm-up (``--warm-fraction``) and at the end;
 the JSON lists the allocation sites that grew most between them, by line and by traceback
 (``--frames`` frames each), and the least-squares slope of each figure after warm-up, per
@@ -62,6 +63,7 @@ from benchmarks.soak import (
     least_squares,
     metric,
     prepare_model,
+    wait_until,
 )
 from features.clock import ScaledClock
 from features.eventlog import EventLog, LogKeys
@@ -76,6 +78,26 @@ def rss_mb() -> float:
     """This process' resident memory, MB."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * PAGE_MB
+
+
+def pymalloc_arenas() -> int:
+    """The arenas Python's small-object allocator holds now (``sys._debugmallocstats``, which
+    writes on the C stderr): an arena partly in use cannot be given back, so a heap of as
+    many blocks can hold more of them."""
+    with tempfile.TemporaryFile() as out:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        for line in out.read().decode().splitlines():
+            if line.startswith("# arenas allocated current"):
+                return int(line.split("=")[1].replace(",", ""))
+    return 0
 
 
 def retention(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,7 +127,15 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
     if args.model:
         train_first(args, home, url, start)
     anchor = anchor_for(start, args.speed)
+    stack = Stack(home, url, args.speed, anchor=anchor)
+    node_api = f"http://127.0.0.1:{free_port()}" if args.node_api else None
+    if node_api is not None:  # as the soak runs it: a process of its own, over HTTP
+        home.mkdir(parents=True, exist_ok=True)
+        env = stack.env(PROVISIONER_KEY_PREFIX=prefix, PROVISIONER_CHANNEL_PREFIX=prefix)
+        stack.start("node-api", "node-api", "--port", node_api.rsplit(":", 1)[1], env=env)
+        wait_until("the node API", lambda: httpx.get(f"{node_api}/").status_code == 200, stack)
     settings = Settings(
+        node_api_url=node_api,
         home=home,
         speed=args.speed,
         clock_anchor=anchor,
@@ -175,6 +205,8 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
             await serving
     finally:
         predicts.stop.set()
+        for child in stack.children:
+            child.stop()
         keys = list(client.scan_iter(f"{prefix}*"))
         if keys:
             client.delete(*keys)
@@ -185,6 +217,7 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
         "workload": args.workload,
         "model": args.model,
         "rps": args.rps,
+        "node_api": args.node_api,
         "retention_hours": args.retention_hours,
         "minutes": args.minutes,
         "speed": args.speed,
@@ -196,7 +229,14 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
         "warm_from_s": warm[0]["t"] if warm else None,
         "warm_trends": {
             name: trend(warm, name, args.speed)
-            for name in ("rss_mb", "traced_mb", "tracemalloc_mb", "heap_blocks", "users_tracked")
+            for name in (
+                "rss_mb",
+                "traced_mb",
+                "tracemalloc_mb",
+                "heap_blocks",
+                "pymalloc_arenas",
+                "users_tracked",
+            )
             if warm and name in warm[0]
         },
         **(growth(dumps, args.top) if tracing and (dumps / "warm").exists() else {}),
@@ -211,6 +251,7 @@ def record(t: float, speed: float, metrics: str, events: int) -> dict[str, float
         "virtual_h": round(t * speed / 3600, 2),
         "rss_mb": round(rss_mb(), 3),
         "heap_blocks": sys.getallocatedblocks(),
+        "pymalloc_arenas": pymalloc_arenas(),
         "users_tracked": metric(metrics, "provisioner_users_tracked"),
         "forgotten": metric(metrics, "provisioner_users_forgotten"),
         "events": events,
@@ -297,6 +338,13 @@ def main() -> None:
         "--retention-hours",
         type=float,
         help="trim the log and forget users after this many hours (unset: the service's own)",
+    )
+    parser.add_argument(
+        "--node-api",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the nodes from `provisioner node-api` in a process of its own, over HTTP, as in "
+        "the soak (default: the built-in simulated provider, in process)",
     )
     parser.add_argument(
         "--frames", type=int, default=10, help="tracemalloc frames per trace (0: no tracing)"
