@@ -80,6 +80,10 @@ from simulation.workloads import population
 PREFIX = "soak:"
 DAY_PLANNED = ("habits", "churn")
 """Workloads that follow the time of day: they start on a weekday morning."""
+HISTORY_HOURS: Final = 24.0
+"""Training history before the run, hours (workloads not in ``DAY_PLANNED``)."""
+DAY_PLANNED_HISTORY_HOURS: Final = 72.0
+"""Training history of a workload in ``DAY_PLANNED`` (a day of weekend holds too few connects)."""
 LONG_DEFAULTS: dict[str, Any] = {
     "workloads": "churn",
     "minutes": 120.0,
@@ -919,11 +923,13 @@ def main() -> None:
         default=True,
         help="train and promote a model first (on another seed's history)",
     )
-    parser.add_argument("--history-hours", type=float, default=24.0, help="seed: training history")
+    parser.add_argument(
+        "--history-hours", type=float, default=HISTORY_HOURS, help="seed: training history"
+    )
     parser.add_argument(
         "--habits-history-hours",
         type=float,
-        default=72.0,
+        default=DAY_PLANNED_HISTORY_HOURS,
         help="habits: training history (a day of weekend holds too few connects)",
     )
     parser.add_argument("--rps", type=float, default=20.0, help="predict requests per second")
