@@ -152,7 +152,8 @@ class DaskTraining:
         self, dataset: Dataset, split: Split, config: TrainConfig, progress: StageProgress
     ) -> Any:
         """The booster on the train rows of the partitions, where they were built, early
-        stopped on the validation slice (``training.dask_booster``)."""
+        stopped on the validation slice (``training.dask_booster``). The workers let the
+        partitions' rows go after it: the rest of the job is the driver's."""
         from training.dask_booster import fit_dask_booster
 
         if not self._built:
@@ -163,11 +164,15 @@ class DaskTraining:
             for built, times in zip(self._built, self._times, strict=True)
         ]
         validation = split.validation
-        return fit_dask_booster(
-            self.client,
-            train_parts,
-            (validation.X, validation.y, validation.w),
-            list(dataset.feature_names),
-            config,
-            progress=progress,
-        )
+        try:
+            return fit_dask_booster(
+                self.client,
+                train_parts,
+                (validation.X, validation.y, validation.w),
+                list(dataset.feature_names),
+                config,
+                progress=progress,
+            )
+        finally:
+            del train_parts
+            self._built, self._times = [], []

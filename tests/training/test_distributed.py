@@ -4,6 +4,7 @@ machine, on a local cluster of two worker processes shared by the module."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,6 +119,11 @@ def test_the_model_trained_on_dask_scores_as_the_single_machine_one(
     assert 1 <= on_dask.trees < config.max_trees  # early-stopped
     assert ("lightgbm", on_dask.trees, on_dask.trees) in stages
     assert on_dask.classifier.feature_names == local.classifier.feature_names
+    # The booster fitted, the workers hold none of the job's rows any more.
+    deadline = time.monotonic() + 30
+    while (held := client.run(lambda dask_worker: len(dask_worker.data))) and any(held.values()):
+        assert time.monotonic() < deadline, f"the workers still hold {held}"
+        time.sleep(0.2)
 
 
 def test_a_build_comes_before_a_fit(client: Any, table: EventTable) -> None:
