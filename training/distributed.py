@@ -69,8 +69,8 @@ def merge_partitions(
     """The rows of all ``parts`` in ``build_dataset``'s order (by time, then user), as the
     dataset of the whole ``table``. ``keys`` are the parts' :func:`row_keys`, in the same
     order: the merged rows' places are known before any part's features arrive, so each
-    part is copied to its places and can be let go (``parts`` may yield them one by one),
-    and the merge holds the merged features and one part's."""
+    part is copied to its places and can be let go (``parts`` may yield them one by one):
+    no concatenated or reordered copy of the features."""
     t_ms = np.concatenate([t for t, _ in keys]) if keys else np.empty(0, dtype=np.int64)
     user = np.concatenate([u for _, u in keys]) if keys else np.empty(0, dtype=np.int32)
     order = np.lexsort((user, t_ms))
@@ -174,5 +174,4 @@ class DaskTraining:
                 progress=progress,
             )
         finally:
-            del train_parts
             self._built, self._times = [], []
