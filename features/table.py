@@ -39,7 +39,14 @@ def to_ms(ts: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class EventTable:
-    """User events sorted by time (ties keep log order)."""
+    """User events sorted by time (ties keep log order).
+
+    Built by :meth:`from_codes` (and so by :meth:`from_events` and :meth:`from_arrow`), a
+    table's ``user_ids`` are in sorted order: a user's code is its rank among the table's
+    users, whatever order the events were read in. So the same events give the same table
+    from the log, a trace or the parts of a partitioned export, and a part's codes map to
+    the whole's by the ids alone (``training.distributed``).
+    """
 
     ts_ms: Int64s
     kind: Int8s
@@ -58,15 +65,20 @@ class EventTable:
     def from_codes(
         cls, ts: npt.ArrayLike, kind: npt.ArrayLike, user: npt.ArrayLike, user_ids: Iterable[str]
     ) -> EventTable:
-        """Build from parallel columns: time in seconds, kind code, index into ``user_ids``."""
+        """Build from parallel columns: time in seconds, kind code, index into ``user_ids``
+        (which are then renumbered in the ids' sorted order)."""
         seconds = np.asarray(ts, dtype=np.float64)
         codes = np.asarray(kind, dtype=np.int8)
         users = np.asarray(user, dtype=np.int32)
         if not (len(seconds) == len(codes) == len(users)):
             raise ValueError("ts, kind and user must have the same length")
+        ids = list(user_ids)
+        by_id = sorted(range(len(ids)), key=ids.__getitem__)
+        rank = np.empty(len(ids), dtype=np.int32)
+        rank[by_id] = np.arange(len(ids), dtype=np.int32)
         ts_ms = np.rint(seconds * 1000).astype(np.int64)
         order = np.argsort(ts_ms, kind="stable")
-        return cls(ts_ms[order], codes[order], users[order], tuple(user_ids))
+        return cls(ts_ms[order], codes[order], rank[users[order]], tuple(ids[i] for i in by_id))
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> EventTable:

@@ -10,7 +10,9 @@ they almost never connect within H. All such *quiet* rows (no event of the user 
 last ``quiet_after_s``) are kept only every ``quiet_stride``-th grid point, with weight
 ``quiet_stride``: an unbiased sample, so the weighted loss and the calibrated
 probabilities are those of the full grid, at a fraction of the rows. Busy rows are all
-kept, with weight 1.
+kept, with weight 1. Which grid points a user's quiet rows take is the user's own phase, a
+hash of its id (:func:`quiet_phases`): a user's rows depend on its events alone, not on
+which other users the table holds (one partition of them, or a window).
 
 The split is by time, never shuffled: train, validation and test are consecutive
 periods, and rows whose label window would reach into the next period are purged.
@@ -19,7 +21,7 @@ periods, and rows whose label window would reach into the next period are purged
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -253,7 +255,7 @@ def cutoffs(
     next_same_user = np.append(run_user[1:] == run_user[:-1], False)
     quiet_first = busy_last + 1
     quiet_last = np.where(next_same_user, np.append(first_grid[1:], 0) - 1, last_grid)
-    offset = (run_user * 7919) % spec.quiet_stride
+    offset = quiet_phases(table.user_ids, spec.quiet_stride)[run_user]
     aligned = quiet_first + (-(quiet_first + offset)) % spec.quiet_stride
     quiet_users, quiet_grid = _ranges(run_user, aligned, quiet_last, step=spec.quiet_stride)
 
@@ -264,6 +266,20 @@ def cutoffs(
     )
     order = np.lexsort((grid, users))  # by user, then time
     return users[order], grid[order] * every, weights[order]
+
+
+def quiet_phases(user_ids: Sequence[str], stride: int) -> Int64s:
+    """Each user's phase on the quiet grid, ``0 .. stride - 1``, from the BLAKE2b hash of
+    its id: the same on every machine and process, and unrelated to the user's partition
+    (``features.partitions``, a CRC-32)."""
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8).digest(), "little") % stride
+            for u in user_ids
+        ),
+        dtype=np.int64,
+        count=len(user_ids),
+    )
 
 
 def _ranges(owner: Int64s, first: Int64s, last: Int64s, *, step: int) -> tuple[Int64s, Int64s]:
