@@ -195,20 +195,30 @@ def read_manifest(directory: Path) -> Manifest:
     return manifest
 
 
-def read_partition(directory: Path, partition: int) -> Iterator[Event]:
-    """The events of user partition ``partition`` of an export, in log order."""
+def partition_files(directory: Path, partition: int) -> list[Path]:
+    """The part files of user partition ``partition`` of an export, in name order, checked
+    against the manifest (:func:`checked_files`)."""
     manifest = read_manifest(directory)
     if not 0 <= partition < manifest.partitions:
         raise ValueError(
             f"{directory} has partitions 0 to {manifest.partitions - 1}, not {partition}"
         )
-    folder = partition_dir(directory, partition)
-    return _read_folder(folder, manifest.user_rows[partition])
+    return checked_files(partition_dir(directory, partition), manifest.user_rows[partition])
+
+
+def node_files(directory: Path) -> list[Path]:
+    """The part files of an export's node events, checked against the manifest."""
+    return checked_files(directory / NODES, read_manifest(directory).node_rows)
+
+
+def read_partition(directory: Path, partition: int) -> Iterator[Event]:
+    """The events of user partition ``partition`` of an export, in log order."""
+    return _events_of(partition_files(directory, partition))
 
 
 def read_nodes(directory: Path) -> Iterator[Event]:
     """The node events of an export, in log order."""
-    return _read_folder(directory / NODES, read_manifest(directory).node_rows)
+    return _events_of(node_files(directory))
 
 
 def read_partitioned(directory: Path) -> Iterator[Event]:
@@ -227,16 +237,23 @@ def _ts(event: Event) -> float:
     return event.ts
 
 
-def _read_folder(folder: Path, expected_rows: int) -> Iterator[Event]:
-    """The events of the part files of ``folder``, after checking that they hold the rows
-    the manifest says (a file missing or replaced since the export is an error)."""
+def checked_files(folder: Path, expected_rows: int) -> list[Path]:
+    """The part files of ``folder`` in name order, after checking that they hold the rows
+    the manifest says (a folder or file missing or replaced since the export is an error)."""
     import pyarrow.parquet as pq
 
+    if not folder.is_dir():
+        raise IncompleteExport(f"{folder} is missing: the export is not whole")
     paths = sorted(folder.glob(PART_GLOB))
-    found = sum(pq.read_metadata(path).num_rows for path in paths)
+    found = 0
+    for path in paths:
+        try:
+            found += pq.read_metadata(path).num_rows
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise IncompleteExport(f"{path} is not a readable Parquet file: {e}") from e
     if found != expected_rows:
         raise IncompleteExport(f"{folder} holds {found} rows, its manifest says {expected_rows}")
-    return _events_of(paths)
+    return paths
 
 
 def _events_of(paths: list[Path]) -> Iterator[Event]:

@@ -1,12 +1,16 @@
 """The training rows built on a Dask cluster, user partition by user partition.
 
-The driver splits the event table by user (``features.partitions.user_partition``, the
-function of the partitioned export) into one table per partition, scatters them to the
-workers, and each worker builds its users' rows with ``training.dataset.build_dataset``:
-the same cutoffs, features and labels as on one machine. Every partition keeps the whole
-table's user codes and ends where the whole table ends (``last_event_ms``), so its rows
-are exactly the single-machine rows of its users; merged by time, then user, they are the
-single-machine dataset, row for row, and the time split cuts them at the same places.
+The events come to the workers one of two ways: the driver splits its event table by user
+(``features.partitions.user_partition``, the function of the partitioned export) and
+scatters a table per partition; or the workers have read a partitioned export themselves
+(``training.export_on_workers``). Each worker builds its partitions' rows with
+``training.dataset.build_dataset``: the same cutoffs, features and labels as on one
+machine. A partition's rows depend on its users' events only (a user's quiet rows take a
+phase of its id) and end where the whole table ends (``last_event_ms``), so they are
+exactly the single-machine rows of its users. A partition numbers its users in their
+sorted order; merged by time, then user (numbered among all the users by their ids, as an
+``EventTable`` does), the rows are the single-machine dataset, row for row, and the time
+split cuts them at the same places.
 
 The partitions' rows stay on the workers for the booster (``training.dask_booster``),
 which :class:`DaskTraining` fits as ``training.train.train``'s ``fit``; the rows also come
@@ -25,6 +29,7 @@ from features.definitions import FEATURE_NAMES
 from features.partitions import user_partition
 from features.table import EventTable, Int32s, Int64s
 from training.dataset import Dataset, DatasetSpec, Split, TimeSplit, build_dataset, event_range_of
+from training.sources import WorkerEvents
 from training.train import Rows, StageProgress, TrainConfig
 
 if TYPE_CHECKING:
@@ -35,17 +40,29 @@ PartitionProgress = Callable[[int, int], None]
 
 
 def user_partitions(table: EventTable, partitions: int) -> list[EventTable]:
-    """The events of each user partition, in time order, with ``table``'s user codes."""
+    """The events of each user partition, in time order, each numbering its own users in
+    ``table``'s order (sorted, for a table from ``EventTable.from_codes``)."""
     of_user = np.fromiter(
         (user_partition(user_id, partitions) for user_id in table.user_ids),
         dtype=np.int64,
         count=table.n_users,
     )
     of_event = of_user[table.user] if len(table) else np.empty(0, dtype=np.int64)
-    return [
-        EventTable(table.ts_ms[mine], table.kind[mine], table.user[mine], table.user_ids)
-        for mine in (of_event == k for k in range(partitions))
-    ]
+    parts = []
+    for k in range(partitions):
+        users = np.flatnonzero(of_user == k)
+        local = np.zeros(table.n_users, dtype=np.int32)
+        local[users] = np.arange(len(users), dtype=np.int32)
+        mine = of_event == k
+        parts.append(
+            EventTable(
+                table.ts_ms[mine],
+                table.kind[mine],
+                local[table.user[mine]],
+                tuple(table.user_ids[u] for u in users.tolist()),
+            )
+        )
+    return parts
 
 
 def build_partition(
@@ -63,16 +80,26 @@ def row_keys(part: Dataset) -> tuple[Int64s, Int32s]:
 def merge_partitions(
     parts: Iterable[Dataset],
     keys: Sequence[tuple[Int64s, Int32s]],
-    table: EventTable,
+    part_users: Sequence[Sequence[str]],
+    user_ids: Sequence[str],
+    event_range: tuple[float, float],
     spec: DatasetSpec,
 ) -> Dataset:
     """The rows of all ``parts`` in ``build_dataset``'s order (by time, then user), as the
-    dataset of the whole ``table``. ``keys`` are the parts' :func:`row_keys`, in the same
-    order: the merged rows' places are known before any part's features arrive, so each
-    part is copied to its places and can be let go (``parts`` may yield them one by one):
-    no concatenated or reordered copy of the features."""
+    dataset of the events of all ``user_ids`` (which run from ``event_range``). ``keys``
+    are the parts' :func:`row_keys` and ``part_users`` their users, in the same order; a
+    part's user numbers are mapped to the places of its users in ``user_ids``. The merged
+    rows' places are known before any part's features arrive, so each part is copied to
+    its places and can be let go (``parts`` may yield them one by one): no concatenated or
+    reordered copy of the features."""
+    code_of = {user_id: code for code, user_id in enumerate(user_ids)}
     t_ms = np.concatenate([t for t, _ in keys]) if keys else np.empty(0, dtype=np.int64)
-    user = np.concatenate([u for _, u in keys]) if keys else np.empty(0, dtype=np.int32)
+    user = np.empty(len(t_ms), dtype=np.int32)
+    start = 0
+    for (part_t_ms, part_user), users in zip(keys, part_users, strict=True):
+        codes = np.fromiter((code_of[u] for u in users), dtype=np.int32, count=len(users))
+        user[start : start + len(part_t_ms)] = codes[part_user]
+        start += len(part_t_ms)
     order = np.lexsort((user, t_ms))
     place = np.empty(len(order), dtype=np.int64)
     place[order] = np.arange(len(order))
@@ -95,8 +122,8 @@ def merge_partitions(
         t_ms[order],
         user[order],
         spec,
-        event_range_of(table),
-        user_ids=table.user_ids,
+        event_range,
+        user_ids=tuple(user_ids),
         wait_s=wait_s,
     )
 
@@ -122,21 +149,33 @@ class DaskTraining:
 
     def build_dataset(
         self,
-        table: EventTable,
+        events: EventTable | WorkerEvents,
         spec: DatasetSpec,
         *,
         rows_since: float | None = None,
         progress: PartitionProgress | None = None,
     ) -> Dataset:
-        """The dataset of ``table``, its rows built per user partition on the workers."""
+        """The dataset of ``events``, its rows built per user partition on the workers: a
+        table here is split into ``partitions`` and sent; events the workers read
+        (``training.export_on_workers``) are built where they are, a task per partition."""
         from distributed import as_completed
 
         report = progress or (lambda done, total: None)
-        last_event_ms = int(table.ts_ms[-1]) if len(table) else 0
-        scattered = self.client.scatter(user_partitions(table, self.partitions))
+        if isinstance(events, WorkerEvents):
+            on_workers = list(events.parts)
+            part_users = [s.user_ids for s in events.summaries]
+            user_ids, event_range = events.user_ids, events.event_range
+            last_event_ms = round(event_range[1] * 1000)
+        else:
+            split = user_partitions(events, self.partitions)
+            part_users = [part.user_ids for part in split]
+            user_ids, event_range = events.user_ids, event_range_of(events)
+            last_event_ms = int(events.ts_ms[-1]) if len(events) else 0
+            on_workers = self.client.scatter(split)
+            del split
         futures = [
             self.client.submit(build_partition, part, spec, rows_since, last_event_ms)
-            for part in scattered
+            for part in on_workers
         ]
         report(0, len(futures))
         for done, _ in enumerate(as_completed(futures), start=1):
@@ -146,7 +185,7 @@ class DaskTraining:
         self._times = [t_ms for t_ms, _ in keys]
         # One partition's rows come over at a time, each let go once merged.
         parts = (self.client.gather(built) for built in futures)
-        return merge_partitions(parts, keys, table, spec)
+        return merge_partitions(parts, keys, part_users, user_ids, event_range, spec)
 
     def fit(
         self, dataset: Dataset, split: Split, config: TrainConfig, progress: StageProgress

@@ -132,7 +132,7 @@ def train_and_register(
         result = train(dataset, config, progress=report, fit=dask.fit)
     else:
         dataset = build_dataset(
-            source.table,
+            source.local_table(),
             spec,
             rows_since=source.rows_since,
             progress=lambda done, total: report("features", done, total),

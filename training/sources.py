@@ -53,14 +53,59 @@ class NoEvents(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class PartSummary:
+    """What the driver knows of one partition's user events held by a Dask worker."""
+
+    events: int
+    user_ids: tuple[str, ...]
+    """The partition's users, in sorted order (its table's codes)."""
+    first_ms: int
+    last_ms: int
+    """First and last event time (ms); 0 when the partition has no event."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEvents:
+    """User events that stay on a Dask cluster: one table per user partition, each read
+    and held by a worker (``training.export_on_workers``), and what the driver knows of
+    them. Only ``training.distributed`` builds rows of them."""
+
+    parts: tuple[Any, ...]
+    """``distributed.Future`` of each partition's :class:`EventTable`."""
+    summaries: tuple[PartSummary, ...]
+
+    def __len__(self) -> int:
+        return sum(s.events for s in self.summaries)
+
+    @property
+    def n_users(self) -> int:
+        return sum(len(s.user_ids) for s in self.summaries)
+
+    @property
+    def user_ids(self) -> tuple[str, ...]:
+        """Every partition's users, in sorted order: the codes of the whole table."""
+        return tuple(sorted(u for s in self.summaries for u in s.user_ids))
+
+    @property
+    def event_range(self) -> tuple[float, float]:
+        """First and last user-event time (unix s); (0, 0) when empty."""
+        held = [s for s in self.summaries if s.events]
+        if not held:
+            return (0.0, 0.0)
+        return (min(s.first_ms for s in held) / 1000, max(s.last_ms for s in held) / 1000)
+
+
+@dataclass(frozen=True, slots=True)
 class EventSource:
     """User events (and node boots) of one range of one source."""
 
-    table: EventTable
+    table: EventTable | WorkerEvents
+    """The user events: a table in this process, or (a partitioned export read on a Dask
+    cluster) the workers' partitions of it."""
     kind: str
-    """``trace`` or ``log``."""
+    """``trace``, ``export`` (a partitioned export's directory) or ``log``."""
     location: str
-    """The trace file's path, or the log's stream key."""
+    """The trace file's or the export's path, or the log's stream key."""
     since: float | None = None
     until: float | None = None
     rejected: int = 0
@@ -74,17 +119,34 @@ class EventSource:
 
     @property
     def path(self) -> Path | None:
-        return Path(self.location) if self.kind == "trace" else None
+        return Path(self.location) if self.kind in ("trace", "export") else None
 
     @property
     def event_range(self) -> tuple[float, float]:
         """First and last user-event time (unix s); (0, 0) when empty."""
+        if isinstance(self.table, WorkerEvents):
+            return self.table.event_range
         if not len(self.table):
             return (0.0, 0.0)
         return (float(self.table.ts_ms[0]) / 1000, float(self.table.ts_ms[-1]) / 1000)
 
+    def local_table(self) -> EventTable:
+        """The user events as a table in this process (ValueError when they are on a Dask
+        cluster's workers: only a job on that cluster builds their rows)."""
+        if isinstance(self.table, WorkerEvents):
+            raise ValueError(
+                f"the events of {self.location} are on the Dask workers that read them: "
+                "train with that cluster"
+            )
+        return self.table
+
     def describe(self) -> dict[str, Any]:
         first, last = self.event_range
+        users = (
+            self.table.n_users
+            if isinstance(self.table, WorkerEvents)
+            else len(np.unique(self.table.user))
+        )
         return {
             "kind": self.kind,
             "location": self.location,
@@ -92,7 +154,7 @@ class EventSource:
             "until": self.until,
             "rows_since": self.rows_since,
             "events": len(self.table),
-            "users": len(set(self.table.user.tolist())) if len(self.table) else 0,
+            "users": users,
             "first_ts": first,
             "last_ts": last,
             "rejected": self.rejected,
@@ -137,15 +199,20 @@ def from_trace(
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
 ) -> EventSource:
-    """User events (and node boots) of a ``.jsonl`` or ``.parquet`` trace in the range (or
-    window), with ``warmup_hours`` of events before it for the features' history."""
+    """User events (and node boots) of a ``.jsonl`` or ``.parquet`` trace, or of the
+    directory of a partitioned export (``features.partitioned``: every partition read here),
+    in the range (or window), with ``warmup_hours`` of events before it for the features'
+    history."""
     from features.transfer import trace_format
 
-    if trace_format(path) == "parquet":
-        table, nodes = _read_parquet(path)
+    kind = "trace"
+    if path.is_dir() or trace_format(path) == "parquet":
+        files = export_files(path) if path.is_dir() else [path]
+        kind = "export" if path.is_dir() else kind
+        table, nodes = read_parquet_events(files)
         rejected = 0
         if progress is not None:
-            progress(path.stat().st_size)
+            progress(sum(file.stat().st_size for file in files))
     else:
         table, nodes, rejected = _read_jsonl(path, now=now, limits=limits, progress=progress)
     latest = float(table.ts_ms[-1]) / 1000 if len(table) else None
@@ -155,7 +222,7 @@ def from_trace(
     high = math.inf if until is None else until
     return EventSource(
         within(table, read_since, until),
-        "trace",
+        kind,
         str(path),
         read_since,
         until,
@@ -260,12 +327,26 @@ def _read_jsonl(
     return EventTable.from_events(events), nodes, rejected
 
 
-def _read_parquet(path: Path) -> tuple[EventTable, list[NodeStatusChanged]]:
+def export_files(directory: Path) -> list[Path]:
+    """Every part file of a partitioned export: its user partitions' and its node events',
+    each checked against the manifest (``features.partitioned.IncompleteExport``)."""
+    from features.partitioned import node_files, partition_files, read_manifest
+
+    partitions = read_manifest(directory).partitions
+    files = [path for k in range(partitions) for path in partition_files(directory, k)]
+    return files + node_files(directory)
+
+
+def read_parquet_events(paths: list[Path]) -> tuple[EventTable, list[NodeStatusChanged]]:
+    """The user events (a table) and the node events of Parquet traces with the same
+    columns (one trace, or the parts of an export: a user's events in one file keep their
+    order)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    flat = pq.read_table(path, columns=["ts", "channel", "user_id", "node_id", "status"])
+    columns = ["ts", "channel", "user_id", "node_id", "status"]
+    flat = pa.concat_tables([pq.read_table(path, columns=columns) for path in paths])
     node_rows = flat.filter(pc.equal(flat.column("channel"), NodeStatusChanged.channel.value))
     nodes = [
         NodeStatusChanged(float(row["ts"]), str(row["node_id"]), NodeStatus(row["status"]))

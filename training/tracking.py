@@ -290,7 +290,7 @@ def _log_inputs(
     if source.path is not None:
         location = str(source.path.resolve())
     else:
-        snapshot = write_snapshot(source.table, work / "events.parquet")
+        snapshot = write_snapshot(source.local_table(), work / "events.parquet")
         mlflow.log_artifact(str(snapshot), "data")
         location = f"{artifact_uri.rstrip('/')}/data/events.parquet"
     data_source = _dataset_source(location, tracking_uri)

@@ -43,9 +43,10 @@ TraceOption = Annotated[
     typer.Option(
         "--trace",
         exists=True,
-        dir_okay=False,
         readable=True,
-        help="Read events from this trace file (.jsonl or .parquet) instead of the event log.",
+        help="Read events from this trace file (.jsonl or .parquet), or the directory of a "
+        "partitioned export (`events export --partitions`), instead of the event log. With "
+        "--dask, the workers read the export's partitions themselves (at the same path).",
     ),
 ]
 SinceOption = Annotated[
@@ -113,7 +114,9 @@ def train(
         JobProgress("train", names=TRAINING_STAGES) as progress,
         _on_dask(settings, address) as on_dask,
     ):
-        source = _read(settings, trace, parse_time(since), parse_time(until), None, progress)
+        source = _read(
+            settings, trace, parse_time(since), parse_time(until), None, progress, on_dask
+        )
         chosen = _horizon(settings, horizon, source)
         trained = train_and_register(
             source,
@@ -208,7 +211,7 @@ def promote(
             progress,
         )
         holdout = build_holdout(
-            source.table,
+            source.local_table(),
             candidate,
             rows_since=source.rows_since,
             progress=lambda d, t: progress("holdout", d, t),
@@ -313,7 +316,7 @@ def retrain(
         JobProgress("retrain", names=TRAINING_STAGES) as progress,
         _on_dask(settings, address) as on_dask,
     ):
-        source = _read(settings, trace, None, None, window, progress)
+        source = _read(settings, trace, None, None, window, progress, on_dask)
         chosen = _horizon(settings, horizon, source)
         outcome = run_retrain(
             source,
@@ -355,17 +358,36 @@ def _read(
     until: float | None,
     window_hours: float | None,
     progress: JobProgress,
+    on_dask: DaskTraining | None = None,
 ) -> EventSource:
-    from training.sources import NoEvents, from_log, from_trace
+    from features.partitioned import IncompleteExport
+    from training.sources import NoEvents, export_files, from_log, from_trace
 
-    if trace is not None:
+    if trace is not None and trace.is_dir() and on_dask is not None:
+        from training.export_on_workers import from_export
+
+        source = from_export(
+            on_dask.client,
+            trace,
+            since=since,
+            until=until,
+            window_hours=window_hours,
+            warmup_hours=settings.warm_history_hours,
+            progress=lambda done, total: progress("read_partitions", done, total),
+        )
+        console.print(f"the Dask workers read {trace} themselves", highlight=False, soft_wrap=True)
+    elif trace is not None:
         from features.transfer import UnsupportedFormat, trace_format
 
         try:
-            trace_format(trace)
-        except UnsupportedFormat as e:
+            if trace.is_dir():
+                files = export_files(trace)
+            else:
+                trace_format(trace)
+                files = [trace]
+        except (UnsupportedFormat, IncompleteExport) as e:
             raise typer.BadParameter(str(e), param_hint="--trace") from e
-        total = trace.stat().st_size
+        total = sum(file.stat().st_size for file in files)
         progress("read", 0, total)
         source = from_trace(
             trace,
@@ -445,10 +467,7 @@ def _on_dask(settings: Settings, address: DaskAddress | None) -> Iterator[DaskTr
     console.print(f"connecting to Dask at {address}", highlight=False)
     with dask_client(address, timeout_s=settings.dask_timeout_s) as client:
         workers = worker_count(client)
-        console.print(
-            f"Dask at {address}: {workers} worker(s), the rows in {workers} user partition(s)",
-            highlight=False,
-        )
+        console.print(f"Dask at {address}: {workers} worker(s)", highlight=False)
         yield DaskTraining(client, workers)
 
 

@@ -35,6 +35,7 @@ Figures = Callable[[float, float], str]
 
 TRAINING_STAGES: Final[dict[str, str]] = {
     "read": "read events",
+    "read_partitions": "read events (export partitions, on the Dask workers)",
     "features": "features (rows)",
     "partitions": "features (user partitions, on Dask)",
     "lightgbm": "LightGBM (trees)",

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from features.partitioned import write_partitioned
 from features.table import EventTable
 from features.trace import write_jsonl
 from models.model_scorer import ModelScorer
@@ -79,6 +80,24 @@ def test_a_version_trained_on_dask_is_one_the_service_loads(
     assert scorer.model_version == "2"
     scores = scorer.score(rows.X[:500])
     assert scores.from_model.all() and np.all((scores.probability > 0) & (scores.probability < 1))
+
+
+@pytest.mark.slow
+def test_the_workers_read_a_partitioned_export_themselves(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    events = list(generate("seed", hours=3, seed=1))
+    write_partitioned(export, events, 3, since=None, until=None, exported_at=0.0)
+    result = run_cli("train", "--trace", str(export), "--dask", "local:2", env=env, timeout=240)
+    on_workers = last_json(result)
+    assert f"the Dask workers read {export} themselves" in result.stderr
+    assert on_workers["source"]["kind"] == "export"
+    here, said = invoked("train", "--trace", str(export), env=env, code=0)
+    assert "Dask" not in said and here["source"] == on_workers["source"]
+    # The same rows as the events' on one machine: the same data digest.
+    rows = build_dataset(EventTable.from_events(events), DatasetSpec(horizon_s=here["horizon_s"]))
+    assert here["data_digest"] == on_workers["data_digest"] == rows.digest()
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The compose file's ``dask`` profile, run as the processes it declares: its scheduler and
 its workers (the commands of ``docker-compose.yml``, their compose host names and ports
 swapped for loopback ones), and ``provisioner train --dask tcp://…`` against them, as a
-user trains against a cluster of their own. No Docker engine runs here; the compose
-model itself is checked in ``test_compose.py`` where ``docker compose`` runs."""
+user trains against a cluster of their own, from a trace and from a partitioned export
+whose partitions the workers read. No Docker engine runs here; the compose model itself is
+checked in ``test_compose.py`` where ``docker compose`` runs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML (MLflow depends on it) has no stubs here
 
+from features.partitioned import write_partitioned
 from features.table import EventTable
 from features.trace import write_jsonl
 from simulation.workloads import generate
@@ -114,3 +116,11 @@ def test_train_runs_on_the_profile_s_cluster(
     table = EventTable.from_events(generate("seed", hours=3, seed=1))
     rows = build_dataset(table, DatasetSpec(horizon_s=trained["horizon_s"]))
     assert trained["data_digest"] == rows.digest()
+
+    # A partitioned export: the workers (processes of their own) read its partitions.
+    export = tmp_path / "export"
+    events = generate("seed", hours=3, seed=1)
+    write_partitioned(export, events, 3, since=None, until=None, exported_at=0.0)
+    result = run_cli("train", "--trace", str(export), env=env, timeout=240)
+    assert f"the Dask workers read {export} themselves" in result.stderr
+    assert last_json(result)["data_digest"] == rows.digest()

@@ -7,7 +7,7 @@ from features.definitions import FEATURE_NAMES
 from features.events import Event, UserActivity, UserConnect, UserDisconnect
 from features.table import EventTable
 from simulation.workloads import generate
-from training.dataset import DatasetSpec, build_dataset, cutoffs
+from training.dataset import DatasetSpec, build_dataset, cutoffs, quiet_phases
 
 T0 = 1_732_492_800.0
 
@@ -16,6 +16,7 @@ def brute_force_cutoffs(table: EventTable, spec: DatasetSpec) -> set[tuple[int, 
     every, quiet = int(spec.every_s * 1000), int(spec.quiet_after_s * 1000)
     last_grid = (int(table.ts_ms[-1]) - int(spec.horizon_s * 1000)) // every
     rows = set()
+    phases = quiet_phases(table.user_ids, spec.quiet_stride)
     for u in range(table.n_users):
         times = table.ts_ms[table.user == u]
         for g in range(-(-int(times[0]) // every), last_grid + 1):
@@ -23,19 +24,50 @@ def brute_force_cutoffs(table: EventTable, spec: DatasetSpec) -> set[tuple[int, 
             latest = times[times <= t].max()
             if t - latest <= quiet:
                 rows.add((u, t, 1.0))
-            elif (g + (u * 7919) % spec.quiet_stride) % spec.quiet_stride == 0:
+            elif (g + phases[u]) % spec.quiet_stride == 0:
                 rows.add((u, t, float(spec.quiet_stride)))
     return rows
 
 
-def test_cutoffs_match_the_brute_force_grid() -> None:
-    events = list(generate("seed", hours=2, seed=3, users=8))
+@pytest.mark.parametrize("workload", ["seed", "habits"])  # habits: quiet rows too
+def test_cutoffs_match_the_brute_force_grid(workload: str) -> None:
+    events = list(generate(workload, hours=6, seed=3, users=8))
     table = EventTable.from_events(events)
     spec = DatasetSpec(every_s=10, quiet_after_s=120, quiet_stride=4)
     users, t_ms, weights = cutoffs(table, spec)
     got = set(zip(users.tolist(), t_ms.tolist(), weights.tolist(), strict=True))
     assert len(got) == len(users)  # no duplicates
     assert got == brute_force_cutoffs(table, spec)
+    assert (workload == "habits") == bool((weights == spec.quiet_stride).any())
+
+
+def test_a_user_s_rows_depend_on_its_events_alone() -> None:
+    table = EventTable.from_events(generate("habits", hours=24, seed=4, users=40))
+    spec = DatasetSpec(every_s=30, quiet_after_s=600, quiet_stride=10)
+    whole = build_dataset(table, spec)
+    assert (whole.w == spec.quiet_stride).sum() > 100
+    end = int(table.ts_ms[-1])
+    for code in (0, 17, 39):
+        alone = EventTable.from_codes(
+            table.ts_ms[table.user == code] / 1000,
+            table.kind[table.user == code],
+            np.zeros(int((table.user == code).sum())),
+            [table.user_ids[code]],
+        )
+        rows = build_dataset(alone, spec, last_event_ms=end)
+        mine = whole.user == code
+        np.testing.assert_array_equal(rows.t_ms, whole.t_ms[mine])
+        np.testing.assert_array_equal(rows.w, whole.w[mine])
+        np.testing.assert_array_equal(rows.X, whole.X[mine])
+
+
+def test_a_table_numbers_its_users_in_their_ids_order() -> None:
+    events = list(generate("seed", hours=1, seed=1, users=12))
+    forward, backward = EventTable.from_events(events), EventTable.from_events(events[::-1])
+    assert forward.user_ids == tuple(sorted(forward.user_ids)) == backward.user_ids
+    np.testing.assert_array_equal(np.sort(forward.user), np.sort(backward.user))
+    same = [forward.user_ids[u] for u in forward.user]
+    assert same == [e.user_id for e in sorted(events, key=lambda e: e.ts)]
 
 
 def test_labels_and_rows_on_a_hand_made_trace() -> None:

@@ -33,14 +33,14 @@ def test_a_trace_window_ends_at_its_last_event(tmp_path: Path) -> None:
     write_jsonl(path, generate("seed", hours=3, seed=1))
     (path.parent / "bad.jsonl").write_text(path.read_text() + "not json\n")
     whole = from_trace(path, now=DEFAULT_START + 10 * HOUR)
-    np.testing.assert_array_equal(whole.table.ts_ms, seed_table().ts_ms)
+    np.testing.assert_array_equal(whole.local_table().ts_ms, seed_table().ts_ms)
     last = whole.event_range[1]
     recent = from_trace(path, window_hours=1.0, now=DEFAULT_START + 10 * HOUR)
     assert recent.event_range[0] >= last - HOUR and recent.event_range[1] == last
-    assert recent.table.n_users <= whole.table.n_users
-    assert set(recent.table.user.tolist()) == set(range(recent.table.n_users))
+    assert recent.local_table().n_users <= whole.local_table().n_users
+    assert set(recent.local_table().user.tolist()) == set(range(recent.local_table().n_users))
     bad = from_trace(path.parent / "bad.jsonl", now=DEFAULT_START + 10 * HOUR)
-    assert bad.rejected == 1 and len(bad.table) == len(whole.table)
+    assert bad.rejected == 1 and len(bad.local_table()) == len(whole.local_table())
 
 
 def test_progress_reports_every_byte(tmp_path: Path) -> None:
@@ -54,8 +54,8 @@ def test_progress_reports_every_byte(tmp_path: Path) -> None:
 def test_a_snapshot_reads_back_as_the_same_table(tmp_path: Path) -> None:
     snapshot = write_snapshot(seed_table(), tmp_path / "events.parquet")
     again = from_trace(snapshot, now=0.0)
-    np.testing.assert_array_equal(again.table.ts_ms, seed_table().ts_ms)
-    np.testing.assert_array_equal(again.table.kind, seed_table().kind)
+    np.testing.assert_array_equal(again.local_table().ts_ms, seed_table().ts_ms)
+    np.testing.assert_array_equal(again.local_table().kind, seed_table().kind)
 
 
 def test_the_log_window_ends_at_its_latest_event(
@@ -67,12 +67,12 @@ def test_the_log_window_ends_at_its_latest_event(
     log.append_many(events)
     assert latest_event_time(log) == pytest.approx(events[-1].ts)
     whole = from_log(log)
-    assert len(whole.table) == len(events) and whole.kind == "log"
+    assert len(whole.local_table()) == len(events) and whole.kind == "log"
     recent = from_log(log, window_hours=0.5)
     assert recent.since == pytest.approx(events[-1].ts - 0.5 * HOUR)
     assert recent.event_range[0] >= events[-1].ts - 0.5 * HOUR
     assert recent.since is not None
-    assert len(recent.table) == sum(e.ts >= recent.since for e in events)
+    assert len(recent.local_table()) == sum(e.ts >= recent.since for e in events)
     ranged = from_log(log, since=DEFAULT_START + HOUR, until=DEFAULT_START + 1.5 * HOUR)
     assert ranged.event_range[0] >= DEFAULT_START + HOUR
     assert ranged.event_range[1] < DEFAULT_START + 1.5 * HOUR
@@ -87,7 +87,7 @@ def test_the_log_s_node_boots_in_the_range_come_with_its_user_events(
     log.append_many(merged(users, nodes.events))
 
     whole = from_log(log)
-    assert len(whole.table) == len(users)  # node events make no user rows
+    assert len(whole.local_table()) == len(users)  # node events make no user rows
     assert whole.boots == tuple(nodes.boots)  # the fleet's boots, terminated nodes left out
     assert len(whole.boots) == 60 and whole.describe()["boots"] == 60  # every other: gone
 
@@ -135,8 +135,8 @@ def test_a_warm_up_reads_the_history_before_the_window_and_rows_start_at_it(
 
     # The rows are the window's; the features of the same rows have more history.
     spec = DatasetSpec()
-    rows = build_dataset(warm.table, spec, rows_since=warm.rows_since)
-    alone = build_dataset(cold.table, spec)
+    rows = build_dataset(warm.local_table(), spec, rows_since=warm.rows_since)
+    alone = build_dataset(cold.local_table(), spec)
     assert len(rows) and rows.t_ms.min() >= round((last - HOUR) * 1000)
     assert rows.t_ms.min() >= alone.t_ms.min() - round(spec.every_s * 1000)
     sessions = FEATURE_NAMES.index("n_sessions")

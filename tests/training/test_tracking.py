@@ -100,7 +100,7 @@ def test_the_log_is_snapshot_as_parquet(tracking: TrackingConfig, tmp_path: Path
     source = EventSource(seed_table(), "log", "pp:events", since=None, until=None)
     logged = log_training(trained(), seed_dataset(), source, tracking)
     snapshot = local(logged.artifact_uri) / "data" / "events.parquet"
-    again = from_trace(snapshot, now=0.0).table
+    again = from_trace(snapshot, now=0.0).local_table()
     np.testing.assert_array_equal(again.ts_ms, seed_table().ts_ms)
     np.testing.assert_array_equal(again.kind, seed_table().kind)
     assert [again.user_ids[u] for u in again.user] == [
