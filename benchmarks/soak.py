@@ -191,6 +191,35 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+REGIONS: Final = ("brk_heap_mb", "anon_mb", "file_mb")
+"""Where a process's resident memory lies (:func:`resident_by_region`)."""
+
+
+def resident_by_region(pid: int) -> dict[str, float]:
+    """Resident MB of a process by kind of mapping (Linux ``/proc/PID/smaps``): the main
+    allocator heap (``[heap]``, grown by brk), anonymous mappings (other allocator arenas,
+    blocks mapped on their own, native libraries' buffers, thread stacks) and file-backed
+    ones (code, shared libraries); whichever grows says where to look."""
+    totals = dict.fromkeys(REGIONS, 0.0)
+    region = "anon_mb"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if not head:
+            continue
+        if "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
+            name = head[5] if len(head) > 5 else ""
+            region = (
+                "brk_heap_mb"
+                if name == "[heap]"
+                else "anon_mb"
+                if not name or name.startswith("[")
+                else "file_mb"
+            )
+        elif head[0] == "Rss:":
+            totals[region] += int(head[1]) / 1024
+    return totals
+
+
 def metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
@@ -226,6 +255,10 @@ class Sample:
     ticks: float = 0.0
     users_tracked: float = 0.0
     forgotten: float = 0.0
+    brk_heap_mb: float = 0.0
+    anon_mb: float = 0.0
+    file_mb: float = 0.0
+    """The resident memory by region (:func:`resident_by_region`)."""
 
 
 @dataclass
@@ -493,6 +526,7 @@ def run_samples(
                     ticks=metric(text, "provisioner_scoring_seconds_count"),
                     users_tracked=metric(text, "provisioner_users_tracked"),
                     forgotten=metric(text, "provisioner_users_forgotten"),
+                    **resident_by_region(pid),
                 )
             )
             last = samples[-1]
@@ -727,6 +761,9 @@ SAMPLE_ROW: Final = {
     "cpu_s": 2,
     "scoring_s": 3,
     "ticks": 0,
+    "brk_heap_mb": 2,
+    "anon_mb": 2,
+    "file_mb": 2,
 }
 """The fields of a sample the long report keeps, with their decimals (0: a whole number)."""
 
@@ -741,13 +778,20 @@ def sample_row(sample: Sample, t0: float) -> dict[str, float]:
 
 
 def sample_from_row(row: dict[str, float]) -> Sample:
-    """A kept sample back (``forgotten`` may be missing from older reports); what the row
-    does not keep is 0."""
+    """A kept sample back (``forgotten`` and the regions may be missing from older
+    reports); what the row does not keep is 0."""
     kept = {name: row.get(name, 0) for name in SAMPLE_ROW}
     return Sample(**kept, dead=0.0, stream=0, nodes_live=0, ready=0)  # type: ignore[arg-type]
 
 
-STOCKS: Final = ("rss_mb", "heap_blocks", "state_bytes", "redis_used_mb", "users_tracked")
+STOCKS: Final = (
+    "rss_mb",
+    *REGIONS,
+    "heap_blocks",
+    "state_bytes",
+    "redis_used_mb",
+    "users_tracked",
+)
 """The figures that are levels (not rates): what must not grow with uptime."""
 
 
@@ -809,6 +853,7 @@ def trends(second: list[Sample]) -> dict[str, Any]:
     pairs = list(itertools.pairwise(second))
     figures: dict[str, list[tuple[float, float]]] = {
         "rss_mb": [(s.t, s.rss_mb) for s in second],
+        **{region: [(s.t, getattr(s, region)) for s in second] for region in REGIONS},
         "heap_blocks": [(s.t, s.heap_blocks) for s in second],
         "state_bytes": [(s.t, float(s.state_bytes)) for s in second],
         "redis_used_mb": [(s.t, s.redis_used_mb) for s in second],
@@ -834,6 +879,7 @@ def window_row(a: Sample, b: Sample, t0: float) -> dict[str, Any]:
     return {
         "minute": round((b.t - t0) / 60, 1),
         "rss_mb": round(b.rss_mb, 1),
+        **{region: round(getattr(b, region), 1) for region in REGIONS},
         "heap_blocks": int(b.heap_blocks),
         "state_bytes": b.state_bytes,
         "redis_used_mb": round(b.redis_used_mb, 2),

@@ -1,4 +1,5 @@
-"""The long soak's fits on samples of known shape: a weekly cycle is no growth, growth is."""
+"""The long soak's fits on samples of known shape (a weekly cycle is no growth, growth is),
+and its reading of a real process's resident memory by region."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from benchmarks.soak import (
     Sample,
     labelled,
     refit,
+    resident_by_region,
+    rss_mb,
     sample_from_row,
     sample_row,
     trend,
@@ -131,3 +134,29 @@ def test_reconcile_actions_are_read_per_action_from_metrics() -> None:
     reconciled.labels(action="forget").inc()
     text = generate_latest(registry).decode()
     assert labelled(text, "provisioner_reconciled_total", "action") == {"ready": 3, "forget": 1}
+
+
+def test_resident_memory_is_told_by_region() -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, numpy as np; a = np.ones(100 * 2**20 // 8); print('held', flush=True);"
+            " sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        regions, total = resident_by_region(child.pid), rss_mb(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert regions["anon_mb"] >= 100  # numpy's 100 MiB, a mapping of its own
+    assert regions["file_mb"] > 1  # the interpreter's and numpy's code
+    assert sum(regions.values()) == pytest.approx(total, rel=0.02)
