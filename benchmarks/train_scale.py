@@ -5,7 +5,10 @@ For each ``--events`` count, generates a week of the habits workload with enough
 user runs, ``provisioner train --trace TRACE`` with ``--dask ADDRESS`` for each of
 ``--paths`` other than ``single``, as a child process with a home (and MLflow store) of its
 own. It reads the trace, builds the dataset, trains, calibrates, evaluates, logs the run and
-registers the version. A sampler reads the resident memory of the command's process and of
+registers the version. A path ``ADDRESS@export`` trains from a partitioned export of the
+same events instead (``events export --partitions``, written once, not timed; in
+``--export-partitions`` partitions), whose partitions the Dask workers read themselves: the
+driver reads none of the events. A sampler reads the resident memory of the command's process and of
 every process it starts (the Dask workers) every ``--sample-s``, so a peak is the largest
 sample (a spike between two samples is missed). Per path and count: wall time, the peak of
 each process (``driver``: the command; ``workers``: its child processes), their sum (an upper
@@ -19,7 +22,7 @@ event count the path trains on this machine, by that line (an extrapolation beyo
 largest count run; the JSON says which counts it rests on).
 
     .venv/bin/python benchmarks/train_scale.py [--events 1000000,3000000,10000000]
-        [--paths single,local:2] [--json out.json]
+        [--paths single,local:2,local:2@export] [--json out.json]
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ import psutil
 
 from benchmarks.common import emit
 from benchmarks.dataset import EVENTS_PER_USER_WEEK
-from features.trace import write_parquet
+from features.partitioned import read_manifest, write_partitioned
+from features.trace import read_parquet, write_parquet
 from simulation.workloads import generate
 
 SINGLE = "single"
+FROM_EXPORT = "@export"
 MIB = 1024 * 1024
 
 
@@ -122,11 +127,24 @@ def trace_for(events: int, hours: float, seed: int, folder: Path) -> tuple[Path,
     return path, users, int(count_file.read_text())
 
 
+def export_of(trace: Path, partitions: int) -> Path:
+    """A partitioned export of the events of ``trace`` (kept beside it and reused)."""
+    directory = trace.with_name(f"{trace.stem}-export{partitions}")
+    if not directory.exists():
+        print(f"exporting {trace} in {partitions} partitions -> {directory}", file=sys.stderr)
+        write_partitioned(
+            directory, read_parquet(trace), partitions, since=None, until=None, exported_at=0.0
+        )
+    read_manifest(directory)  # a complete export
+    return directory
+
+
 def run_path(path: str, trace: Path, home: Path, sample_s: float) -> dict[str, Any]:
-    """``provisioner train --trace`` on ``path`` (single, or a Dask address), measured."""
+    """``provisioner train --trace`` of ``trace`` (a file, or an export's directory) on
+    ``path`` (single, or a Dask address, which may end in ``@export``), measured."""
     command = [sys.executable, "-m", "provisioner", "train", "--trace", str(trace)]
     if path != SINGLE:
-        command += ["--dask", path]
+        command += ["--dask", path.removesuffix(FROM_EXPORT)]
     env = {
         k: v
         for k, v in os.environ.items()
@@ -178,7 +196,12 @@ def largest_within(points: list[tuple[int, float]], limit_mb: float) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", default="1000000,3000000,10000000", help="comma-separated")
-    parser.add_argument("--paths", default=f"{SINGLE},local:2", help="single or Dask addresses")
+    parser.add_argument(
+        "--paths",
+        default=f"{SINGLE},local:2",
+        help=f"single or Dask addresses; an address ending in {FROM_EXPORT}: from an export",
+    )
+    parser.add_argument("--export-partitions", type=int, default=2, help="of the @export paths")
     parser.add_argument("--hours", type=float, default=168.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sample-s", type=float, default=0.2, help="memory sampling interval")
@@ -193,6 +216,8 @@ def main() -> None:
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     if not paths or min(counts) < 1:
         parser.error("--paths must name a path and every --events count must be 1 or more")
+    if SINGLE + FROM_EXPORT in paths:
+        parser.error(f"{FROM_EXPORT} is for Dask addresses: one process reads the trace")
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="train-scale-") as tmp:
         traces = args.traces or Path(tmp)
@@ -201,7 +226,10 @@ def main() -> None:
             trace, users, events = trace_for(count, args.hours, args.seed, traces)
             for path in paths:
                 home = Path(tmp) / f"home-{events}-{len(runs)}"
-                run = run_path(path, trace, home, args.sample_s)
+                source = trace
+                if path.endswith(FROM_EXPORT):
+                    source = export_of(trace, args.export_partitions)
+                run = run_path(path, source, home, args.sample_s)
                 runs.append({"events": events, "users": users, **run})
                 print(
                     f"{events} events on {path}: {run['wall_s']} s, "
@@ -216,6 +244,7 @@ def main() -> None:
             "hours": args.hours,
             "seed": args.seed,
             "sample_s": args.sample_s,
+            "export_partitions": args.export_partitions,
             "cpus": os.cpu_count(),
             "memory_gib": args.memory_gib,
             "runs": runs,

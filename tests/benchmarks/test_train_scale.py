@@ -1,15 +1,20 @@
 """``benchmarks/train_scale.py``'s measuring parts: the peak memory of a process tree, seen
-by sampling real processes, and the line through the measured peaks."""
+by sampling real processes, the line through the measured peaks, and the export its
+``@export`` paths train from."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
 
-from benchmarks.train_scale import PeakSampler, largest_within
+from benchmarks.train_scale import PeakSampler, export_of, largest_within
+from features.partitioned import read_manifest, read_partitioned
+from features.trace import read_parquet, write_parquet
+from simulation.workloads import generate
 
 HOLD_MB = 200
 CHILD = f"""
@@ -59,3 +64,16 @@ def test_the_largest_count_is_where_the_line_of_the_peaks_meets_the_memory() -> 
     assert got["events"] == pytest.approx((24 * 1024 - 400) / 900e-6, rel=1e-6)
     assert got["extrapolated"] and got["from_events"] == [1_000_000, 3_000_000, 10_000_000]
     assert largest_within(points[:1], 24 * 1024)["events"] is None  # one count: no line
+
+
+def test_an_export_of_the_trace_holds_its_events_and_is_reused(tmp_path: Path) -> None:
+    trace = tmp_path / "habits.parquet"
+    written = write_parquet(trace, generate("habits", hours=6, seed=1, users=20))
+    export = export_of(trace, 3)
+    manifest = read_manifest(export)
+    assert manifest.partitions == 3 and manifest.rows == written
+    assert sorted(e.ts for e in read_partitioned(export)) == sorted(
+        e.ts for e in read_parquet(trace)
+    )
+    made = (export / "_manifest.json").stat().st_mtime_ns
+    assert export_of(trace, 3) == export and (export / "_manifest.json").stat().st_mtime_ns == made
