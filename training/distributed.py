@@ -165,7 +165,7 @@ class DaskTraining:
             on_workers = list(events.parts)
             part_users = [s.user_ids for s in events.summaries]
             user_ids, event_range = events.user_ids, events.event_range
-            last_event_ms = round(event_range[1] * 1000)
+            last_event_ms = events.last_ms
         else:
             split = user_partitions(events, self.partitions)
             part_users = [part.user_ids for part in split]

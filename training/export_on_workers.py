@@ -16,22 +16,18 @@ ids, so the rows are those built from the same events on one machine.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.boot_times import boot_durations
-from features.events import NodeStatusChanged
 from features.partitioned import partition_files, read_manifest, read_nodes
 from features.table import EventTable
 from training.sources import (
     EventSource,
     PartSummary,
+    ReadRange,
     WorkerEvents,
     read_parquet_events,
-    window_bounds,
-    with_warmup,
     within,
 )
 
@@ -91,31 +87,15 @@ def from_export(
     report(0, len(read))
     for done, _ in enumerate(as_completed(read), start=1):
         report(done, len(read))
-    whole = _summaries(client, read)
-    latest = max((s.last_ms for s in whole if s.events), default=None)
-    rows_since, until = window_bounds(
-        since, until, window_hours, None if latest is None else latest / 1000
-    )
-    read_since = with_warmup(rows_since, warmup_hours)
-    parts = read
-    summaries = whole
-    if read_since is not None or until is not None:
-        parts = [client.submit(part_in_range, part, read_since, until) for part in read]
-        summaries = _summaries(client, parts)
-    low = -math.inf if rows_since is None else rows_since
-    high = math.inf if until is None else until
-    nodes = (e for e in read_nodes(directory) if isinstance(e, NodeStatusChanged))
-    return EventSource(
-        WorkerEvents(tuple(parts), tuple(summaries)),
-        "export",
-        str(directory),
-        read_since,
-        until,
-        boots=tuple(boot_durations(e for e in nodes if low <= e.ts < high)),
-        rows_since=rows_since if read_since != rows_since else None,
-    )
+    events = WorkerEvents(tuple(read), _summaries(client, read))
+    latest = events.last_ms / 1000 if len(events) else None
+    span = ReadRange.of(since, until, window_hours, warmup_hours, latest)
+    if span.read_since is not None or span.until is not None:
+        parts = [client.submit(part_in_range, p, span.read_since, span.until) for p in read]
+        events = WorkerEvents(tuple(parts), _summaries(client, parts))
+    return span.source(events, "export", str(directory), read_nodes(directory))
 
 
-def _summaries(client: Client, parts: list[Future]) -> list[PartSummary]:
+def _summaries(client: Client, parts: list[Future]) -> tuple[PartSummary, ...]:
     summaries: list[PartSummary] = client.gather([client.submit(summarize, p) for p in parts])
-    return summaries
+    return tuple(summaries)

@@ -20,7 +20,7 @@ shows as drift (``service.model_health``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -87,12 +87,17 @@ class WorkerEvents:
         return tuple(sorted(u for s in self.summaries for u in s.user_ids))
 
     @property
+    def last_ms(self) -> int:
+        """The last user-event time (ms); 0 when empty."""
+        return max((s.last_ms for s in self.summaries if s.events), default=0)
+
+    @property
     def event_range(self) -> tuple[float, float]:
         """First and last user-event time (unix s); (0, 0) when empty."""
-        held = [s for s in self.summaries if s.events]
-        if not held:
+        if not len(self):
             return (0.0, 0.0)
-        return (min(s.first_ms for s in held) / 1000, max(s.last_ms for s in held) / 1000)
+        first = min(s.first_ms for s in self.summaries if s.events)
+        return (first / 1000, self.last_ms / 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +193,54 @@ def window_bounds(
     return end - window_hours * 3600.0, until
 
 
+@dataclass(frozen=True, slots=True)
+class ReadRange:
+    """What a job reads of a source: its events from ``read_since`` (a warm-up's start)
+    until ``until``, its rows from ``rows_since``."""
+
+    read_since: float | None
+    rows_since: float | None
+    until: float | None
+
+    @classmethod
+    def of(
+        cls,
+        since: float | None,
+        until: float | None,
+        window_hours: float | None,
+        warmup_hours: float,
+        latest: float | None,
+    ) -> ReadRange:
+        """The range (or the window up to ``until`` or ``latest``, the newest event's time)
+        with ``warmup_hours`` of warm-up before it."""
+        rows_since, until = window_bounds(since, until, window_hours, latest)
+        return cls(with_warmup(rows_since, warmup_hours), rows_since, until)
+
+    def source(
+        self,
+        events: EventTable | WorkerEvents,
+        kind: str,
+        location: str,
+        nodes: Iterable[Event],
+        *,
+        rejected: int = 0,
+    ) -> EventSource:
+        """The source of ``events`` read in this range, with the boots of the node events
+        among ``nodes`` in the rows' range."""
+        low = -math.inf if self.rows_since is None else self.rows_since
+        high = math.inf if self.until is None else self.until
+        return EventSource(
+            events,
+            kind,
+            location,
+            self.read_since,
+            self.until,
+            rejected=rejected,
+            boots=tuple(boot_durations(e for e in nodes if low <= e.ts < high)),
+            rows_since=self.rows_since if self.read_since != self.rows_since else None,
+        )
+
+
 def from_trace(
     path: Path,
     *,
@@ -205,31 +258,18 @@ def from_trace(
     history."""
     from features.transfer import trace_format
 
-    kind = "trace"
-    if path.is_dir() or trace_format(path) == "parquet":
-        files = export_files(path) if path.is_dir() else [path]
-        kind = "export" if path.is_dir() else kind
+    kind, rejected = ("export" if path.is_dir() else "trace"), 0
+    if kind == "export" or trace_format(path) == "parquet":
+        files = export_files(path) if kind == "export" else [path]
         table, nodes = read_parquet_events(files)
-        rejected = 0
         if progress is not None:
             progress(sum(file.stat().st_size for file in files))
     else:
         table, nodes, rejected = _read_jsonl(path, now=now, limits=limits, progress=progress)
     latest = float(table.ts_ms[-1]) / 1000 if len(table) else None
-    rows_since, until = window_bounds(since, until, window_hours, latest)
-    read_since = with_warmup(rows_since, warmup_hours)
-    low = -math.inf if rows_since is None else rows_since
-    high = math.inf if until is None else until
-    return EventSource(
-        within(table, read_since, until),
-        kind,
-        str(path),
-        read_since,
-        until,
-        rejected=rejected,
-        boots=tuple(boot_durations(e for e in nodes if low <= e.ts < high)),
-        rows_since=rows_since if read_since != rows_since else None,
-    )
+    read = ReadRange.of(since, until, window_hours, warmup_hours, latest)
+    events = within(table, read.read_since, read.until)
+    return read.source(events, kind, str(path), nodes, rejected=rejected)
 
 
 def from_log(
@@ -243,26 +283,16 @@ def from_log(
 ) -> EventSource:
     """User events (and node boots) of the event log in the range (or the window up to its
     latest event), with ``warmup_hours`` of events before it for the features' history."""
-    rows_since, until = window_bounds(since, until, window_hours, latest_event_time(log))
-    read_since = with_warmup(rows_since, warmup_hours)
+    read = ReadRange.of(since, until, window_hours, warmup_hours, latest_event_time(log))
     events: list[Event] = []
     rejected = 0
-    for batch in log.read(read_since, until):
+    for batch in log.read(read.read_since, read.until):
         events.extend(batch.events)
         rejected += len(batch.rejected)
         if progress is not None:
             progress(len(batch.events) + len(batch.rejected))
-    low = -math.inf if rows_since is None else rows_since
-    return EventSource(
-        EventTable.from_events(events),
-        "log",
-        log.keys.stream,
-        read_since,
-        until,
-        rejected=rejected,
-        boots=tuple(boot_durations(e for e in events if e.ts >= low)),
-        rows_since=rows_since if read_since != rows_since else None,
-    )
+    table = EventTable.from_events(events)
+    return read.source(table, "log", log.keys.stream, events, rejected=rejected)
 
 
 def latest_event_time(log: EventLog) -> float | None:
