@@ -9,6 +9,10 @@ accelerated clock, and every ``--every-s`` seconds collects garbage and records 
 tracemalloc traces, the process' resident memory (``/proc/self/statm``), the Python heap's
 blocks (``sys.getallocatedblocks``) and the arenas of Python's allocator that hold them,
 tracemalloc's own memory and the users the engine holds.
+``--no-collect`` leaves the collections to the collector's own schedule, as in ``provisioner
+serve`` (a full one runs only when enough objects have lived through the younger ones);
+``--census`` counts, by type, what each sample's full collection finds unreachable (objects
+in reference cycles, which only a collection frees) and the numpy buffers those held.
 A snapshot is taken at the first sample after warm-up (``--warm-fraction``) and at the end;
 the JSON lists the allocation sites that grew most between them, by line and by traceback
 (``--frames`` frames each), and the least-squares slope of each figure after warm-up, per
@@ -45,9 +49,11 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections import Counter
 from typing import Any
 
 import httpx
+import numpy as np
 import redis
 import uvicorn
 
@@ -152,6 +158,7 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
     tracing = args.frames > 0
     warm_s = args.warm_fraction * args.minutes * 60
     samples: list[dict[str, float]] = []
+    census: Counter[str] | None = Counter() if args.census else None
     appended = 0
     port = free_port()
     predicts = Predicts(f"http://127.0.0.1:{port}", ids, args.rps)
@@ -190,7 +197,9 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
                 if time.monotonic() >= next_sample:
                     text = (await http.get("/metrics")).text
                     t = round(time.monotonic() - started, 1)
-                    samples.append(record(t, args.speed, text, appended))
+                    samples.append(
+                        record(t, args.speed, text, appended, collect=args.collect, census=census)
+                    )
                     if tracing and t >= warm_s and not (dumps / "warm").exists():
                         take_snapshot(dumps / "warm")
                     next_sample += args.every_s
@@ -222,6 +231,8 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
         "minutes": args.minutes,
         "speed": args.speed,
         "frames": args.frames,
+        "collect": args.collect,
+        "garbage_by_type": None if census is None else dict(census.most_common(args.top * 4)),
         "malloc_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")},
         "events_appended": appended,
         "predict": predicts.summary(),
@@ -236,6 +247,8 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
                 "heap_blocks",
                 "pymalloc_arenas",
                 "users_tracked",
+                "gc_full_collections",
+                "garbage_numpy_mb",
             )
             if warm and name in warm[0]
         },
@@ -243,12 +256,47 @@ async def run(args: argparse.Namespace, home: Path, url: str, dumps: Path) -> di
     }
 
 
-def record(t: float, speed: float, metrics: str, events: int) -> dict[str, float]:
-    """One sample, after a full garbage collection; printed on stderr too."""
-    gc.collect()
+def collect_garbage(census: Counter[str] | None) -> dict[str, float]:
+    """A full garbage collection; with a ``census``, what it found unreachable (objects in
+    reference cycles), counted by type into it, and the numpy buffers those held."""
+    if census is None:
+        gc.collect()
+        return {}
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        found = list(gc.garbage)
+        gc.garbage.clear()
+    finally:
+        gc.set_debug(0)
+    census.update(type(o).__qualname__ for o in found)
+    # numpy arrays are not tracked by the collector: they are the referents of what it found.
+    arrays = {
+        id(a): a
+        for o in found
+        for a in gc.get_referents(o)
+        if isinstance(a, np.ndarray) and a.base is None
+    }
+    held = sum(a.nbytes for a in arrays.values())
+    counted = {"garbage_objects": len(found), "garbage_numpy_mb": round(held / 1e6, 3)}
+    del found, arrays
+    gc.collect()  # the debug flag kept them alive: now they go
+    return counted
+
+
+def record(
+    t: float, speed: float, metrics: str, events: int, *, collect: bool, census: Counter[str] | None
+) -> dict[str, float]:
+    """One sample, after a full garbage collection unless not ``collect`` (the service then
+    holds what the collector's own schedule has not freed yet); printed on stderr too."""
+    found = collect_garbage(census) if collect else {}
+    full = gc.get_stats()[2]
     sample = {
         "t": t,
         "virtual_h": round(t * speed / 3600, 2),
+        **found,
+        "gc_full_collections": full["collections"],
+        "gc_full_collected": full["collected"],
         "rss_mb": round(rss_mb(), 3),
         "heap_blocks": sys.getallocatedblocks(),
         "pymalloc_arenas": pymalloc_arenas(),
@@ -349,10 +397,25 @@ def main() -> None:
     parser.add_argument(
         "--frames", type=int, default=10, help="tracemalloc frames per trace (0: no tracing)"
     )
+    parser.add_argument(
+        "--collect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a full garbage collection before each sample (--no-collect: only the "
+        "collector's own, as in `provisioner serve`)",
+    )
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="count what each sample's collection finds unreachable, by type, and the numpy "
+        "buffers it held",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     if args.every_s >= args.minutes * 60:
         parser.error("--every-s must be shorter than the run")
+    if args.census and not args.collect:
+        parser.error("--census counts what a collection finds: not with --no-collect")
     if args.frames > 0:
         tracemalloc.start(args.frames)
     with tempfile.TemporaryDirectory(prefix="heap-") as tmp, redis_server() as url:
