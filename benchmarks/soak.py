@@ -255,6 +255,8 @@ class Sample:
     ticks: float = 0.0
     users_tracked: float = 0.0
     forgotten: float = 0.0
+    traced_mb: float = 0.0
+    """What tracemalloc traces in the service (0 without ``--trace-malloc``)."""
     brk_heap_mb: float = 0.0
     anon_mb: float = 0.0
     file_mb: float = 0.0
@@ -385,7 +387,7 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 str(service_port),
                 "--log-level",
                 "warning",
-                env=stack.env(PROVISIONER_NODE_API_URL=api_url),
+                env=stack.env(PROVISIONER_NODE_API_URL=api_url, **trace_malloc(args)),
             )
             wait_until(
                 "the service", lambda: httpx.get(f"{service_url}/readyz").status_code == 200, stack
@@ -520,6 +522,7 @@ def run_samples(
                     ),
                     ready=counts["ready"],
                     heap_blocks=metric(text, "provisioner_python_heap_blocks"),
+                    traced_mb=metric(text, "provisioner_python_traced_bytes") / 2**20,
                     state_bytes=int(state),
                     redis_used_mb=int(memory["used_memory"]) / 2**20,
                     scoring_s=metric(text, "provisioner_scoring_seconds_sum"),
@@ -761,6 +764,7 @@ SAMPLE_ROW: Final = {
     "cpu_s": 2,
     "scoring_s": 3,
     "ticks": 0,
+    "traced_mb": 2,
     "brk_heap_mb": 2,
     "anon_mb": 2,
     "file_mb": 2,
@@ -787,6 +791,7 @@ def sample_from_row(row: dict[str, float]) -> Sample:
 STOCKS: Final = (
     "rss_mb",
     *REGIONS,
+    "traced_mb",
     "heap_blocks",
     "state_bytes",
     "redis_used_mb",
@@ -854,6 +859,7 @@ def trends(second: list[Sample]) -> dict[str, Any]:
     figures: dict[str, list[tuple[float, float]]] = {
         "rss_mb": [(s.t, s.rss_mb) for s in second],
         **{region: [(s.t, getattr(s, region)) for s in second] for region in REGIONS},
+        "traced_mb": [(s.t, s.traced_mb) for s in second],
         "heap_blocks": [(s.t, s.heap_blocks) for s in second],
         "state_bytes": [(s.t, float(s.state_bytes)) for s in second],
         "redis_used_mb": [(s.t, s.redis_used_mb) for s in second],
@@ -880,6 +886,7 @@ def window_row(a: Sample, b: Sample, t0: float) -> dict[str, Any]:
         "minute": round((b.t - t0) / 60, 1),
         "rss_mb": round(b.rss_mb, 1),
         **{region: round(getattr(b, region), 1) for region in REGIONS},
+        "traced_mb": round(b.traced_mb, 1),
         "heap_blocks": int(b.heap_blocks),
         "state_bytes": b.state_bytes,
         "redis_used_mb": round(b.redis_used_mb, 2),
@@ -917,6 +924,13 @@ def trend(points: list[tuple[float, float]]) -> dict[str, Any]:
         "max": round(max(y for _, y in points), 4),
         "residual_sd": round(statistics.pstdev(y - (my + b * (x - mx)) for x, y in hours), 4),
     }
+
+
+def trace_malloc(args: argparse.Namespace) -> dict[str, str]:
+    """The service's environment for ``--trace-malloc N``: tracemalloc from its start, N
+    frames a trace (its ``provisioner_python_traced_bytes`` then says what Python and numpy
+    hold)."""
+    return {"PYTHONTRACEMALLOC": str(args.trace_malloc)} if args.trace_malloc else {}
 
 
 def long_env(args: argparse.Namespace) -> dict[str, str]:
@@ -991,6 +1005,14 @@ def main() -> None:
     )
     parser.add_argument("--retention-hours", type=float, default=48.0)
     parser.add_argument("--window-min", type=float, default=10.0)
+    parser.add_argument(
+        "--trace-malloc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the service under tracemalloc, N frames a trace (slower), and sample what "
+        "it traces (0: not)",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument(
         "--refit",

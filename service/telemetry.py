@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import sys
+import tracemalloc
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -46,6 +47,14 @@ class Telemetry:
             registry=r,
         )
         self.heap_blocks.set_function(sys.getallocatedblocks)
+        self.traced_bytes = Gauge(
+            "provisioner_python_traced_bytes",
+            "Memory Python's allocations hold now, numpy's buffers included, as tracemalloc "
+            "traces them: 0 unless PYTHONTRACEMALLOC=N is set in the environment (it slows "
+            "every allocation; for looking into memory, not for production).",
+            registry=r,
+        )
+        self.traced_bytes.set_function(lambda: tracemalloc.get_traced_memory()[0])
         self.users_tracked = Gauge(
             "provisioner_users_tracked",
             "Users the engine holds (seen, not yet forgotten).",
