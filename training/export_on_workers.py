@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.partitioned import partition_files, read_manifest, read_nodes
+from features.partitioned import IncompleteExport, partition_files, read_manifest, read_nodes
 from features.table import EventTable
 from training.sources import (
     EventSource,
@@ -45,7 +45,7 @@ def read_part(directory: str, partition: int) -> EventTable:
     if not path.is_dir():
         import socket
 
-        raise FileNotFoundError(
+        raise IncompleteExport(
             f"{directory} is not on the Dask worker at {socket.gethostname()}: the export "
             "must be at the same path on every worker (a shared file system)"
         )

@@ -477,6 +477,7 @@ def _errors() -> Iterator[None]:
     from mlflow.exceptions import MlflowException
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    from features.partitioned import IncompleteExport
     from models.registry import RegistryError
     from service.redact import scrub
     from training.cluster import DaskError
@@ -498,6 +499,7 @@ def _errors() -> Iterator[None]:
         MlflowException,
         RedisConnectionError,
         DaskError,
+        IncompleteExport,
     ) as e:
         kind = type(e).__name__
         message = scrub(str(e))  # errors quote the store's URI, credentials included

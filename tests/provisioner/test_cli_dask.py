@@ -84,7 +84,7 @@ def test_a_version_trained_on_dask_is_one_the_service_loads(
 
 @pytest.mark.slow
 def test_the_workers_read_a_partitioned_export_themselves(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], home: Path, tmp_path: Path
 ) -> None:
     export = tmp_path / "export"
     events = list(generate("seed", hours=3, seed=1))
@@ -98,6 +98,12 @@ def test_the_workers_read_a_partitioned_export_themselves(
     # The same rows as the events' on one machine: the same data digest.
     rows = build_dataset(EventTable.from_events(events), DatasetSpec(horizon_s=here["horizon_s"]))
     assert here["data_digest"] == on_workers["data_digest"] == rows.digest()
+
+    # A part file gone since the export: an error, and nothing more registered.
+    (export / "user_partition=2" / "part-00000.parquet").unlink()
+    error, _ = invoked("train", "--trace", str(export), "--dask", "local:2", env=env, code=1)
+    assert error["kind"] == "IncompleteExport" and "user_partition=2 holds 0 rows" in error["error"]
+    assert registry_of(home).latest_version() == "2"
 
 
 @pytest.mark.parametrize(

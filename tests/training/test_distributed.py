@@ -21,7 +21,7 @@ from tests.servers import free_port
 from training.cluster import BadDaskAddress, DaskAddress, DaskUnavailable, dask_client
 from training.dataset import Dataset, DatasetSpec, build_dataset
 from training.distributed import DaskTraining, user_partitions
-from training.export_on_workers import from_export
+from training.export_on_workers import from_export, read_part
 from training.retrain import train_and_register
 from training.sources import EventSource, WorkerEvents, from_trace
 from training.tracking import TrackingConfig
@@ -175,6 +175,11 @@ def test_a_partition_missing_on_the_workers_is_a_clear_error(
 def held_keys(client: Any) -> set[str]:
     held: dict[str, set[str]] = client.run(lambda dask_worker: set(map(str, dask_worker.data)))
     return set().union(*held.values())
+
+
+def test_an_export_not_on_a_worker_says_it_must_be_shared(tmp_path: Path) -> None:
+    with pytest.raises(IncompleteExport, match="same path on every worker"):
+        read_part(str(tmp_path / "elsewhere"), 0)
 
 
 @pytest.mark.slow
