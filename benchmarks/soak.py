@@ -208,13 +208,11 @@ def resident_by_region(pid: int) -> dict[str, float]:
             continue
         if "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
             name = head[5] if len(head) > 5 else ""
-            region = (
-                "brk_heap_mb"
-                if name == "[heap]"
-                else "anon_mb"
-                if not name or name.startswith("[")
-                else "file_mb"
-            )
+            region = "anon_mb"
+            if name == "[heap]":
+                region = "brk_heap_mb"
+            elif name and not name.startswith("["):
+                region = "file_mb"
         elif head[0] == "Rss:":
             totals[region] += int(head[1]) / 1024
     return totals

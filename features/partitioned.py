@@ -211,6 +211,18 @@ def node_files(directory: Path) -> list[Path]:
     return checked_files(directory / NODES, read_manifest(directory).node_rows)
 
 
+def export_files(directory: Path) -> list[Path]:
+    """Every part file of an export, its user partitions' in order, then its node events',
+    each folder checked against the manifest (read once)."""
+    manifest = read_manifest(directory)
+    users = [
+        path
+        for k, rows in enumerate(manifest.user_rows)
+        for path in checked_files(partition_dir(directory, k), rows)
+    ]
+    return users + checked_files(directory / NODES, manifest.node_rows)
+
+
 def read_partition(directory: Path, partition: int) -> Iterator[Event]:
     """The events of user partition ``partition`` of an export, in log order."""
     return _events_of(partition_files(directory, partition))

@@ -48,10 +48,10 @@ def user_partitions(table: EventTable, partitions: int) -> list[EventTable]:
         count=table.n_users,
     )
     of_event = of_user[table.user] if len(table) else np.empty(0, dtype=np.int64)
+    local = np.zeros(table.n_users, dtype=np.int32)  # each user's number in its partition
     parts = []
     for k in range(partitions):
         users = np.flatnonzero(of_user == k)
-        local = np.zeros(table.n_users, dtype=np.int32)
         local[users] = np.arange(len(users), dtype=np.int32)
         mine = of_event == k
         parts.append(

@@ -53,11 +53,6 @@ def read_part(directory: str, partition: int) -> EventTable:
     return table
 
 
-def part_in_range(part: EventTable, since: float | None, until: float | None) -> EventTable:
-    """A partition's events in ``[since, until)`` (a worker's task)."""
-    return within(part, since, until)
-
-
 def summarize(part: EventTable) -> PartSummary:
     """What the driver needs to know of a partition's events (a worker's task)."""
     if not len(part):
@@ -91,7 +86,7 @@ def from_export(
     latest = events.last_ms / 1000 if len(events) else None
     span = ReadRange.of(since, until, window_hours, warmup_hours, latest)
     if span.read_since is not None or span.until is not None:
-        parts = [client.submit(part_in_range, p, span.read_since, span.until) for p in read]
+        parts = [client.submit(within, p, span.read_since, span.until) for p in read]
         events = WorkerEvents(tuple(parts), _summaries(client, parts))
     return span.source(events, "export", str(directory), read_nodes(directory))
 

@@ -256,6 +256,7 @@ def from_trace(
     directory of a partitioned export (``features.partitioned``: every partition read here),
     in the range (or window), with ``warmup_hours`` of events before it for the features'
     history."""
+    from features.partitioned import export_files
     from features.transfer import trace_format
 
     kind, rejected = ("export" if path.is_dir() else "trace"), 0
@@ -355,16 +356,6 @@ def _read_jsonl(
             progress(source.tell() - reported)
     nodes = [e for e in events if isinstance(e, NodeStatusChanged)]
     return EventTable.from_events(events), nodes, rejected
-
-
-def export_files(directory: Path) -> list[Path]:
-    """Every part file of a partitioned export: its user partitions' and its node events',
-    each checked against the manifest (``features.partitioned.IncompleteExport``)."""
-    from features.partitioned import node_files, partition_files, read_manifest
-
-    partitions = read_manifest(directory).partitions
-    files = [path for k in range(partitions) for path in partition_files(directory, k)]
-    return files + node_files(directory)
 
 
 def read_parquet_events(paths: list[Path]) -> tuple[EventTable, list[NodeStatusChanged]]:

@@ -360,8 +360,8 @@ def _read(
     progress: JobProgress,
     on_dask: DaskTraining | None = None,
 ) -> EventSource:
-    from features.partitioned import IncompleteExport
-    from training.sources import NoEvents, export_files, from_log, from_trace
+    from features.partitioned import IncompleteExport, export_files
+    from training.sources import NoEvents, from_log, from_trace
 
     if trace is not None and trace.is_dir() and on_dask is not None:
         from training.export_on_workers import from_export
