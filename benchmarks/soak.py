@@ -32,7 +32,10 @@ virtual week earlier, window against window (the week's cycle of traffic cancels
 sample is in the JSON too, and ``--refit`` makes the fits again from them without a run. It
 also reports what reconcile corrected (``reconciled``). With the log trimmed, events are
 counted by a pub/sub listener of the soak's own and by the log's ``appended`` counter
-instead of by reading the stream.
+instead of by reading the stream. ``--trace-malloc N`` runs the service under tracemalloc
+and samples what it traces; ``--snapshot-min M`` has it write a snapshot every M minutes
+(``serve --memory-snapshots``) and reports the lines of code that hold more memory a
+virtual week later (``snapshot_growth``).
 
     .venv/bin/python benchmarks/soak.py [--minutes 10] [--speed 60] [--habits-speed 240]
         [--habits-users 300] [--rps 20] [--json soak.json]
@@ -63,6 +66,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
@@ -75,6 +79,7 @@ from benchmarks.common import emit, free_port
 from features.eventlog import EventLog, LogKeys
 from provisioner.demo_processes import terminate
 from provisioner.embedded_redis import EmbeddedRedis
+from service.memory_snapshots import SNAPSHOT_SIGNAL, snapshot_files
 from simulation.workloads import population
 
 PREFIX = "soak:"
@@ -378,13 +383,15 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             # asks again only after the cool-down (30 s of wall time).
             stack.start("node-api", "node-api", "--port", str(api_port))
             wait_until("the node API", lambda: httpx.get(f"{api_url}/").status_code == 200, stack)
+            snapshots = home / "snapshots"
+            serve_args = ["--port", str(service_port), "--log-level", "warning"]
+            if args.snapshot_min:
+                snapshots.mkdir()
+                serve_args += ["--memory-snapshots", str(snapshots)]
             serve = stack.start(
                 "serve",
                 "serve",
-                "--port",
-                str(service_port),
-                "--log-level",
-                "warning",
+                *serve_args,
                 env=stack.env(PROVISIONER_NODE_API_URL=api_url, **trace_malloc(args)),
             )
             wait_until(
@@ -429,6 +436,14 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     summary = summarize(workload, users or len(ids), speed, args, samples, published, drained)
     if args.long:
         summary["long"] = long_report(samples, args, speed)
+    if args.snapshot_min:
+        summary["snapshot_growth"] = snapshot_growth(
+            snapshot_files(snapshots),
+            week_s=7 * 86_400.0 / speed,
+            warm_s=warm_wall_s(args.retention_hours, speed),
+            tolerance_s=args.snapshot_min * 30.0,
+            top=args.snapshot_top,
+        )
     return summary | {
         "end": final,
         "nodes": nodes,
@@ -497,7 +512,7 @@ def run_samples(
     started = time.monotonic()
     end = started + args.minutes * 60
     report_every = min(args.window_min, args.minutes) * 60
-    reported = started
+    reported = snapped = started
     client = log.client
     with httpx.Client(base_url=url, timeout=10.0) as http:
         while True:
@@ -540,6 +555,9 @@ def run_samples(
                     f"{last.nodes_live} nodes",
                     file=sys.stderr,
                 )
+            if args.snapshot_min and last.t - snapped >= args.snapshot_min * 60:
+                snapped = last.t
+                os.kill(pid, SNAPSHOT_SIGNAL)  # serve writes it, off its event loop
             if time.monotonic() >= end:
                 return samples
             time.sleep(min(args.sample_s, max(0.0, end - time.monotonic())))
@@ -724,9 +742,70 @@ def long_trends(
         "week_over_week": week_over_week(
             samples,
             7 * 86_400.0 / speed,  # wall seconds of one virtual week
-            warm_s=(48.0 + retention_hours) * 3600.0 / speed,
+            warm_s=warm_wall_s(retention_hours, speed),
             window_s=window_s,
         ),
+    }
+
+
+def warm_wall_s(retention_hours: float, speed: float) -> float:
+    """Wall seconds until the churn soak is warm: the first departed users forgotten (a
+    cohort's stay of 48 h plus the retention)."""
+    return (48.0 + retention_hours) * 3600.0 / speed
+
+
+def snapshot_growth(
+    files: list[Path], *, week_s: float, warm_s: float, tolerance_s: float, top: int
+) -> dict[str, Any]:
+    """Which lines of code hold more memory a virtual week later (``--snapshot-min``): each
+    snapshot taken once warm against the one taken closest to a week after it (within
+    ``tolerance_s``; without such a pair, the first warm snapshot against the last). Per
+    line (``file:line`` of the allocation), its growth in every pair, listed for the ``top``
+    lines by their mean growth; the pairs' totals too. A line that grows in every pair grows
+    with uptime; one that follows the users held moves both ways."""
+    if len(files) < 2:
+        return {"snapshots": len(files), "pairs": []}
+    taken = [int(f.name.split("-")[1].removesuffix(".tracemalloc")) / 1000 for f in files]
+    start = taken[0]
+    warm = [i for i, t in enumerate(taken) if t - start >= warm_s] or [0]
+    pairs: list[tuple[int, int]] = []
+    for i in warm:
+        j = min(range(len(files)), key=lambda k: abs(taken[k] - taken[i] - week_s))
+        if j > i and abs(taken[j] - taken[i] - week_s) <= tolerance_s:
+            pairs.append((i, j))
+    if not pairs:
+        pairs = [(warm[0], len(files) - 1)]
+    by_line: dict[str, list[float]] = {}
+    totals = []
+    for n, (i, j) in enumerate(pairs):
+        before = tracemalloc.Snapshot.load(str(files[i]))
+        after = tracemalloc.Snapshot.load(str(files[j]))
+        diffs = after.compare_to(before, "lineno")
+        totals.append(
+            {
+                "from_s": round(taken[i] - start, 1),
+                "to_s": round(taken[j] - start, 1),
+                "traced_mb_before": round(sum(d.size - d.size_diff for d in diffs) / 2**20, 3),
+                "growth_mb": round(sum(d.size_diff for d in diffs) / 2**20, 3),
+            }
+        )
+        for d in diffs:
+            line = str(d.traceback[0])
+            by_line.setdefault(line, [0.0] * len(pairs))[n] = d.size_diff / 1024
+        print(f"compared snapshots {n + 1} of {len(pairs)}", file=sys.stderr)
+    ranked = sorted(by_line.items(), key=lambda kv: -statistics.fmean(kv[1]))
+    return {
+        "snapshots": len(files),
+        "pairs": totals,
+        "top_lines": [
+            {
+                "line": line,
+                "mean_kb": round(statistics.fmean(kb), 1),
+                "kb_per_pair": [round(x, 1) for x in kb],
+                "grew_in_every_pair": all(x > 0 for x in kb),
+            }
+            for line, kb in ranked[:top]
+        ],
     }
 
 
@@ -1011,6 +1090,16 @@ def main() -> None:
         help="run the service under tracemalloc, N frames a trace (slower), and sample what "
         "it traces (0: not)",
     )
+    parser.add_argument(
+        "--snapshot-min",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="every M minutes, a tracemalloc snapshot of the service (serve "
+        "--memory-snapshots), compared a virtual week apart at the end (snapshot_growth; "
+        "with --trace-malloc, traced from the start; 0: none)",
+    )
+    parser.add_argument("--snapshot-top", type=int, default=15, help="lines snapshot_growth lists")
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument(
         "--refit",

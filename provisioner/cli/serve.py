@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +21,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    memory_snapshots: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            exists=True,
+            writable=True,
+            help="Folder for tracemalloc snapshots: each SIGUSR1 writes one there (traces "
+            "every allocation from the start with PYTHONTRACEMALLOC=N set, slower; for "
+            "looking into memory).",
+        ),
+    ] = None,
 ) -> None:
     """Run the service: consume the event log, keep warm nodes, serve the API.
 
@@ -36,20 +48,30 @@ def serve(
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node API call
     with wiring.redis_url(settings) as url:
-        summary = asyncio.run(_serve(settings, url, host, port, log_level))
+        summary = asyncio.run(_serve(settings, url, host, port, log_level, memory_snapshots))
     print_json(summary)
 
 
 async def _serve(
-    settings: Settings, url: str, host: str, port: int, log_level: str
+    settings: Settings,
+    url: str,
+    host: str,
+    port: int,
+    log_level: str,
+    memory_snapshots: Path | None,
 ) -> dict[str, object]:
+    import asyncio
+
     import uvicorn
 
     from provisioner.service_wiring import running_service
+    from service import memory_snapshots as snapshots
     from service.redact import redact_url
 
     nodes = redact_url(settings.node_api_url) if settings.node_api_url else "built-in simulator"
 
+    if memory_snapshots is not None:
+        snapshots.on_signal(asyncio.get_running_loop(), memory_snapshots)
     async with running_service(settings, url) as running:
         server = uvicorn.Server(
             uvicorn.Config(running.app, host=host, port=port, log_level=log_level)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from benchmarks.soak import (
     rss_mb,
     sample_from_row,
     sample_row,
+    snapshot_growth,
     trend,
     week_over_week,
 )
@@ -160,3 +162,47 @@ def test_resident_memory_is_told_by_region() -> None:
     assert regions["anon_mb"] >= 100  # numpy's 100 MiB, a mapping of its own
     assert regions["file_mb"] > 1  # the interpreter's and numpy's code
     assert sum(regions.values()) == pytest.approx(total, rel=0.02)
+
+
+def grow(held: list[bytearray]) -> None:
+    held.append(bytearray(512 * 1024))
+
+
+def cycle(held: list[bytearray]) -> None:
+    held.append(bytearray(1024 * 1024))
+
+
+def test_snapshot_growth_tells_a_line_that_grows_a_week_on_from_one_that_cycles(
+    tmp_path: Path,
+) -> None:
+    grown: list[bytearray] = []
+    cycled: list[bytearray] = []
+    taken = [0.0, WEEK_S / 2, WEEK_S, 1.5 * WEEK_S]  # pairs: the first and third, second and last
+    files = []
+    tracemalloc.start(1)
+    try:
+        for serial, t in enumerate(taken, start=1):
+            grow(grown)
+            cycled.clear()
+            if serial in (2, 3):
+                cycle(cycled)
+            files.append(tmp_path / f"{serial}-{int(1e9 + t * 1000)}.tracemalloc")
+            tracemalloc.take_snapshot().dump(str(files[-1]))
+    finally:
+        tracemalloc.stop()
+    got = snapshot_growth(files, week_s=WEEK_S, warm_s=0.0, tolerance_s=10.0, top=50)
+    assert [(p["from_s"], p["to_s"]) for p in got["pairs"]] == [
+        (0.0, round(WEEK_S, 1)),
+        (round(WEEK_S / 2, 1), round(1.5 * WEEK_S, 1)),
+    ]
+    by_line = {row["line"]: row for row in got["top_lines"]}
+    growing = by_line[f"{__file__}:{grow.__code__.co_firstlineno + 1}"]
+    cycling = by_line[f"{__file__}:{cycle.__code__.co_firstlineno + 1}"]
+    assert got["top_lines"][0] is growing  # the line that grows leads
+    assert growing["grew_in_every_pair"]  # two 512 KiB buffers a week (and their lists' slots)
+    assert growing["kb_per_pair"] == [pytest.approx(1024, abs=1)] * 2
+    assert not cycling["grew_in_every_pair"]
+    assert cycling["kb_per_pair"] == [pytest.approx(1024, abs=1), pytest.approx(-1024, abs=1)]
+    # too short for a week apart: the first warm snapshot against the last
+    short = snapshot_growth(files[:2], week_s=WEEK_S, warm_s=0.0, tolerance_s=10.0, top=5)
+    assert [(p["from_s"], p["to_s"]) for p in short["pairs"]] == [(0.0, round(WEEK_S / 2, 1))]

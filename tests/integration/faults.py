@@ -339,11 +339,13 @@ def serve_env(
 
 
 class ServeProcess:
-    """``provisioner serve`` in a subprocess on a free port; output in ``log``."""
+    """``provisioner serve`` in a subprocess on a free port, with ``args`` more; output in
+    ``log``."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, args: tuple[str, ...] = ()) -> None:
         self.env = env
         self.log = log
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -355,8 +357,9 @@ class ServeProcess:
         env.pop("MLFLOW_TRACKING_URI", None)
         env.update(self.env)
         with self.log.open("ab") as out:
+            command = [sys.executable, "-m", "provisioner", "serve", "--port", str(self.port)]
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "provisioner", "serve", "--port", str(self.port)],
+                [*command, *self.args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
