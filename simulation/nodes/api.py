@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import redis.asyncio
 from fastapi import FastAPI, HTTPException
@@ -29,6 +29,11 @@ from simulation.nodes.userfeed import UserFeed
 from simulation.nodes.usertime import UserTime
 
 log = logging.getLogger(__name__)
+
+LISTED_TERMINATED_S: Final = 3600.0
+"""How long ``GET /api/nodes`` lists a terminated node, clock seconds (as a cloud lists a
+terminated instance for a while): the listing holds the nodes alive and lately gone, not
+every node since the start, so what a reconcile reads does not grow with uptime."""
 
 
 class Health(BaseModel):
@@ -85,12 +90,15 @@ def create_node_api(
     publish: Publisher | None = None,
     users: UserTime | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    listed_terminated_s: float | None = LISTED_TERMINATED_S,
 ) -> FastAPI:
     """The node API app.
 
     Status changes are published with ``publish`` or, by default, ``client.publish``; user
     time is followed on ``client`` (without a client, feed ``users`` yourself). Every
-    channel name is prefixed with ``channel_prefix``.
+    channel name is prefixed with ``channel_prefix``. ``GET /api/nodes`` lists a
+    terminated node for ``listed_terminated_s`` of the clock after its termination (for
+    ever with None).
     """
     if publish is None:
         if client is None:
@@ -142,7 +150,8 @@ def create_node_api(
     @app.get("/api/nodes")
     async def list_nodes() -> list[NodeView]:
         await state.live.settle()
-        return [NodeView.of(node) for node in state.live.fleet.nodes()]
+        listed = state.live.fleet.listed(clock.now(), listed_terminated_s)
+        return [NodeView.of(node) for node in listed]
 
     @app.get("/api/efficiency")
     async def report() -> Efficiency:

@@ -126,6 +126,16 @@ class NodeFleet:
         """Every node ever created (terminated ones included), oldest first."""
         return list(self._nodes.values())
 
+    def listed(self, now: float, terminated_for_s: float | None) -> list[Node]:
+        """The nodes a listing at ``now`` shows, oldest first: the live ones, and those
+        terminated at most ``terminated_for_s`` before ``now`` (every one with None)."""
+        if terminated_for_s is None:
+            return self.nodes()
+        since = now - terminated_for_s
+        return [
+            n for n in self._nodes.values() if n.terminated_at is None or n.terminated_at >= since
+        ]
+
     def live(self) -> list[Node]:
         """Nodes not terminated (booting or ready), oldest first."""
         return list(self._live.values())

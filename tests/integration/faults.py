@@ -299,6 +299,7 @@ def node_api(
         clock=clock,
         channel_prefix=channel_prefix,
         publish=proxy.publisher(client.publish),
+        listed_terminated_s=None,  # the tests read every termination of their run
     )
     with serve(proxy, client) as url:
         yield NodeApi(url, proxy)

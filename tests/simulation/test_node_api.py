@@ -324,3 +324,29 @@ def test_feed_handles_messages_without_redis(clock: ScaledClock) -> None:
     assert feed.stats.received == 4 and feed.stats.applied == 1
     assert dict(feed.stats.bad) == {"not_utf8": 1, "unknown_channel": 1, "empty_field": 1}
     assert feed.stats.bad_total == 3
+
+
+def test_a_terminated_node_is_listed_for_a_while_then_not(
+    redis_url: str, key_prefix: str, clock: ScaledClock
+) -> None:
+    client = redis.asyncio.from_url(redis_url)
+    for_s = 60.0  # clock seconds: 1.2 s of wall time
+    app = create_node_api(
+        NodeFleet(BOOT, random.Random(SEED)),
+        client,
+        clock=clock,
+        channel_prefix=key_prefix,
+        listed_terminated_s=for_s,
+    )
+    with serve(app, client) as url:
+        kept, gone = (httpx.post(f"{url}/api/nodes").json()["id"] for _ in range(2))
+        assert httpx.delete(f"{url}/api/nodes/{gone}").status_code == 202
+        listed = {n["id"]: n["status"] for n in httpx.get(f"{url}/api/nodes").json()}
+        assert listed == {kept: "booting", gone: "terminated"}
+        terminated_at = node_api_state(app).live.fleet.nodes()[1].terminated_at
+        assert terminated_at is not None
+        time.sleep(max(0.0, (terminated_at + for_s - clock.now()) / SPEED) + 0.2)
+        assert [n["id"] for n in httpx.get(f"{url}/api/nodes").json()] == [kept]
+        # still known: a repeated delete answers as before, and it still counted
+        assert httpx.delete(f"{url}/api/nodes/{gone}").status_code == 202
+        assert httpx.get(f"{url}/api/efficiency").json()["node_count"] == 2
