@@ -437,13 +437,7 @@ def soak(workload: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     if args.long:
         summary["long"] = long_report(samples, args, speed)
     if args.snapshot_min:
-        summary["snapshot_growth"] = snapshot_growth(
-            snapshot_files(snapshots),
-            week_s=7 * 86_400.0 / speed,
-            warm_s=warm_wall_s(args.retention_hours, speed),
-            tolerance_s=args.snapshot_min * 30.0,
-            top=args.snapshot_top,
-        )
+        summary["snapshot_growth"] = growth_of(snapshots, args, speed)
     return summary | {
         "end": final,
         "nodes": nodes,
@@ -809,6 +803,29 @@ def snapshot_growth(
     }
 
 
+def growth_of(folder: Path, args: argparse.Namespace, speed: float) -> dict[str, Any]:
+    """``snapshot_growth`` of the snapshots in ``folder``, taken every ``--snapshot-min``
+    on a clock at ``speed``."""
+    return snapshot_growth(
+        snapshot_files(folder),
+        week_s=7 * 86_400.0 / speed,
+        warm_s=warm_wall_s(args.retention_hours, speed),
+        tolerance_s=args.snapshot_min * 30.0,
+        top=args.snapshot_top,
+    )
+
+
+def snapshots_of(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``--snapshots-of``: the snapshots of a run stopped before its end, or compared again
+    with other settings (``--habits-speed``, ``--retention-hours``)."""
+    return {
+        "benchmark": "soak-snapshots",
+        "folder": str(folder),
+        "speed": args.habits_speed,
+        "snapshot_growth": growth_of(folder, args, args.habits_speed),
+    }
+
+
 def refit(path: Path) -> dict[str, Any]:
     """A long soak's JSON with its fits made again from its samples (``--refit``): a
     change to the analysis needs no new two-hour run."""
@@ -1108,6 +1125,13 @@ def main() -> None:
         help="no run: make a long soak's fits again from the samples in its JSON",
     )
     parser.add_argument(
+        "--snapshots-of",
+        type=Path,
+        metavar="DIR",
+        help="no run: snapshot_growth of the snapshots in DIR (a --workdir run's "
+        "WORKLOAD/snapshots), with this run's speed and retention",
+    )
+    parser.add_argument(
         "--workdir", type=Path, help="a new folder to run in and keep (processes' logs, Redis)"
     )
     if parser.parse_known_args()[0].long:
@@ -1115,6 +1139,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.refit is not None:
         emit(refit(args.refit), args.json)
+        return
+    if args.snapshots_of is not None:
+        emit(snapshots_of(args.snapshots_of, args), args.json)
         return
     if platform.system() != "Linux":
         parser.error("reads /proc: Linux only")
