@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import redis.asyncio
 from fastapi import FastAPI, HTTPException
@@ -23,17 +23,12 @@ from features.clock import WALL_CLOCK, Clock
 from features.events import DEFAULT_LIMITS, Limits
 from service.efficiency import Efficiency
 from simulation.nodes.efficiency import efficiency_report
-from simulation.nodes.fleet import Node, NodeFleet, Termination
+from simulation.nodes.fleet import LISTED_TERMINATED_S, Node, NodeFleet, Termination
 from simulation.nodes.live_fleet import LiveFleet, Publisher
 from simulation.nodes.userfeed import UserFeed
 from simulation.nodes.usertime import UserTime
 
 log = logging.getLogger(__name__)
-
-LISTED_TERMINATED_S: Final = 3600.0
-"""How long ``GET /api/nodes`` lists a terminated node, clock seconds (as a cloud lists a
-terminated instance for a while): the listing holds the nodes alive and lately gone, not
-every node since the start, so what a reconcile reads does not grow with uptime."""
 
 
 class Health(BaseModel):

@@ -7,8 +7,9 @@ distribution is one without changes).
 
 A node counts from its create request to its termination, boot included; a node still
 alive counts up to ``now`` (docs/architecture.md, "Three numbers"). Terminated nodes stay
-listed, so a second delete of the same id is recognised (and answered like the first,
-without counting anything twice).
+known, so a second delete of the same id is recognised (and answered like the first,
+without counting anything twice); a listing (:meth:`NodeFleet.listed`) shows them for
+``LISTED_TERMINATED_S`` after their termination.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import heapq
 import random
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from features.events import NodeStatus
 from simulation.nodes.boot import BootSchedule, BootTime
@@ -59,6 +61,12 @@ class Termination(Enum):
     TERMINATED = "terminated"
     ALREADY_TERMINATED = "already_terminated"
     UNKNOWN = "unknown"
+
+
+LISTED_TERMINATED_S: Final = 3600.0
+"""How long a listing of the simulated provider shows a terminated node, clock seconds (as
+a cloud lists a terminated instance for a while): it holds the nodes alive and lately gone,
+not every node since the start, so what a reconcile reads does not grow with uptime."""
 
 
 class NodeFleet:

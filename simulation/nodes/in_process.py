@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 
 from service.provider import ProviderNode
-from simulation.nodes.fleet import Termination
+from simulation.nodes.fleet import LISTED_TERMINATED_S, Termination
 from simulation.nodes.live_fleet import LiveFleet
 
 
@@ -37,7 +37,7 @@ class InProcessNodes:
         await self.live.settle()
         return [
             ProviderNode(node.id, node.status.value, node.created_at, node.ready_at)
-            for node in self.live.fleet.nodes()
+            for node in self.live.fleet.listed(self.live.clock.now(), LISTED_TERMINATED_S)
         ]
 
     async def aclose(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from features.events import NodeStatus, UserActivity, UserConnect, UserDisconnect
 from simulation.nodes.boot import FixedBoot, UniformBoot, parse_boot_schedule
 from simulation.nodes.efficiency import efficiency_report
-from simulation.nodes.fleet import NodeFleet, Termination, Transition
+from simulation.nodes.fleet import LISTED_TERMINATED_S, NodeFleet, Termination, Transition
 from simulation.nodes.usertime import UserTime
 
 T0 = 1_700_000_000.0
@@ -262,3 +262,16 @@ def test_efficiency_report() -> None:
     assert report.total_node_time_seconds == 40.0 + 30.0
     assert report.efficiency_percentage == pytest.approx(50 / 70 * 100)
     assert (report.user_count, report.node_count) == (2, 2)
+
+
+def test_a_listing_shows_a_terminated_node_for_a_while_then_not() -> None:
+    f = fleet()
+    first, second, third = (f.create(now) for now in (0.0, 1.0, 2.0))
+    f.terminate(second.id, 100.0)
+    f.terminate(first.id, 200.0)
+    ids = [n.id for n in f.listed(200.0 + LISTED_TERMINATED_S, LISTED_TERMINATED_S)]
+    assert ids == [first.id, third.id]  # oldest first; the second gone an hour and more ago
+    assert [n.id for n in f.listed(400.0 + LISTED_TERMINATED_S, LISTED_TERMINATED_S)] == [third.id]
+    assert [n.id for n in f.listed(1e9, None)] == [first.id, second.id, third.id]
+    # gone from the listing, not from the fleet: a second delete is still recognised
+    assert f.terminate(second.id, 1e9) is Termination.ALREADY_TERMINATED
