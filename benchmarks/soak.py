@@ -79,7 +79,7 @@ from benchmarks.common import emit, free_port
 from features.eventlog import EventLog, LogKeys
 from provisioner.demo_processes import terminate
 from provisioner.embedded_redis import EmbeddedRedis
-from service.memory_snapshots import SNAPSHOT_SIGNAL, snapshot_files
+from service.memory_snapshots import SNAPSHOT_SIGNAL, snapshot_files, taken_at
 from simulation.workloads import population
 
 PREFIX = "soak:"
@@ -759,7 +759,7 @@ def snapshot_growth(
     with uptime; one that follows the users held moves both ways."""
     if len(files) < 2:
         return {"snapshots": len(files), "pairs": []}
-    taken = [int(f.name.split("-")[1].removesuffix(".tracemalloc")) / 1000 for f in files]
+    taken = [taken_at(f) for f in files]
     start = taken[0]
     warm = [i for i, t in enumerate(taken) if t - start >= warm_s] or [0]
     pairs: list[tuple[int, int]] = []

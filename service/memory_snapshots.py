@@ -29,9 +29,19 @@ DEFAULT_FRAMES: Final = 10
 """Frames a trace keeps when tracemalloc was not already tracing."""
 
 
+def serial_of(path: Path) -> int:
+    """A snapshot's place in its folder, 1 for the first."""
+    return int(path.name.split("-", 1)[0])
+
+
+def taken_at(path: Path) -> float:
+    """When a snapshot was taken, unix seconds (to the millisecond)."""
+    return int(path.name.removesuffix(SUFFIX).split("-", 1)[1]) / 1000
+
+
 def snapshot_files(folder: Path) -> list[Path]:
     """The snapshots in ``folder``, in the order they were taken."""
-    return sorted(folder.glob(f"*{SUFFIX}"), key=lambda p: int(p.name.split("-", 1)[0]))
+    return sorted(folder.glob(f"*{SUFFIX}"), key=serial_of)
 
 
 def take_snapshot(folder: Path, serial: int) -> Path:
@@ -47,9 +57,7 @@ def take_snapshot(folder: Path, serial: int) -> Path:
 def on_signal(loop: asyncio.AbstractEventLoop, folder: Path) -> None:
     """Take a snapshot into ``folder`` at every ``SIGUSR1`` from now on, tracing first if
     tracemalloc is not (with :data:`DEFAULT_FRAMES` frames: what was allocated before is not
-    traced). The folder must exist and be writable: a ``ValueError`` says so otherwise."""
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder: the memory snapshots go there")
+    traced). The folder must exist and be writable (``serve --memory-snapshots`` checks)."""
     if not tracemalloc.is_tracing():
         tracemalloc.start(DEFAULT_FRAMES)
         log.warning(

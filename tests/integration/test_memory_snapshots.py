@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from features.clock import ScaledClock
-from service.memory_snapshots import snapshot_files
+from service.memory_snapshots import serial_of, snapshot_files, taken_at
 from tests.integration.faults import ServeProcess, node_api, redis_process, serve_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_each_sigusr1_writes_a_snapshot_of_the_running_service(
 ) -> None:
     folder = tmp_path / "snapshots"
     folder.mkdir()
-    anchor = time.time()
+    anchor = started = time.time()
     with ExitStack() as stack:
         server = stack.enter_context(redis_process(tmp_path / "redis"))
         api = stack.enter_context(node_api(server.url, ScaledClock(anchor=anchor, speed=SPEED)))
@@ -51,7 +51,8 @@ def test_each_sigusr1_writes_a_snapshot_of_the_running_service(
         assert service.is_ready()  # it went on serving
         assert service.stop() == 0
     files = snapshot_files(folder)
-    assert [f.name.split("-")[0] for f in files] == ["1", "2"]
+    assert [serial_of(f) for f in files] == [1, 2]
+    assert started <= taken_at(files[0]) <= taken_at(files[1]) <= time.time()
     assert not list(folder.glob("*.partial"))
     first = tracemalloc.Snapshot.load(str(files[0]))
     by_file = {stat.traceback[0].filename: stat.size for stat in first.statistics("filename")}
